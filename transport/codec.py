@@ -177,7 +177,9 @@ def decode(
             raise ProtocolError("too_large", f"frame {i} is {len(buf)} bytes, limit {limits.max_frame_bytes}")
     try:
         header = json.loads(bytes(raw[0]).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and integers past Python's digit limit;
+        # RecursionError comes from deeply nested arrays, which fit easily in the header limit.
         raise ProtocolError("garbled", f"header frame is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
         raise ProtocolError("garbled", "header frame is not a JSON object")
@@ -199,6 +201,8 @@ def decode(
         )
     except TypeError as exc:
         raise ProtocolError("garbled", str(exc)) from None
+    if not math.isfinite(envelope.time_s):
+        raise ProtocolError("garbled", "header field 'time_s' is not a finite number")
     body = header.get("body", {})
     specs = header.get("arrays", [])
     if not isinstance(body, dict) or not isinstance(specs, list):
@@ -254,4 +258,7 @@ def _decode_array(spec: Any, buf: memoryview, index: int, kind: str) -> tuple[st
             f"{kind}: array '{name}' declares shape {tuple(shape)} {dtype} ({expected} bytes) "
             f"but its frame has {len(buf)} bytes",
         )
-    return name, np.frombuffer(buf, dtype=dtype).reshape(shape)
+    try:
+        return name, np.frombuffer(buf, dtype=dtype).reshape(shape)
+    except ValueError as exc:  # e.g. a zero-size shape with dimensions numpy cannot represent
+        raise ProtocolError("bad_frame", f"{kind}: array '{name}' has an unusable shape {tuple(shape)}: {exc}") from None
