@@ -1,0 +1,56 @@
+"""The `hilrl` command: a table of subcommands, each delegating to a `main(argv, prog)` in its package.
+
+Subcommand modules are imported only when run, so `hilrl --help` stays fast and one subcommand's
+heavy dependencies (MuJoCo, torch) never load for another. To add a subcommand, add a row to
+`SUBCOMMANDS`; its module's `main(argv: list[str], prog: str) -> int` parses its own flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One `hilrl` subcommand.
+
+    Attributes:
+        module: dotted module whose `main(argv, prog) -> int` runs it.
+        help: one line for `hilrl --help`.
+    """
+
+    module: str
+    help: str
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "robot-server": Subcommand("robot_server.server", "serve an arm (sim or real) with the server-side safety layer"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hilrl` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="hilrl",
+        description="Human-in-the-loop RL for robot arms.",
+        epilog="Run `hilrl COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, sub in SUBCOMMANDS.items():
+        # add_help=False: the subcommand's own parser answers --help with its real options.
+        commands.add_parser(name, help=sub.help, add_help=False)
+    # Only the command name is parsed here; everything after it belongs to the subcommand.
+    args, _ = parser.parse_known_args(argv[:1] or argv)
+    sub = SUBCOMMANDS[args.command]
+    module = importlib.import_module(sub.module)
+    return int(module.main(argv[1:], prog=f"hilrl {args.command}") or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

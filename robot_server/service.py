@@ -1,0 +1,381 @@
+"""The robot server's request handling and safety layer, shared by every arm backend.
+
+`RobotService` turns one decoded request into one reply. It knows nothing about sockets: the
+ZeroMQ server (`server.py`) and the in-process robot (`hardware.robot.InProcessRobot`) both call it,
+so the same limits apply with or without a server process. It trusts no client:
+
+- Pose targets: quaternion normalised; position clipped to the workspace box; orientation clipped
+  to a per-axis box around the home orientation (rotation vector in the home frame); then the
+  per-command motion limit (per axis, relative to the *measured* TCP pose), then the boxes again.
+- Error latch: while the backend reports errors (or the service has latched "force_limit"), motion
+  requests are refused with `ErrorReply("controller_error")`. Only `ClearErrors` clears the latch.
+- Watchdog (realtime clock only): no `SetPoseTarget` for `watchdog_timeout_s` -> the arm holds its
+  measured pose and states report "holding" until the next target.
+- Any exception from the backend becomes `ErrorReply("backend_error")`; a request never kills the
+  server.
+
+`PhysicsPacer` keeps a simulated arm on the wall clock for the realtime clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from robot_server.backend import ArmBackend
+from robot_server.config import ServerConfig
+from transport.robot_messages import (
+    Ack,
+    Advance,
+    ClearErrors,
+    ErrorReply,
+    GetInfo,
+    GetState,
+    GoHome,
+    Images,
+    Render,
+    RobotState,
+    ServerInfo,
+    SetGripper,
+    SetImpedance,
+    SetPoseTarget,
+)
+from transport.spatial import (
+    orientation_error,
+    quat_conj,
+    quat_mul,
+    quat_normalize,
+    quat_to_rotvec,
+    rotvec_to_quat,
+)
+
+log = logging.getLogger(__name__)
+
+Reply = RobotState | Ack | ErrorReply | ServerInfo | Images
+
+
+class _Refused(Exception):
+    """Internal: a request is refused with an ErrorReply(code, message)."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+class RobotService:
+    """Safety layer and request dispatch for one arm backend.
+
+    Args:
+        backend: the arm (already constructed; the service does not own its lifetime).
+        config: server configuration; `config.safety` holds every limit applied here and
+            `config.clock` decides whether `Advance` is served and whether the watchdog runs.
+    """
+
+    def __init__(self, backend: ArmBackend, config: ServerConfig):
+        if config.clock == "lockstep" and backend.realtime_only:
+            raise ValueError(
+                f"the {backend.name} backend runs on its own clock; use clock: realtime, not lockstep"
+            )
+        self.backend = backend
+        self.config = config
+        safety = config.safety
+        self._box_min_m = np.asarray(safety.workspace_min_m, dtype=np.float64)
+        self._box_max_m = np.asarray(safety.workspace_max_m, dtype=np.float64)
+        self._orientation_limit_rad = np.asarray(safety.orientation_limit_rad, dtype=np.float64)
+        self._home_quat = quat_normalize(backend.home_quaternion_wxyz)
+        self._latched: list[str] = []  # errors the service itself latched (force limit)
+        self._last_motion_s: float | None = None  # None: watchdog disarmed
+        self._holding = False
+        self._handlers: dict[type, Callable[[Any, float], Reply]] = {
+            GetInfo: self._get_info,
+            GetState: self._get_state,
+            SetPoseTarget: self._set_pose_target,
+            SetGripper: self._set_gripper,
+            GoHome: self._go_home,
+            SetImpedance: self._set_impedance,
+            ClearErrors: self._clear_errors,
+            Render: self._render,
+            Advance: self._advance,
+        }
+
+    # ------------------------------------------------------------------ public API
+
+    def handle(self, msg: Any, now_s: float) -> Reply:
+        """Serve one request; returns its reply (never raises for a bad request or a backend fault).
+
+        Args:
+            msg: a decoded request dataclass from `transport.robot_messages`.
+            now_s: the server's monotonic clock in seconds (drives the watchdog).
+        """
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            return ErrorReply(
+                "unknown_kind",
+                f"{type(msg).__name__} is not a request; requests are "
+                f"{', '.join(t.__name__ for t in self._handlers)}",
+            )
+        try:
+            return handler(msg, now_s)
+        except _Refused as exc:
+            return ErrorReply(exc.code, str(exc))
+        except Exception as exc:  # the server outlives any backend fault
+            log.exception("backend failed on %s", type(msg).__name__)
+            return ErrorReply("backend_error", f"{type(msg).__name__} failed in the backend: {type(exc).__name__}: {exc}")
+
+    def tick(self, now_s: float) -> None:
+        """Periodic checks between requests (realtime clock): watchdog and force limit.
+
+        Args:
+            now_s: the server's monotonic clock in seconds.
+        """
+        if self.config.clock != "realtime":
+            return  # lockstep: nothing moves between requests, so there is nothing to watch
+        try:
+            if (
+                not self._holding
+                and self._last_motion_s is not None
+                and now_s - self._last_motion_s > self.config.safety.watchdog_timeout_s
+            ):
+                log.warning(
+                    "watchdog: no pose target for %.3f s (limit %.3f s); holding the measured pose",
+                    now_s - self._last_motion_s,
+                    self.config.safety.watchdog_timeout_s,
+                )
+                self.backend.hold()
+                self._holding = True
+            self._observe(self.backend.state())
+        except Exception:
+            log.exception("backend failed during the periodic safety check")
+
+    @property
+    def errors(self) -> list[str]:
+        """Errors latched by the service itself (the backend reports its own in its state)."""
+        return list(self._latched)
+
+    # ------------------------------------------------------------------ safety helpers
+
+    def _observe(self, state: RobotState) -> RobotState:
+        """Latch the force limit if exceeded; return the state as clients should see it."""
+        force_n = float(np.linalg.norm(state.tcp_force_n))
+        limit_n = self.config.safety.max_force_n
+        if force_n > limit_n and not any(e.startswith("force_limit") for e in self._latched):
+            message = f"force_limit: external force {force_n:.1f} N exceeded {limit_n:.1f} N"
+            log.error("%s; holding the arm", message)
+            self._latched.append(message)
+            self.backend.hold()
+        errors = [*state.errors, *self._latched]
+        if errors or state.status == "error":
+            status = "error"
+        elif self._holding:
+            status = "holding"
+        else:
+            status = state.status
+        if status == state.status and errors == state.errors:
+            return state
+        return dataclasses.replace(state, status=status, errors=errors)
+
+    def _state(self) -> RobotState:
+        return self._observe(self.backend.state())
+
+    def _require_no_errors(self, request: str) -> RobotState:
+        state = self._state()
+        if state.errors or state.status == "error":
+            shown = "; ".join(state.errors) or "controller reports status 'error'"
+            raise _Refused(
+                "controller_error",
+                f"{request} refused: controller error latched ({shown}); make the cell safe, "
+                "then send clear_errors",
+            )
+        return state
+
+    def safe_target(
+        self, position_m: np.ndarray, quaternion_wxyz: np.ndarray, state: RobotState
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The target the arm may accept, given a requested one and the measured state.
+
+        Args:
+            position_m: requested TCP position (3,), base frame.
+            quaternion_wxyz: requested TCP orientation (4,), need not be normalised.
+            state: the measured state (the motion limit is relative to the measured TCP pose).
+        Returns:
+            (position_m, quaternion_wxyz) inside the workspace box, the orientation box, and within
+            one command's motion limit of the measured pose (the boxes win if they conflict).
+        Raises:
+            _Refused: a quaternion with no direction.
+        """
+        try:
+            quat = quat_normalize(quaternion_wxyz)
+        except ValueError:
+            raise _Refused(
+                "bad_field", f"set_pose_target.quaternion_wxyz {list(quaternion_wxyz)} has zero norm"
+            ) from None
+        position = np.clip(np.asarray(position_m, dtype=np.float64), self._box_min_m, self._box_max_m)
+        quat = self._clip_orientation(quat)
+
+        safety = self.config.safety
+        measured_pos = np.asarray(state.tcp_position_m, dtype=np.float64)
+        position = np.clip(position, measured_pos - safety.max_step_m, measured_pos + safety.max_step_m)
+        position = np.clip(position, self._box_min_m, self._box_max_m)
+
+        measured_quat = quat_normalize(state.tcp_quaternion_wxyz)
+        step = np.clip(orientation_error(quat, measured_quat), -safety.max_step_rad, safety.max_step_rad)
+        quat = quat_normalize(quat_mul(rotvec_to_quat(step), measured_quat))
+        quat = self._clip_orientation(quat)
+        return position, quat
+
+    def _clip_orientation(self, quat: np.ndarray) -> np.ndarray:
+        # Relative rotation in the home frame: quat = home * relative.
+        relative = quat_to_rotvec(quat_mul(quat_conj(self._home_quat), quat))
+        clipped = np.clip(relative, -self._orientation_limit_rad, self._orientation_limit_rad)
+        if np.array_equal(clipped, relative):
+            return quat
+        return quat_normalize(quat_mul(self._home_quat, rotvec_to_quat(clipped)))
+
+    # ------------------------------------------------------------------ request handlers
+
+    def _get_info(self, msg: GetInfo, now_s: float) -> ServerInfo:
+        b = self.backend
+        return ServerInfo(
+            backend=b.name,
+            task=b.task,
+            clock=self.config.clock,
+            control_period_s=self.config.control_period_s,
+            cameras=list(b.cameras),
+            home_position_m=np.asarray(b.home_position_m, dtype=np.float64),
+            home_quaternion_wxyz=np.asarray(self._home_quat, dtype=np.float64),
+            workspace_min_m=self._box_min_m.copy(),
+            workspace_max_m=self._box_max_m.copy(),
+            watchdog_timeout_s=self.config.safety.watchdog_timeout_s,
+        )
+
+    def _get_state(self, msg: GetState, now_s: float) -> RobotState:
+        return self._state()
+
+    def _set_pose_target(self, msg: SetPoseTarget, now_s: float) -> RobotState:
+        position = np.asarray(msg.position_m, dtype=np.float64)
+        quat = np.asarray(msg.quaternion_wxyz, dtype=np.float64)
+        # Checked here as well as in the codec: in-process callers skip the wire.
+        if position.shape != (3,) or quat.shape != (4,):
+            raise _Refused(
+                "bad_field",
+                f"set_pose_target: position_m must have shape (3,) and quaternion_wxyz (4,), "
+                f"got {position.shape} and {quat.shape}",
+            )
+        if not (np.isfinite(position).all() and np.isfinite(quat).all()):
+            raise _Refused("bad_field", "set_pose_target: position_m or quaternion_wxyz contains NaN or inf")
+        state = self._require_no_errors("set_pose_target")
+        position, quat = self.safe_target(position, quat, state)
+        self.backend.set_target(position, quat)
+        self._last_motion_s = now_s
+        self._holding = False
+        state = self._state()
+        # The reply shows exactly what was accepted, whatever the backend echoes.
+        return dataclasses.replace(state, target_position_m=position, target_quaternion_wxyz=quat)
+
+    def _set_gripper(self, msg: SetGripper, now_s: float) -> Ack:
+        self._require_no_errors("set_gripper")
+        self.backend.set_gripper(float(msg.opening))
+        return Ack()
+
+    def _go_home(self, msg: GoHome, now_s: float) -> RobotState:
+        self._require_no_errors("go_home")
+        self.backend.go_home(msg.position_noise_m, msg.rotation_noise_rad, msg.seed)
+        # At home the target equals the pose, so the arm is at rest: the watchdog re-arms on the
+        # next pose target.
+        self._last_motion_s = None
+        self._holding = False
+        return self._state()
+
+    def _set_impedance(self, msg: SetImpedance, now_s: float) -> Ack:
+        self.backend.set_impedance(msg.params)
+        return Ack()
+
+    def _clear_errors(self, msg: ClearErrors, now_s: float) -> RobotState:
+        if self._latched:
+            log.info("clearing latched errors on request: %s", "; ".join(self._latched))
+        self.backend.clear_errors()
+        self._latched.clear()
+        return self._state()
+
+    def _render(self, msg: Render, now_s: float) -> Images:
+        valid = list(self.backend.cameras)
+        if not valid:
+            raise _Refused("unsupported", f"the {self.backend.name} backend has no cameras to render")
+        unknown = [c for c in msg.cameras if c not in valid]
+        if unknown:
+            raise _Refused(
+                "bad_field",
+                f"render.cameras: unknown camera {', '.join(repr(c) for c in unknown)}; valid: {', '.join(valid)}",
+            )
+        pixels, capture_time_s = self.backend.render(list(msg.cameras))
+        return Images(cameras=list(msg.cameras), pixels=pixels, capture_time_s=float(capture_time_s))
+
+    def _advance(self, msg: Advance, now_s: float) -> RobotState:
+        if self.config.clock != "lockstep":
+            raise _Refused("unsupported", "advance is only served with the lockstep clock; this server runs realtime")
+        self.backend.advance(msg.periods * self.config.control_period_s)
+        return self._state()
+
+
+class PhysicsPacer:
+    """Keeps a simulated arm on the wall clock (realtime clock) and runs the service's checks.
+
+    Physics advances in whole physics steps; the remainder carries to the next call so robot time
+    tracks wall time without drift. If the caller falls behind by more than `max_catch_up_s`, the
+    excess is dropped (robot time runs slow) rather than simulated, so a slow machine degrades
+    instead of spiralling.
+
+    Args:
+        service: the service whose backend to advance and whose `tick` to run.
+        timestep_s: physics step of the backend.
+        max_catch_up_s: most robot time simulated per call.
+        chunk_s: physics is advanced in chunks of at most this long with a `tick` after each, so
+            the watchdog and force limit act within a chunk even over a long catch-up.
+    """
+
+    def __init__(
+        self,
+        service: RobotService,
+        timestep_s: float,
+        max_catch_up_s: float = 0.05,
+        chunk_s: float = 0.01,
+    ):
+        self.service = service
+        self.timestep_s = timestep_s
+        self.max_catch_up_s = max_catch_up_s
+        self.chunk_s = max(chunk_s, timestep_s)
+        self._last_s: float | None = None
+        self._debt_s = 0.0
+        self.dropped_s = 0.0  # total wall time not simulated because we fell behind
+
+    def catch_up(self, now_s: float) -> float:
+        """Advance physics to `now_s` (monotonic seconds); returns the time dropped by this call."""
+        if self._last_s is None:
+            self._last_s = now_s
+            return 0.0
+        self._debt_s += max(0.0, now_s - self._last_s)
+        self._last_s = now_s
+        dropped = 0.0
+        if self._debt_s > self.max_catch_up_s:
+            dropped = self._debt_s - self.max_catch_up_s
+            self._debt_s = self.max_catch_up_s
+            self.dropped_s += dropped
+        virtual_s = now_s - self._debt_s
+        steps = int(self._debt_s / self.timestep_s + 1e-9)
+        steps_per_chunk = max(1, int(self.chunk_s / self.timestep_s + 1e-9))
+        if steps == 0:
+            self.service.tick(now_s)
+        while steps > 0:
+            n = min(steps, steps_per_chunk)
+            duration = n * self.timestep_s
+            self._debt_s -= duration
+            virtual_s += duration
+            steps -= n
+            self.service.backend.advance(duration)
+            self.service.tick(virtual_s)
+        self._debt_s = max(0.0, self._debt_s)
+        return dropped
