@@ -1,0 +1,14 @@
+"""The actor: the gymnasium environment around the robot, and (later) the fixed-rate control loop.
+
+Importing this package registers the simulated tasks with gymnasium:
+`hilrl/SimReach-v0`, `hilrl/SimPickCube-v0`, `hilrl/SimPegInsert-v0`
+(keyword arguments: `images=True` adds the front and wrist cameras; `overrides=[...]`).
+"""
+
+import gymnasium as gym
+
+_SIM_IDS = {"hilrl/SimReach-v0": "reach", "hilrl/SimPickCube-v0": "pick_cube", "hilrl/SimPegInsert-v0": "peg_insert"}
+
+for _env_id, _task in _SIM_IDS.items():
+    if _env_id not in gym.registry:
+        gym.register(id=_env_id, entry_point="actor.make:make_sim_env", kwargs={"task": _task})

@@ -275,6 +275,10 @@ class SimBackend:
             raise ValueError(f"unknown camera(s) {unknown}; this sim has {list(CAMERAS)}")
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, self.sim_config.image_height, self.sim_config.image_width)
+            # Headless machines render with Mesa's software EGL, where shadow maps cost ~25 ms a
+            # frame and reflections more; the policy gains little from either.
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
         mujoco.mj_kinematics(self.model, self.data)
         mujoco.mj_camlight(self.model, self.data)
         frames = np.empty((len(cameras), self.sim_config.image_height, self.sim_config.image_width, 3), np.uint8)

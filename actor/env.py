@@ -1,0 +1,221 @@
+"""`RobotEnv`: the gymnasium environment around a robot (simulated or real).
+
+Space contract
+    observation: Dict{"state": Box(float32, (n,)), <camera>: Box(uint8, (H, W, 3)) per camera}
+        The state layout is `ObservationConfig.state` (see actor/config.py for each block).
+    action: Box(-1, 1, (3 [+3 rotation] [+1 gripper],), float32)
+        xyz: TCP translation in the TCP frame, times `translation_scale_m`;
+        rotation (when `rotation_scale_rad` > 0): rotation vector in the TCP frame, times the scale;
+        gripper (when enabled, last): >= 0.5 closes, <= -0.5 opens, in between keeps the command.
+    reward: `success_reward` on the step the task succeeds, else 0.
+    terminated: the task succeeded. truncated: the time limit was reached or the robot reported a
+        controller error (info["robot_errors"]). A time limit is never a termination.
+    info: "succeeded", "intervened" (False here; intervention wrappers set it), "robot_time_s",
+        "robot_errors".
+
+One step: new TCP target = measured pose + scaled action, clipped to the workspace box, sent to the
+robot (which clips again); then either one lockstep `advance` (sim, lockstep clock) or a wait until
+the next control tick (realtime clock); then the new state (and camera frames) is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from actor.config import STATE_WIDTHS, EnvConfig
+from hardware.robot import RobotInterface
+from transport.robot_messages import RobotState
+from transport.spatial import (
+    orientation_error,
+    quat_mul,
+    quat_normalize,
+    quat_to_matrix,
+    rotvec_to_quat,
+)
+
+log = logging.getLogger(__name__)
+
+GRIPPER_THRESHOLD = 0.5
+
+
+class RobotEnv(gym.Env):
+    """Gymnasium environment over any `RobotInterface`.
+
+    Args:
+        config: the `env:` section.
+        robot: connected robot (in-process sim or `RobotClient`); the env owns and closes it.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self, config: EnvConfig, robot: RobotInterface, render_mode: str | None = None):
+        self.config = config
+        self.robot = robot
+        self.render_mode = render_mode
+        self.server_info = robot.info()
+        self.lockstep = self.server_info.clock == "lockstep"
+        self.control_period_s = self.server_info.control_period_s
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / self.control_period_s)}
+        missing = [c for c in config.observation.cameras if c not in self.server_info.cameras]
+        if missing:
+            raise ValueError(
+                f"env.observation.cameras: {missing} not provided by the robot (it has {self.server_info.cameras})"
+            )
+        if config.workspace_min_m is None:
+            self.workspace_min_m = np.asarray(self.server_info.workspace_min_m, dtype=np.float64)
+            self.workspace_max_m = np.asarray(self.server_info.workspace_max_m, dtype=np.float64)
+        else:
+            self.workspace_min_m = np.asarray(config.workspace_min_m, dtype=np.float64)
+            self.workspace_max_m = np.asarray(config.workspace_max_m, dtype=np.float64)
+
+        act = config.action
+        n_act = 3 + (3 if act.rotation_scale_rad > 0 else 0) + (1 if act.gripper else 0)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (n_act,), np.float32)
+        n_state = sum(STATE_WIDTHS[k] for k in config.observation.state)
+        spaces: dict[str, gym.Space] = {"state": gym.spaces.Box(-np.inf, np.inf, (n_state,), np.float32)}
+        self._image_shape: tuple[int, int, int] | None = None
+        if config.observation.cameras or render_mode == "rgb_array":
+            probe = robot.render(config.observation.cameras or [self.server_info.cameras[0]])
+            self._image_shape = tuple(probe.pixels.shape[1:])
+        for cam in config.observation.cameras:
+            spaces[cam] = gym.spaces.Box(0, 255, self._image_shape, np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+
+        self.robot_state: RobotState | None = None
+        self._reset_position = np.zeros(3)
+        self._reset_quat = np.array([1.0, 0.0, 0.0, 0.0])
+        self._gripper_cmd = 1.0
+        self._steps = 0
+        self._next_tick_s = 0.0
+        self._last_frames: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ gymnasium API
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        state = self.robot.state()
+        if state.errors:
+            if not self.config.clear_errors_on_reset:
+                raise RuntimeError(
+                    f"robot reports controller errors {state.errors}; make the cell safe, then clear "
+                    "them (set env.clear_errors_on_reset: true to do it at every reset in the sim)"
+                )
+            log.warning("clearing controller errors at reset: %s", state.errors)
+            self.robot.clear_errors()
+        episode_seed = int(self.np_random.integers(0, 2**31 - 1))
+        state = self.robot.go_home(
+            position_noise_m=self.config.reset_position_noise_m,
+            rotation_noise_rad=self.config.reset_rotation_noise_rad,
+            seed=episode_seed,
+        )
+        self._reset_position = state.tcp_position_m.copy()
+        self._reset_quat = state.tcp_quaternion_wxyz.copy()
+        self._gripper_cmd = state.gripper_opening
+        self._steps = 0
+        self._next_tick_s = time.monotonic() + self.control_period_s
+        self.robot_state = state
+        return self._observe(state), self._info(state)
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        if self.robot_state is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"action has shape {action.shape}, expected {self.action_space.shape}")
+        if not np.isfinite(action).all():
+            raise ValueError(f"action contains NaN or inf: {action}")
+        action = np.clip(action, -1.0, 1.0)
+
+        position, quat = self._target_from_action(action, self.robot_state)
+        self.robot.set_pose_target(position, quat)
+        if self.config.action.gripper:
+            g = action[-1]
+            command = 0.0 if g >= GRIPPER_THRESHOLD else 1.0 if g <= -GRIPPER_THRESHOLD else self._gripper_cmd
+            if command != self._gripper_cmd:
+                self.robot.set_gripper(command)
+                self._gripper_cmd = command
+        if self.lockstep:
+            state = self.robot.advance(1)
+        else:
+            self._wait_for_tick()
+            state = self.robot.state()
+        self.robot_state = state
+        self._steps += 1
+
+        succeeded = bool(state.task_success)
+        terminated = succeeded
+        truncated = not terminated and (self._steps >= self.config.max_episode_steps or bool(state.errors))
+        if state.errors:
+            log.warning("robot reported controller errors; ending the episode: %s", state.errors)
+        reward = self.config.success_reward if succeeded else 0.0
+        return self._observe(state), reward, terminated, truncated, self._info(state)
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        if self._last_frames:
+            return next(iter(self._last_frames.values()))
+        return self.robot.render([self.server_info.cameras[0]]).pixels[0]
+
+    def close(self) -> None:
+        self.robot.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _target_from_action(self, action: np.ndarray, state: RobotState) -> tuple[np.ndarray, np.ndarray]:
+        """Measured pose + action (TCP frame), clipped to the workspace box."""
+        act = self.config.action
+        rot = quat_to_matrix(state.tcp_quaternion_wxyz)
+        position = state.tcp_position_m + rot @ (action[:3] * act.translation_scale_m)
+        position = np.clip(position, self.workspace_min_m, self.workspace_max_m)
+        if act.rotation_scale_rad > 0:
+            delta = rotvec_to_quat(rot @ (action[3:6] * act.rotation_scale_rad))
+            quat = quat_normalize(quat_mul(delta, state.tcp_quaternion_wxyz))
+        else:
+            quat = self._reset_quat
+        return position, quat
+
+    def _wait_for_tick(self) -> None:
+        now = time.monotonic()
+        if self._next_tick_s > now:
+            time.sleep(self._next_tick_s - now)
+            self._next_tick_s += self.control_period_s
+        else:  # late: start a fresh schedule rather than bursting to catch up
+            self._next_tick_s = now + self.control_period_s
+
+    def _observe(self, state: RobotState) -> dict[str, np.ndarray]:
+        blocks = []
+        for key in self.config.observation.state:
+            if key == "tcp_pose":
+                blocks.append(state.tcp_position_m - self._reset_position)
+                blocks.append(orientation_error(state.tcp_quaternion_wxyz, self._reset_quat))
+            elif key == "tcp_twist":
+                blocks += [state.tcp_linear_velocity_m_per_s, state.tcp_angular_velocity_rad_per_s]
+            elif key == "tcp_wrench":
+                blocks += [state.tcp_force_n, state.tcp_torque_nm]
+            elif key == "gripper":
+                blocks.append([state.gripper_opening])
+            elif key == "object":
+                if state.object_state is None:
+                    raise RuntimeError("env.observation.state has 'object', but this robot reports no object state (sim only)")
+                blocks.append(np.asarray(state.object_state[:3]) - self._reset_position)
+        obs: dict[str, np.ndarray] = {"state": np.concatenate(blocks).astype(np.float32)}
+        cameras = self.config.observation.cameras
+        if cameras:
+            images = self.robot.render(cameras)
+            self._last_frames = {name: images.pixels[i] for i, name in enumerate(images.cameras)}
+            obs.update(self._last_frames)
+        return obs
+
+    def _info(self, state: RobotState) -> dict[str, Any]:
+        return {
+            "succeeded": bool(state.task_success),
+            "intervened": False,
+            "robot_time_s": state.robot_time_s,
+            "robot_errors": list(state.errors),
+        }

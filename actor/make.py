@@ -1,0 +1,48 @@
+"""Build a `RobotEnv` from a task config (file, shipped name, or parsed document)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from actor.config import EnvConfig
+from actor.env import RobotEnv
+from configs import config_path
+from hardware.connect import open_robot
+from transport.config import load_document, parse_document, section
+
+SIM_TASKS = ("reach", "pick_cube", "peg_insert")
+SIM_CAMERAS = ("front", "wrist")
+
+
+def make_env(
+    config: str | Path | dict[str, Any], overrides: Iterable[str] = (), render_mode: str | None = None
+) -> RobotEnv:
+    """Environment for a config file path or an already-loaded document, with dotted overrides."""
+    if isinstance(config, dict):
+        doc = parse_document(config, overrides)
+    else:
+        doc = load_document(config, overrides)
+    env_config = section(doc, "env", EnvConfig)
+    robot = open_robot(doc, env_config.connection)
+    try:
+        return RobotEnv(env_config, robot, render_mode=render_mode)
+    except Exception:
+        robot.close()
+        raise
+
+
+def make_sim_env(
+    task: str, images: bool = False, overrides: Iterable[str] = (), render_mode: str | None = None
+) -> RobotEnv:
+    """The shipped sim config for `task` ("reach", "pick_cube", "peg_insert").
+
+    Args:
+        images: add the front and wrist cameras to the observation.
+        overrides: dotted overrides, e.g. ["env.max_episode_steps=20"].
+    """
+    if task not in SIM_TASKS:
+        raise ValueError(f"unknown sim task {task!r}; expected one of {', '.join(SIM_TASKS)}")
+    extra = [f"env.observation.cameras=[{', '.join(SIM_CAMERAS)}]"] if images else []
+    return make_env(config_path(f"sim_{task}"), [*extra, *overrides], render_mode=render_mode)

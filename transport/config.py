@@ -1,0 +1,92 @@
+"""Task config documents: one YAML file per task, one section per process.
+
+    task: pick_cube          # which task (the sim builds its scene from it)
+    robot_server: {...}      # robot_server.config.ServerConfig
+    env: {...}               # actor.config.EnvConfig
+    (later: learner, actor)
+
+Each process validates the sections it uses with `section()`; this module checks the top level
+and applies dotted command-line overrides such as `env.max_episode_steps=50`. The document's
+hash (`document_hash`) is what peers compare in their handshake. YAML is loaded with the safe
+loader: a config can hold data, never code.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from transport.schema import SchemaError, from_dict
+
+T = TypeVar("T")
+
+SECTIONS = ("task", "robot_server", "env", "learner", "actor")
+
+
+def load_document(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Read a task YAML file, check its top-level keys, apply `key.path=value` overrides.
+
+    Raises:
+        FileNotFoundError: no such file.
+        SchemaError: unknown top-level key, bad YAML, or a malformed override; names the key.
+    """
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SchemaError(str(path), f"not valid YAML: {exc}") from None
+    return parse_document(doc if doc is not None else {}, overrides, where=str(path))
+
+
+def parse_document(doc: Any, overrides: Iterable[str] = (), where: str = "config") -> dict[str, Any]:
+    """Validate the top level of an already-parsed document and apply overrides (returns a copy)."""
+    if not isinstance(doc, dict):
+        raise SchemaError(where, "the top level must be a mapping of sections")
+    doc = copy.deepcopy(doc)
+    for override in overrides:
+        apply_override(doc, override)
+    for key in doc:
+        if key not in SECTIONS:
+            near = difflib.get_close_matches(str(key), SECTIONS, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; valid sections: {', '.join(SECTIONS)}"
+            raise SchemaError(str(key), f"unknown section{hint}")
+    if not isinstance(doc.get("task", ""), str):
+        raise SchemaError("task", "must be a task name string")
+    return doc
+
+
+def apply_override(doc: dict[str, Any], override: str) -> None:
+    """Set `a.b.c=value` in `doc` in place; the value is parsed as a YAML scalar or flow list."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise SchemaError(override, "an override must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise SchemaError(key, f"override value {raw!r} is not valid YAML: {exc}") from None
+    node = doc
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SchemaError(key, f"'{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def section(doc: dict[str, Any], name: str, cls: type[T]) -> T:
+    """Validated dataclass for one section (defaults when the section is absent)."""
+    return from_dict(cls, doc.get(name) or {}, name)
+
+
+def document_hash(doc: dict[str, Any]) -> str:
+    """Stable short hash of a document (sorted-key JSON), for handshakes and run records."""
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
