@@ -105,14 +105,16 @@ class PickCube(Task):
 
 
 class PegInsert(Task):
-    """Insert the held peg at least 2 cm into the hole. object_state: hole top centre (3,), m.
+    """Insert the held peg at least 2 cm into the hole.
+
+    object_state (6,): hole top centre (3), then the peg tip position (3), m.
 
     The peg is fixed in the hand (as if grasped before the episode), so the gripper plays no part.
     """
 
     name = "peg_insert"
     spec = TaskSpec(home_position_m=(0.5, 0.0, 0.17), gripper_opening_at_home=PEG_HALF_WIDTH_M * 2 / 0.08)
-    object_state_size = 3
+    object_state_size = 6
     insert_depth_m = 0.02
     place_low = np.array([0.45, -0.1])
     place_high = np.array([0.55, 0.1])
@@ -136,7 +138,7 @@ class PegInsert(Task):
         return bool(centred and tip[2] < top[2] - self.insert_depth_m)
 
     def object_state(self, data: mujoco.MjData) -> np.ndarray:
-        return self.hole_top()
+        return np.concatenate([self.hole_top(), data.site_xpos[self._tip]])
 
 
 TASKS: dict[str, type[Task]] = {t.name: t for t in (Reach, PickCube, PegInsert)}
