@@ -29,6 +29,7 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "robot-server": Subcommand("robot_server.server", "serve an arm (sim or real) with the server-side safety layer"),
+    "run": Subcommand("actor.expert_run", "the main job on the simulated robot (server process + scripted expert)"),
 }
 
 

@@ -1,0 +1,133 @@
+"""Start and stop a robot server as a child process (for `hilrl run`, benchmarks and tests).
+
+The child is `python -m hilrl_cli robot-server ...`; it prints one readiness line,
+"robot server listening on ENDPOINT", on stdout, which is how the parent learns the real port when
+it asked for port 0. The child's log goes to a file so a failure can be shown, never lost.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+READY_PREFIX = "robot server listening on "
+
+
+@dataclass
+class ServerProcess:
+    """A running `hilrl robot-server` child.
+
+    Attributes:
+        proc: the process.
+        endpoint: the endpoint it listens on (with the real port).
+        port: its TCP port.
+        log_path: where its log (stderr) goes.
+    """
+
+    proc: subprocess.Popen
+    endpoint: str
+    port: int
+    log_path: Path
+    _stdout_lines: queue.Queue = field(repr=False, default_factory=queue.Queue)
+
+    def log_tail(self, n_chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text()[-n_chars:]
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
+        """Stop the process (`sig`, then SIGKILL after `timeout_s`); returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # in case it was left stopped
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout_s)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_server_process(
+    task: str,
+    *,
+    config: str | Path | None = None,
+    clock: str | None = None,
+    port: int = 0,
+    extra_args: Sequence[str] = (),
+    log_path: str | Path | None = None,
+    timeout_s: float = 30.0,
+) -> ServerProcess:
+    """Start `hilrl robot-server` (sim backend) and wait until it listens.
+
+    Args:
+        task: sim task.
+        config: task YAML file whose `robot_server:` section the server uses.
+        clock: "lockstep" or "realtime" (default: the config's).
+        port: TCP port; 0 lets the server pick a free one.
+        extra_args: more command-line arguments.
+        log_path: file for the server's log (default: a temporary file).
+        timeout_s: how long to wait for the readiness line.
+    Raises:
+        RuntimeError: the server exited or did not become ready; the message holds its log tail.
+    """
+    if log_path is None:
+        with tempfile.NamedTemporaryFile(prefix="robot_server_", suffix=".log", delete=False) as f:
+            log_path = f.name
+    log_path = Path(log_path)
+    cmd = [sys.executable, "-m", "hilrl_cli", "robot-server", "--backend", "sim", "--task", task, "--port", str(port)]
+    if config is not None:
+        cmd += ["--config", str(config)]
+    if clock is not None:
+        cmd += ["--clock", clock]
+    cmd += list(extra_args)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("MUJOCO_GL", "egl")
+    # The child must find this checkout's packages whether or not the project is installed.
+    repo = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True)
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True, name="robot-server-stdout").start()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            line = ""
+        if line and line.startswith(READY_PREFIX):
+            endpoint = line.strip()[len(READY_PREFIX) :]
+            return ServerProcess(proc, endpoint, int(endpoint.rsplit(":", 1)[1]), log_path, lines)
+        if line is None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(
+                f"robot server did not start (exit {proc.returncode}): {' '.join(cmd)}\n"
+                f"{log_path.read_text()[-4000:]}"
+            )
