@@ -13,6 +13,7 @@ by `clear_errors`: a joint at its limit ("joint_limit") and a non-finite physics
 from __future__ import annotations
 
 import logging
+import os
 
 import mujoco
 import numpy as np
@@ -274,7 +275,14 @@ class SimBackend:
         if unknown:
             raise ValueError(f"unknown camera(s) {unknown}; this sim has {list(CAMERAS)}")
         if self._renderer is None:
-            self._renderer = mujoco.Renderer(self.model, self.sim_config.image_height, self.sim_config.image_width)
+            try:
+                self._renderer = mujoco.Renderer(self.model, self.sim_config.image_height, self.sim_config.image_width)
+            except Exception as exc:
+                raise RuntimeError(
+                    f"cannot create a MuJoCo renderer (MUJOCO_GL={os.environ.get('MUJOCO_GL', 'unset')}): {exc}. "
+                    "Headless machines need MUJOCO_GL=egl and the EGL library (Debian/Ubuntu: "
+                    "apt-get install libegl1 libgl1)."
+                ) from exc
             # Headless machines render with Mesa's software EGL, where shadow maps cost ~25 ms a
             # frame and reflections more; the policy gains little from either.
             self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
