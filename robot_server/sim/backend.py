@@ -36,6 +36,15 @@ log = logging.getLogger(__name__)
 
 CAMERAS = ("front", "wrist")
 _JOINT_LIMIT_MARGIN_RAD = 0.005
+_LIMIT_LOW_RAD = JOINT_LIMITS_RAD[:, 0] + _JOINT_LIMIT_MARGIN_RAD
+_LIMIT_HIGH_RAD = JOINT_LIMITS_RAD[:, 1] - _JOINT_LIMIT_MARGIN_RAD
+# Warnings MuJoCo raises when it resets a diverged simulation (or zeroes non-finite controls).
+_UNSTABLE_WARNINGS = (
+    mujoco.mjtWarning.mjWARN_BADQPOS,
+    mujoco.mjtWarning.mjWARN_BADQVEL,
+    mujoco.mjtWarning.mjWARN_BADQACC,
+    mujoco.mjtWarning.mjWARN_BADCTRL,
+)
 _SETTLE_AFTER_RESET_S = 0.1  # lets objects come to rest on the table after placement
 
 
@@ -188,6 +197,8 @@ class SimBackend:
     def _step(self, n: int) -> None:
         m, d = self.model, self.data
         ctrl = self.controller
+        q = d.qpos[:N_ARM_JOINTS]  # a view: follows every step
+        at_limit: np.ndarray | None = None
         for _ in range(n):
             mujoco.mj_step1(m, d)
             self._update_jacobian()
@@ -203,19 +214,27 @@ class SimBackend:
                 self._posture,
             )
             mujoco.mj_step2(m, d)
+            # Checked at every physics step, like the real arm's reflexes: a limit touched and
+            # left within one control period must latch whatever the clock (lockstep advances a
+            # whole period per call).
+            if at_limit is None and ((q < _LIMIT_LOW_RAD).any() or (q > _LIMIT_HIGH_RAD).any()):
+                at_limit = q.copy()
         if n:
-            self._check_errors()
+            self._check_errors(at_limit)
 
-    def _check_errors(self) -> None:
+    def _check_errors(self, at_limit: np.ndarray | None = None) -> None:
         d = self.data
-        if not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
+        # MuJoCo resets the data itself (and counts a warning) when the state blows up, so a
+        # diverged simulation is usually finite again by the time we look: check both.
+        unstable = any(d.warning[w].number for w in _UNSTABLE_WARNINGS)
+        if unstable or not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
             log.error("physics diverged; resetting the arm to home")
             self.go_home(0.0, 0.0, None)
             self._latch("physics_diverged: simulation state became non-finite; arm reset to home")
             return
-        q = d.qpos[:N_ARM_JOINTS]
-        low = q < JOINT_LIMITS_RAD[:, 0] + _JOINT_LIMIT_MARGIN_RAD
-        high = q > JOINT_LIMITS_RAD[:, 1] - _JOINT_LIMIT_MARGIN_RAD
+        q = d.qpos[:N_ARM_JOINTS] if at_limit is None else at_limit
+        low = q < _LIMIT_LOW_RAD
+        high = q > _LIMIT_HIGH_RAD
         for j in np.flatnonzero(low | high):
             self._latch(f"joint_limit: joint {j + 1} at {q[j]:.3f} rad")
 
