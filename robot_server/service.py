@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 Reply = RobotState | Ack | ErrorReply | ServerInfo | Images
 
+_ORIENTATION_CLIP_ROUNDS = 20
+
 
 class _Refused(Exception):
     """Internal: a request is refused with an ErrorReply(code, message)."""
@@ -221,10 +223,17 @@ class RobotService:
         position = np.clip(position, measured_pos - safety.max_step_m, measured_pos + safety.max_step_m)
         position = np.clip(position, self._box_min_m, self._box_max_m)
 
+        # The orientation box (home frame) and the step limit (base frame, about the measured
+        # orientation) do not commute, so one pass of each can leave the other slightly violated;
+        # alternating the two clips converges to a target meeting both when one exists. The box
+        # is applied last: it wins if they cannot both hold.
         measured_quat = quat_normalize(state.tcp_quaternion_wxyz)
-        step = np.clip(orientation_error(quat, measured_quat), -safety.max_step_rad, safety.max_step_rad)
-        quat = quat_normalize(quat_mul(rotvec_to_quat(step), measured_quat))
-        quat = self._clip_orientation(quat)
+        for _ in range(_ORIENTATION_CLIP_ROUNDS):
+            error = orientation_error(quat, measured_quat)
+            step = np.clip(error, -safety.max_step_rad, safety.max_step_rad)
+            if np.array_equal(step, error):
+                break
+            quat = self._clip_orientation(quat_normalize(quat_mul(rotvec_to_quat(step), measured_quat)))
         return position, quat
 
     def _clip_orientation(self, quat: np.ndarray) -> np.ndarray:
