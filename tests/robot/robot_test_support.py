@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,8 @@ class RawClient:
         self.socket = self.context.socket(kind)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
+        # The server answers a repeated (sender, seq) from its cache: each client is its own sender.
+        self.sender = f"raw-test-{uuid.uuid4().hex[:8]}"
 
     def send(self, frames: Sequence[bytes]) -> None:
         self.socket.send_multipart(list(frames))
@@ -151,9 +154,9 @@ class RawClient:
             return None
         return self.socket.recv_multipart()
 
-    def request(self, msg, sender: str = "raw-test", seq: int = 1, timeout_s: float = 5.0):
+    def request(self, msg, sender: str | None = None, seq: int = 1, timeout_s: float = 5.0):
         """Send a well-formed message; returns (envelope, reply). Fails the test on no reply."""
-        self.send(encode(msg, ROBOT_MESSAGES, sender=sender, seq=seq))
+        self.send(encode(msg, ROBOT_MESSAGES, sender=sender or self.sender, seq=seq))
         frames = self.recv(timeout_s)
         assert frames is not None, f"no reply to {type(msg).__name__} within {timeout_s} s"
         return decode(frames, ROBOT_MESSAGES)

@@ -42,7 +42,7 @@ class Session:
 
     def __call__(self, msg):
         self.seq += 1
-        envelope, reply = self.raw.request(msg, sender="safety-test", seq=self.seq)
+        envelope, reply = self.raw.request(msg, seq=self.seq)
         assert envelope.seq == self.seq
         return reply
 

@@ -160,3 +160,12 @@ def test_config_file_values_apply_and_flags_override(servers, tmp_path):
     assert info.clock == "lockstep"  # the flag wins over the file
     assert info.control_period_s == pytest.approx(0.05)
     np.testing.assert_allclose(info.workspace_max_m, [0.7, 0.3, 0.4])
+
+
+def test_render_over_the_wire(lockstep_server):
+    with RawClient(lockstep_server.endpoint) as raw:
+        _, images = raw.request(Render(["wrist", "front"]), timeout_s=30)
+    assert not isinstance(images, ErrorReply), images
+    assert images.cameras == ["wrist", "front"]
+    assert images.pixels.shape == (2, 128, 128, 3) and images.pixels.dtype == np.uint8
+    assert images.pixels.std() > 0  # a scene, not a blank frame
