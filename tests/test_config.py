@@ -1,0 +1,266 @@
+"""Task YAML configs: validation errors name the dotted key (and suggest the nearest one), dotted
+overrides apply, YAML cannot run code, and every shipped config loads and validates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from actor.config import EnvConfig
+from actor.make import make_env
+from configs import config_path
+from robot_server.config import ServerConfig
+from robot_server.server import ConfigError, load_config
+from robot_server.sim.tasks import TASKS
+from transport.config import SECTIONS, document_hash, load_document, parse_document, section
+from transport.schema import SchemaError, to_dict
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+SECTION_TYPES = {"robot_server": ServerConfig, "env": EnvConfig}
+
+
+def _write(tmp_path: Path, text: str, name: str = "task.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _shipped_with(tmp_path: Path, old: str, new: str, name: str = "sim_reach") -> Path:
+    """A copy of a shipped config with one textual edit (which must apply exactly once)."""
+    text = config_path(name).read_text()
+    assert text.count(old) == 1, f"{old!r} should occur once in {name}.yaml"
+    return _write(tmp_path, text.replace(old, new))
+
+
+def _validate_all(doc: dict) -> None:
+    for name, cls in SECTION_TYPES.items():
+        section(doc, name, cls)
+
+
+# ---------------------------------------------------------------------------------- bad keys
+
+
+def test_misspelt_key_names_the_dotted_key_and_the_nearest_one(tmp_path):
+    path = _shipped_with(tmp_path, "max_episode_steps:", "max_episod_steps:")
+    doc = load_document(path)  # the top level is fine; the env section is what is wrong
+    with pytest.raises(SchemaError) as info:
+        section(doc, "env", EnvConfig)
+    assert info.value.key == "env.max_episod_steps"
+    assert "did you mean 'max_episode_steps'" in str(info.value)
+    assert str(info.value).startswith("env.max_episod_steps:")
+    # Building the env from that file fails the same way, before any robot is opened.
+    with pytest.raises(SchemaError, match=r"env\.max_episod_steps.*max_episode_steps"):
+        make_env(path)
+
+
+def test_misspelt_nested_key_names_the_full_path(tmp_path):
+    path = _shipped_with(
+        tmp_path, "translational_stiffness_n_per_m:", "translational_stifness_n_per_m:"
+    )
+    with pytest.raises(SchemaError) as info:
+        section(load_document(path), "robot_server", ServerConfig)
+    assert info.value.key == "robot_server.impedance.translational_stifness_n_per_m"
+    assert "did you mean 'translational_stiffness_n_per_m'" in str(info.value)
+    # The robot server's own loader (hilrl robot-server --config) names it too.
+    with pytest.raises(
+        ConfigError, match=r"robot_server\.impedance\.translational_stifness_n_per_m"
+    ):
+        load_config(str(path))
+
+
+def test_unknown_key_with_no_near_match_lists_the_valid_ones(tmp_path):
+    path = _shipped_with(tmp_path, "  max_episode_steps: 50", "  max_episode_steps: 50\n  zzzz: 1")
+    with pytest.raises(SchemaError) as info:
+        section(load_document(path), "env", EnvConfig)
+    assert info.value.key == "env.zzzz"
+    assert "valid keys" in str(info.value) and "max_episode_steps" in str(info.value)
+
+
+def test_unknown_top_level_section(tmp_path):
+    path = _shipped_with(tmp_path, "\nenv:", "\nenvv:")
+    with pytest.raises(SchemaError) as info:
+        load_document(path)
+    assert info.value.key == "envv"
+    assert "unknown section" in str(info.value) and "did you mean 'env'" in str(info.value)
+
+    path = _write(tmp_path, "task: reach\nrobot_arm_settings: {}\n", "other.yaml")
+    with pytest.raises(SchemaError) as info:
+        load_document(path)
+    assert info.value.key == "robot_arm_settings"
+    assert all(s in str(info.value) for s in SECTIONS)
+
+
+# ---------------------------------------------------------------------------------- bad values
+
+
+@pytest.mark.parametrize(
+    "old, new, key, fragment",
+    [
+        ("max_episode_steps: 50", "max_episode_steps: fifty", "env.max_episode_steps", "integer"),
+        ("max_episode_steps: 50", "max_episode_steps: 50.5", "env.max_episode_steps", "integer"),
+        ("gripper: false", "gripper: maybe", "env.action.gripper", "true/false"),
+        (
+            "control_rate_hz: 10 ",
+            "control_rate_hz: fast ",
+            "robot_server.control_rate_hz",
+            "number",
+        ),
+        ("clock: lockstep ", "clock: wallclock ", "robot_server.clock", "'lockstep'"),
+        (
+            "workspace_min_m: [0.30, -0.25, 0.05]",
+            "workspace_min_m: [0.30, -0.25]",
+            "robot_server.safety.workspace_min_m",
+            "expected 3 values",
+        ),
+        (
+            "state: [tcp_pose, tcp_twist, object]",
+            "state: tcp_pose",
+            "env.observation.state",
+            "list",
+        ),
+        ("max_force_n: 100.0", "max_force_n: .nan", "robot_server.safety.max_force_n", "finite"),
+    ],
+)
+def test_wrong_type_names_the_key(tmp_path, old, new, key, fragment):
+    doc = load_document(_shipped_with(tmp_path, old, new))
+    with pytest.raises(SchemaError) as info:
+        _validate_all(doc)
+    assert info.value.key == key
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("env.max_episode_steps=0", "max_episode_steps"),
+        ("env.action.translation_scale_m=0.5", "translation_scale_m"),
+        ("env.observation.state=[tcp_pose, tcp_speed]", "tcp_speed"),
+        ("robot_server.sim.timestep_s=0.1", "timestep_s"),
+        ("robot_server.safety.workspace_min_m=[0.8, -0.25, 0.05]", "workspace_min_m"),
+        ("robot_server.impedance.translational_clip_m=0", "translational_clip_m"),
+    ],
+)
+def test_out_of_range_values_are_refused_with_the_field_named(override, fragment):
+    doc = load_document(config_path("sim_reach"), [override])
+    with pytest.raises(SchemaError, match=fragment):
+        _validate_all(doc)
+
+
+def test_yaml_cannot_run_code(tmp_path):
+    path = _write(tmp_path, "task: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(SchemaError, match="not valid YAML"):
+        load_document(path)
+
+
+# ---------------------------------------------------------------------------------- overrides
+
+
+def test_dotted_overrides_apply():
+    path = config_path("sim_reach")
+    doc = load_document(
+        path,
+        [
+            "env.max_episode_steps=7",
+            "robot_server.impedance.translational_clip_m=0.004",
+            "env.observation.cameras=[front, wrist]",
+            "robot_server.address=tcp://127.0.0.1:6001",
+            "env.clear_errors_on_reset=false",
+        ],
+    )
+    env = section(doc, "env", EnvConfig)
+    server = section(doc, "robot_server", ServerConfig)
+    assert env.max_episode_steps == 7
+    assert env.observation.cameras == ["front", "wrist"]
+    assert env.clear_errors_on_reset is False
+    assert server.impedance.translational_clip_m == 0.004
+    assert server.address == "tcp://127.0.0.1:6001"
+    # Untouched values keep the file's.
+    assert server.impedance.translational_stiffness_n_per_m == 2000.0
+    assert env.action.translation_scale_m == 0.03
+    # The file itself is untouched, the hash follows the content.
+    plain = load_document(path)
+    assert plain["env"]["max_episode_steps"] == 50
+    assert document_hash(doc) != document_hash(plain)
+    assert document_hash(load_document(path)) == document_hash(plain)
+
+
+def test_override_of_a_misspelt_key_is_caught():
+    doc = load_document(config_path("sim_reach"), ["env.max_episod_steps=7"])
+    with pytest.raises(SchemaError) as info:
+        section(doc, "env", EnvConfig)
+    assert info.value.key == "env.max_episod_steps"
+    assert "did you mean 'max_episode_steps'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("env.max_episode_steps", "env.max_episode_steps"),  # no '='
+        ("=5", "=5"),  # no key
+        ("task.name=reach", "task.name"),  # 'task' is a value, not a section
+        ("env.max_episode_steps=[1, 2", "env.max_episode_steps"),  # bad YAML value
+    ],
+)
+def test_malformed_overrides_are_refused(override, key):
+    with pytest.raises(SchemaError) as info:
+        load_document(config_path("sim_reach"), [override])
+    assert info.value.key == key
+
+
+def test_parse_document_does_not_modify_its_input():
+    doc = {"task": "reach", "env": {"max_episode_steps": 5}}
+    out = parse_document(doc, ["env.max_episode_steps=9"])
+    assert out["env"]["max_episode_steps"] == 9
+    assert doc["env"]["max_episode_steps"] == 5
+
+
+# ---------------------------------------------------------------------------------- shipped
+
+
+def test_the_shipped_configs_are_the_sim_tasks():
+    assert {p.stem for p in SHIPPED} == {f"sim_{t}" for t in TASKS}
+
+
+def _assert_matches(raw, parsed, where: str) -> None:
+    """Every value written in the YAML is the value the dataclass holds (nothing ignored)."""
+    if isinstance(raw, dict):
+        assert isinstance(parsed, dict), where
+        for key, value in raw.items():
+            assert key in parsed, f"{where}.{key} was dropped"
+            _assert_matches(value, parsed[key], f"{where}.{key}")
+    elif isinstance(raw, list):
+        assert list(parsed) == raw, where
+    else:
+        assert parsed == raw, where
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_config_loads_and_validates(path):
+    doc = load_document(path)
+    assert set(doc) <= set(SECTIONS)
+    assert doc["task"] in TASKS
+    assert path.stem == f"sim_{doc['task']}"
+    raw = yaml.safe_load(path.read_text())
+    for name, cls in SECTION_TYPES.items():
+        assert name in doc, f"{path.name} has no {name}: section"
+        parsed = section(doc, name, cls)
+        assert isinstance(parsed, cls)
+        _assert_matches(raw[name], to_dict(parsed), name)
+    server = section(doc, "robot_server", ServerConfig)
+    env = section(doc, "env", EnvConfig)
+    # The robot server's own loader agrees with the actor's.
+    assert load_config(str(path)) == server
+    # Shipped sim configs stay safe to run anywhere: loopback, sim backend, in-process env.
+    assert server.backend == "sim" and server.address.startswith("tcp://127.0.0.1:")
+    assert env.connection == "inprocess"
+    # config_path finds it by name.
+    assert config_path(path.stem).samefile(path)
+
+
+def test_config_path_names_the_shipped_configs_when_one_is_missing():
+    with pytest.raises(FileNotFoundError, match="sim_reach"):
+        config_path("sim_rech")
