@@ -300,7 +300,7 @@ class _Server:
             "0",
         ]
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop())
+        self._log = open(log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
             cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True
         )
