@@ -37,7 +37,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -47,7 +46,7 @@ from robot_server.config import ServerConfig
 from robot_server.service import PhysicsPacer, RobotService
 from transport.codec import Limits, ProtocolError, decode, encode
 from transport.robot_messages import ROBOT_MESSAGES, ErrorReply
-from transport.schema import SchemaError, from_dict
+from transport.schema import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -361,27 +360,29 @@ def serve(
 
 
 def load_config(path: str | None) -> ServerConfig:
-    """The `robot_server:` section of a YAML file (defaults when `path` is None).
+    """The `robot_server:` section of a task YAML file (defaults when `path` is None).
+
+    Raises:
+        ConfigError: unreadable file, invalid YAML, or a key that does not fit (the key is named).
+    """
+    return load_task_config(path)[0]
+
+
+def load_task_config(path: str | None) -> tuple[ServerConfig, str]:
+    """(`robot_server:` section, `task:` name) of a task YAML file; (defaults, "") for None.
 
     Raises:
         ConfigError: unreadable file, invalid YAML, or a key that does not fit (the key is named).
     """
     if path is None:
-        return ServerConfig()
-    import yaml  # only the CLI reads YAML
+        return ServerConfig(), ""
+    from transport.config import load_document, section  # only the CLI reads YAML
 
     try:
-        text = Path(path).read_text()
+        doc = load_document(path)
+        return section(doc, "robot_server", ServerConfig), doc.get("task", "")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    try:
-        return from_dict(ServerConfig, data.get("robot_server") or {}, "robot_server")
     except SchemaError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -393,7 +394,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "server-side safety layer. Flags override the --config file.",
     )
     parser.add_argument("--backend", choices=["sim", "franka"], help="arm backend (default: config, else sim)")
-    parser.add_argument("--task", help="sim task: reach, pick_cube or peg_insert (required with the sim backend)")
+    parser.add_argument("--task", help="sim task: reach, pick_cube or peg_insert (default: the config's task:)")
     parser.add_argument("--port", type=int, help="TCP port to bind (0: any free port, printed at start)")
     parser.add_argument("--host", help="loopback address to bind (default: config, else 127.0.0.1)")
     parser.add_argument("--clock", choices=["realtime", "lockstep"], help="physics clock (default: config, else lockstep)")
@@ -402,9 +403,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
-    """The config file (if any) with command-line overrides applied. Raises ConfigError."""
-    config = load_config(args.config)
+def config_from_args(args: argparse.Namespace) -> tuple[ServerConfig, str]:
+    """(config, task) from the config file (if any) with command-line overrides applied.
+
+    Raises:
+        ConfigError: a bad file or flag, or no task for the sim backend.
+    """
+    config, task = load_task_config(args.config)
+    task = args.task or task
     changes: dict[str, Any] = {}
     if args.backend is not None:
         changes["backend"] = args.backend
@@ -422,7 +428,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                 raise ConfigError(f"--port {args.port} is not a TCP port (0..65535)")
             port = str(args.port)
         changes["address"] = f"tcp://{host}:{port}"
-    return dataclasses.replace(config, **changes) if changes else config
+    if changes:
+        config = dataclasses.replace(config, **changes)
+    if config.backend == "sim" and not task:
+        raise ConfigError("the sim backend needs a task: --task reach|pick_cube|peg_insert, or task: in --config")
+    return config, task
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -432,9 +442,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     name = parser.prog
     try:
-        config = config_from_args(args)
-        if config.backend == "sim" and not args.task:
-            raise ConfigError("--task is required with the sim backend (reach, pick_cube, peg_insert)")
+        config, task = config_from_args(args)
         check_loopback(config.address)
     except ConfigError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
@@ -445,7 +453,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         print(f"robot server listening on {endpoint}", flush=True)
 
     try:
-        serve(config, args.task or "", on_ready=announce)
+        serve(config, task, on_ready=announce)
     except ConfigError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2

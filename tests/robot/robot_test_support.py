@@ -90,14 +90,14 @@ def start_server(
     Args:
         clock: "lockstep" or "realtime".
         port: TCP port; 0 lets the server pick a free one.
-        task: sim task.
+        task: sim task ("": the config file's).
         extra_args: more command-line arguments (e.g. ["--config", path]).
         timeout_s: how long to wait for the readiness line.
     """
     log_file = tempfile.NamedTemporaryFile(prefix="robot_server_", suffix=".log", delete=False)
     cmd = [
-        sys.executable, "-m", "hilrl_cli", "robot-server", "--backend", "sim", "--task", task,
-        "--clock", clock, "--port", str(port), *extra_args,
+        sys.executable, "-m", "hilrl_cli", "robot-server", "--backend", "sim", "--clock", clock,
+        "--port", str(port), *(["--task", task] if task else []), *extra_args,
     ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=log_file, text=True)
     log_file.close()

@@ -17,6 +17,7 @@ from robot_server.server import REQUEST_LIMITS
 from transport.codec import decode, encode
 from transport.robot_messages import (
     ROBOT_MESSAGES,
+    Ack,
     Advance,
     ErrorReply,
     GetInfo,
@@ -169,3 +170,17 @@ def test_render_over_the_wire(lockstep_server):
     assert images.cameras == ["wrist", "front"]
     assert images.pixels.shape == (2, 128, 128, 3) and images.pixels.dtype == np.uint8
     assert images.pixels.std() > 0  # a scene, not a blank frame
+
+
+def test_a_reply_kind_sent_as_a_request_is_refused(lockstep_server):
+    with RawClient(lockstep_server.endpoint) as raw:
+        _, reply = raw.request(Ack())
+    assert isinstance(reply, ErrorReply) and reply.code == "unknown_kind"
+    assert_mentions(reply.message, ("Ack", "SetPoseTarget"))
+
+
+def test_task_comes_from_the_config_file(servers):
+    server = servers(task="", extra_args=["--config", str(REPO / "configs" / "sim_pick_cube.yaml")])
+    with RawClient(server.endpoint) as raw:
+        _, info = raw.request(GetInfo())
+    assert info.task == "pick_cube"
