@@ -60,8 +60,8 @@ Reply = RobotState | Ack | ErrorReply | ServerInfo | Images
 _ORIENTATION_CLIP_ROUNDS = 20
 
 
-class _Refused(Exception):
-    """Internal: a request is refused with an ErrorReply(code, message)."""
+class RequestRefused(Exception):
+    """A request the safety layer refuses; `handle` turns it into ErrorReply(code, message)."""
 
     def __init__(self, code: str, message: str):
         self.code = code
@@ -92,6 +92,7 @@ class RobotService:
         self._latched: list[str] = []  # errors the service itself latched (force limit)
         self._last_motion_s: float | None = None  # None: watchdog disarmed
         self._holding = False
+        self._tick_failing = False
         self._handlers: dict[type, Callable[[Any, float], Reply]] = {
             GetInfo: self._get_info,
             GetState: self._get_state,
@@ -122,7 +123,7 @@ class RobotService:
             )
         try:
             return handler(msg, now_s)
-        except _Refused as exc:
+        except RequestRefused as exc:
             return ErrorReply(exc.code, str(exc))
         except Exception as exc:  # the server outlives any backend fault
             log.exception("backend failed on %s", type(msg).__name__)
@@ -150,8 +151,11 @@ class RobotService:
                 self.backend.hold()
                 self._holding = True
             self._observe(self.backend.state())
+            self._tick_failing = False
         except Exception:
-            log.exception("backend failed during the periodic safety check")
+            if not self._tick_failing:  # once per failure streak: this runs every few ms
+                log.exception("backend failed during the periodic safety check")
+            self._tick_failing = True
 
     @property
     def errors(self) -> list[str]:
@@ -187,7 +191,7 @@ class RobotService:
         state = self._state()
         if state.errors or state.status == "error":
             shown = "; ".join(state.errors) or "controller reports status 'error'"
-            raise _Refused(
+            raise RequestRefused(
                 "controller_error",
                 f"{request} refused: controller error latched ({shown}); make the cell safe, "
                 "then send clear_errors",
@@ -207,12 +211,12 @@ class RobotService:
             (position_m, quaternion_wxyz) inside the workspace box, the orientation box, and within
             one command's motion limit of the measured pose (the boxes win if they conflict).
         Raises:
-            _Refused: a quaternion with no direction.
+            RequestRefused: a quaternion with no direction (code "bad_field").
         """
         try:
             quat = quat_normalize(quaternion_wxyz)
         except ValueError:
-            raise _Refused(
+            raise RequestRefused(
                 "bad_field", f"set_pose_target.quaternion_wxyz {list(quaternion_wxyz)} has zero norm"
             ) from None
         position = np.clip(np.asarray(position_m, dtype=np.float64), self._box_min_m, self._box_max_m)
@@ -269,13 +273,13 @@ class RobotService:
         quat = np.asarray(msg.quaternion_wxyz, dtype=np.float64)
         # Checked here as well as in the codec: in-process callers skip the wire.
         if position.shape != (3,) or quat.shape != (4,):
-            raise _Refused(
+            raise RequestRefused(
                 "bad_field",
                 f"set_pose_target: position_m must have shape (3,) and quaternion_wxyz (4,), "
                 f"got {position.shape} and {quat.shape}",
             )
         if not (np.isfinite(position).all() and np.isfinite(quat).all()):
-            raise _Refused("bad_field", "set_pose_target: position_m or quaternion_wxyz contains NaN or inf")
+            raise RequestRefused("bad_field", "set_pose_target: position_m or quaternion_wxyz contains NaN or inf")
         state = self._require_no_errors("set_pose_target")
         position, quat = self.safe_target(position, quat, state)
         self.backend.set_target(position, quat)
@@ -313,10 +317,10 @@ class RobotService:
     def _render(self, msg: Render, now_s: float) -> Images:
         valid = list(self.backend.cameras)
         if not valid:
-            raise _Refused("unsupported", f"the {self.backend.name} backend has no cameras to render")
+            raise RequestRefused("unsupported", f"the {self.backend.name} backend has no cameras to render")
         unknown = [c for c in msg.cameras if c not in valid]
         if unknown:
-            raise _Refused(
+            raise RequestRefused(
                 "bad_field",
                 f"render.cameras: unknown camera {', '.join(repr(c) for c in unknown)}; valid: {', '.join(valid)}",
             )
@@ -325,7 +329,7 @@ class RobotService:
 
     def _advance(self, msg: Advance, now_s: float) -> RobotState:
         if self.config.clock != "lockstep":
-            raise _Refused("unsupported", "advance is only served with the lockstep clock; this server runs realtime")
+            raise RequestRefused("unsupported", "advance is only served with the lockstep clock; this server runs realtime")
         self.backend.advance(msg.periods * self.config.control_period_s)
         return self._state()
 
