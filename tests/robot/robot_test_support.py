@@ -57,7 +57,11 @@ class ServerProcess:
     log_path: Path
     _stdout_lines: queue.Queue = field(repr=False, default_factory=queue.Queue)
 
+    _final_log: str | None = field(repr=False, default=None)
+
     def log_tail(self, n_chars: int = 4000) -> str:
+        if self._final_log is not None:
+            return self._final_log[-n_chars:]
         try:
             return self.log_path.read_text()[-n_chars:]
         except OSError:
@@ -75,6 +79,9 @@ class ServerProcess:
                 self.proc.wait(timeout_s)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        if self._final_log is None:  # keep the log for log_tail, but leave nothing in /tmp
+            self._final_log = self.log_tail(n_chars=1 << 20)
+            self.log_path.unlink(missing_ok=True)
         return self.proc.returncode
 
 
@@ -123,10 +130,9 @@ def start_server(
         if line is None or time.monotonic() > deadline:
             proc.kill()
             proc.wait()
-            raise RuntimeError(
-                f"robot server did not start (exit {proc.returncode}): {' '.join(cmd)}\n"
-                f"{log_path.read_text()[-4000:]}"
-            )
+            log = log_path.read_text()[-4000:]
+            log_path.unlink(missing_ok=True)
+            raise RuntimeError(f"robot server did not start (exit {proc.returncode}): {' '.join(cmd)}\n{log}")
 
 
 class RawClient:
