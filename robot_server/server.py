@@ -133,12 +133,19 @@ def make_backend(config: ServerConfig, task: str) -> ArmBackend:
 class _ReplyCache:
     """Last reply per sender session, so a lazy-pirate resend is answered, not re-executed.
 
-    Bounded (least recently used sender evicted first) so abandoned sessions cannot grow memory.
+    Bounded by sender count and by bytes (least recently used sender evicted first), so abandoned
+    sessions and large camera replies cannot grow memory without limit.
     """
 
-    def __init__(self, max_senders: int = 1024):
-        self._max = max_senders
+    def __init__(self, max_senders: int = 1024, max_bytes: int = 64 * 1024 * 1024):
+        self._max_senders = max_senders
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._entries: collections.OrderedDict[str, tuple[int, list[bytes]]] = collections.OrderedDict()
+
+    @staticmethod
+    def _size(sender: str, frames: list[bytes]) -> int:
+        return len(sender) + sum(len(f) for f in frames)
 
     def get(self, sender: str, seq: int) -> list[bytes] | None:
         entry = self._entries.get(sender)
@@ -148,10 +155,15 @@ class _ReplyCache:
         return entry[1]
 
     def put(self, sender: str, seq: int, frames: list[bytes]) -> None:
+        old = self._entries.pop(sender, None)
+        if old is not None:
+            self._bytes -= self._size(sender, old[1])
         self._entries[sender] = (seq, frames)
-        self._entries.move_to_end(sender)
-        while len(self._entries) > self._max:
-            self._entries.popitem(last=False)
+        self._bytes += self._size(sender, frames)
+        # The newest entry always stays: it is the one a resend would ask for.
+        while len(self._entries) > 1 and (len(self._entries) > self._max_senders or self._bytes > self._max_bytes):
+            evicted, (_, evicted_frames) = self._entries.popitem(last=False)
+            self._bytes -= self._size(evicted, evicted_frames)
 
 
 class RobotServer:

@@ -184,3 +184,16 @@ def test_task_comes_from_the_config_file(servers):
     with RawClient(server.endpoint) as raw:
         _, info = raw.request(GetInfo())
     assert info.task == "pick_cube"
+
+
+def test_reply_cache_is_bounded_by_senders_and_bytes():
+    from robot_server.server import _ReplyCache
+
+    cache = _ReplyCache(max_senders=3, max_bytes=100)
+    for i in range(5):
+        cache.put(f"s{i}", 1, [b"x" * 10])
+    assert cache.get("s0", 1) is None and cache.get("s4", 1) == [b"x" * 10]
+    cache.put("big", 1, [b"x" * 200])  # over the byte bound alone: kept, everything older evicted
+    assert cache.get("big", 1) is not None and cache.get("s4", 1) is None
+    cache.put("big", 2, [b"y"])
+    assert cache.get("big", 1) is None and cache.get("big", 2) == [b"y"]
