@@ -17,10 +17,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from actor.config import EnvConfig
 from actor.experts import make_expert
 from actor.make import make_env
+from robot_server.config import ServerConfig
 from robot_server.process import start_server_process
-from transport.config import load_document
+from transport.config import load_document, section
 from transport.schema import SchemaError
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error("--episodes must be >= 1")
     try:
         doc = load_document(args.config, args.overrides)
+        # Every section is checked before any process starts, so a typo fails in a second.
+        section(doc, "robot_server", ServerConfig)
+        section(doc, "env", EnvConfig)
     except (SchemaError, FileNotFoundError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2

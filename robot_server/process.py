@@ -38,8 +38,12 @@ class ServerProcess:
     port: int
     log_path: Path
     _stdout_lines: queue.Queue = field(repr=False, default_factory=queue.Queue)
+    _owns_log: bool = field(repr=False, default=False)
+    _final_log: str | None = field(repr=False, default=None)
 
     def log_tail(self, n_chars: int = 4000) -> str:
+        if self._final_log is not None:
+            return self._final_log[-n_chars:]
         try:
             return self.log_path.read_text()[-n_chars:]
         except OSError:
@@ -57,6 +61,9 @@ class ServerProcess:
                 self.proc.wait(timeout_s)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        if self._owns_log and self._final_log is None:  # a temporary log: keep its text, not the file
+            self._final_log = self.log_tail(n_chars=1 << 20)
+            self.log_path.unlink(missing_ok=True)
         return self.proc.returncode
 
     def __enter__(self) -> ServerProcess:
@@ -79,21 +86,24 @@ def start_server_process(
     """Start `hilrl robot-server` (sim backend) and wait until it listens.
 
     Args:
-        task: sim task.
+        task: sim task ("": the config file's `task:`).
         config: task YAML file whose `robot_server:` section the server uses.
         clock: "lockstep" or "realtime" (default: the config's).
         port: TCP port; 0 lets the server pick a free one.
         extra_args: more command-line arguments.
-        log_path: file for the server's log (default: a temporary file).
+        log_path: file for the server's log (default: a temporary file, removed by `stop`).
         timeout_s: how long to wait for the readiness line.
     Raises:
         RuntimeError: the server exited or did not become ready; the message holds its log tail.
     """
+    owns_log = log_path is None
     if log_path is None:
         with tempfile.NamedTemporaryFile(prefix="robot_server_", suffix=".log", delete=False) as f:
             log_path = f.name
     log_path = Path(log_path)
-    cmd = [sys.executable, "-m", "hilrl_cli", "robot-server", "--backend", "sim", "--task", task, "--port", str(port)]
+    cmd = [sys.executable, "-m", "hilrl_cli", "robot-server", "--backend", "sim", "--port", str(port)]
+    if task:
+        cmd += ["--task", task]
     if config is not None:
         cmd += ["--config", str(config)]
     if clock is not None:
@@ -123,11 +133,11 @@ def start_server_process(
             line = ""
         if line and line.startswith(READY_PREFIX):
             endpoint = line.strip()[len(READY_PREFIX) :]
-            return ServerProcess(proc, endpoint, int(endpoint.rsplit(":", 1)[1]), log_path, lines)
+            return ServerProcess(proc, endpoint, int(endpoint.rsplit(":", 1)[1]), log_path, lines, owns_log)
         if line is None or time.monotonic() > deadline:
             proc.kill()
             proc.wait()
-            raise RuntimeError(
-                f"robot server did not start (exit {proc.returncode}): {' '.join(cmd)}\n"
-                f"{log_path.read_text()[-4000:]}"
-            )
+            log = log_path.read_text()[-4000:]
+            if owns_log:
+                log_path.unlink(missing_ok=True)
+            raise RuntimeError(f"robot server did not start (exit {proc.returncode}): {' '.join(cmd)}\n{log}")

@@ -30,7 +30,6 @@ import dataclasses
 import ipaddress
 import json
 import logging
-import os
 import re
 import signal
 import sys
@@ -460,10 +459,6 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except ConfigError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
-
-    # The server is headless: render with EGL unless the user chose a backend. MuJoCo reads this
-    # when first imported, which happens in make_backend, after this line.
-    os.environ.setdefault("MUJOCO_GL", "egl")
 
     def announce(endpoint: str) -> None:
         # One stable line on stdout so scripts and tests can wait for readiness and learn the port.

@@ -8,10 +8,6 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported (conftest.py does it too)
 
-import queue  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import threading  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -22,7 +18,8 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import actor  # noqa: E402, F401  (registers the hilrl/Sim* ids)
 from actor.make import make_env  # noqa: E402
-from configs import config_path  # noqa: E402
+from configs import config_path
+from robot_server.process import start_server_process  # noqa: E402
 from transport.spatial import quat_to_matrix  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -276,69 +273,9 @@ def test_reaching_the_goal_terminates_with_the_success_reward(seed):
 # ---------------------------------------------------------------------------------- server
 
 
-class _Server:
-    """`python -m robot_server.server` on a port it picks itself (--port 0), read from its stdout."""
-
-    READY = "robot server listening on "
-
-    def __init__(self, task: str, config: Path, log_path: Path, timeout_s: float = 60.0):
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
-        env["PYTHONUNBUFFERED"] = "1"
-        env.setdefault("MUJOCO_GL", "egl")
-        cmd = [
-            sys.executable,
-            "-m",
-            "robot_server.server",
-            "--task",
-            task,
-            "--config",
-            str(config),
-            "--port",
-            "0",
-        ]
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # closed in stop()
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True
-        )
-        lines: queue.Queue = queue.Queue()
-
-        def pump():
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        try:
-            line = lines.get(timeout=timeout_s)
-        except queue.Empty:
-            line = None
-        if not line or not line.startswith(self.READY):
-            self.stop()
-            raise RuntimeError(
-                f"robot server did not start: {line!r}\n{log_path.read_text()[-3000:]}"
-            )
-        self.endpoint = line.strip()[len(self.READY) :]
-        self.port = int(self.endpoint.rsplit(":", 1)[1])
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self._log.close()
-        return self.proc.returncode
-
-
 @pytest.fixture
 def reach_server(tmp_path):
-    server = _Server("reach", config_path("sim_reach"), tmp_path / "robot_server.log")
+    server = start_server_process("reach", config=config_path("sim_reach"), log_path=tmp_path / "robot_server.log")
     try:
         yield server
     finally:

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import zmq
 
+from robot_server.process import ServerProcess, start_server_process
 from transport.codec import decode, encode
 from transport.robot_messages import ROBOT_MESSAGES, SetPoseTarget
 
@@ -34,55 +28,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env() -> dict[str, str]:
+def repo_env() -> dict[str, str]:
+    """Environment for a child process that must import this checkout's packages."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     return env
-
-
-@dataclass
-class ServerProcess:
-    """A running `hilrl robot-server` subprocess.
-
-    Attributes:
-        proc: the process.
-        endpoint: the endpoint it reported it listens on.
-        port: its TCP port.
-        log_path: where its stderr goes (shown when a test fails).
-    """
-
-    proc: subprocess.Popen
-    endpoint: str
-    port: int
-    log_path: Path
-    _stdout_lines: queue.Queue = field(repr=False, default_factory=queue.Queue)
-
-    _final_log: str | None = field(repr=False, default=None)
-
-    def log_tail(self, n_chars: int = 4000) -> str:
-        if self._final_log is not None:
-            return self._final_log[-n_chars:]
-        try:
-            return self.log_path.read_text()[-n_chars:]
-        except OSError:
-            return ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
-        """Stop the process (SIGTERM, then SIGKILL after `timeout_s`); returns its exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)  # in case a test left it stopped
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout_s)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        if self._final_log is None:  # keep the log for log_tail, but leave nothing in /tmp
-            self._final_log = self.log_tail(n_chars=1 << 20)
-            self.log_path.unlink(missing_ok=True)
-        return self.proc.returncode
 
 
 def start_server(
@@ -101,38 +51,7 @@ def start_server(
         extra_args: more command-line arguments (e.g. ["--config", path]).
         timeout_s: how long to wait for the readiness line.
     """
-    log_file = tempfile.NamedTemporaryFile(prefix="robot_server_", suffix=".log", delete=False)
-    cmd = [
-        sys.executable, "-m", "hilrl_cli", "robot-server", "--backend", "sim", "--clock", clock,
-        "--port", str(port), *(["--task", task] if task else []), *extra_args,
-    ]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=log_file, text=True)
-    log_file.close()
-    lines: queue.Queue = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    log_path = Path(log_file.name)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            line = ""
-        if line and line.startswith("robot server listening on "):
-            endpoint = line.split()[-1]
-            return ServerProcess(proc, endpoint, int(endpoint.rsplit(":", 1)[1]), log_path, lines)
-        if line is None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            log = log_path.read_text()[-4000:]
-            log_path.unlink(missing_ok=True)
-            raise RuntimeError(f"robot server did not start (exit {proc.returncode}): {' '.join(cmd)}\n{log}")
+    return start_server_process(task, clock=clock, port=port, extra_args=extra_args, timeout_s=timeout_s)
 
 
 class RawClient:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import zmq
-from robot_test_support import REPO, RawClient, _env, assert_mentions, bad_requests
+from robot_test_support import REPO, RawClient, assert_mentions, bad_requests, repo_env
 
 from robot_server.server import REQUEST_LIMITS
 from transport.codec import decode, encode
@@ -123,7 +123,7 @@ def test_sigterm_stops_the_server_cleanly(servers):
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "hilrl_cli", "robot-server", *args],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60,
+        cwd=REPO, env=repo_env(), capture_output=True, text=True, timeout=60,
     )
 
 
