@@ -18,6 +18,8 @@ import dataclasses
 import json
 import math
 import time
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +110,21 @@ def _array_fields(cls: type) -> list[dataclasses.Field]:
 
 
 def _optional_array(tp: Any) -> bool:
-    return np.ndarray in getattr(tp, "__args__", ())
+    """`np.ndarray | None`."""
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and np.ndarray in typing.get_args(tp)
+
+
+def _array_dict_fields(cls: type) -> list[dataclasses.Field]:
+    """Fields annotated `dict[str, np.ndarray]`: each entry travels as its own frame 'field/key'."""
+    hints = field_types(cls)
+    return [f for f in dataclasses.fields(cls) if getattr(hints[f.name], "__args__", None) == (str, np.ndarray)]
+
+
+def _array_frame(arr: Any) -> tuple[str, list[int], memoryview]:
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype.str not in ALLOWED_DTYPES:
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return arr.dtype.str, list(arr.shape), memoryview(arr).cast("B")
 
 
 def encode(msg: Any, registry: Registry, *, sender: str = "", seq: int = 0) -> list[bytes | memoryview]:
@@ -116,6 +132,7 @@ def encode(msg: Any, registry: Registry, *, sender: str = "", seq: int = 0) -> l
     cls = type(msg)
     kind = registry.kind_of(msg)
     array_names = {f.name for f in _array_fields(cls)}
+    dict_names = {f.name for f in _array_dict_fields(cls)}
     body: dict[str, Any] = {}
     arrays: list[list[Any]] = []
     frames: list[bytes | memoryview] = []
@@ -125,11 +142,16 @@ def encode(msg: Any, registry: Registry, *, sender: str = "", seq: int = 0) -> l
             if value is None:
                 body[f.name] = None
                 continue
-            arr = np.ascontiguousarray(value)
-            if arr.dtype.str not in ALLOWED_DTYPES:
-                arr = arr.astype(arr.dtype.newbyteorder("<"))
-            arrays.append([f.name, arr.dtype.str, list(arr.shape)])
-            frames.append(memoryview(arr).cast("B"))
+            dtype, shape, frame = _array_frame(value)
+            arrays.append([f.name, dtype, shape])
+            frames.append(frame)
+        elif f.name in dict_names:
+            for key in value:
+                if "/" in key:
+                    raise ValueError(f"{kind}.{f.name}: key {key!r} may not contain '/'")
+                dtype, shape, frame = _array_frame(value[key])
+                arrays.append([f"{f.name}/{key}", dtype, shape])
+                frames.append(frame)
         else:
             body[f.name] = _plain(value)
     header = {
@@ -210,9 +232,20 @@ def decode(
     if len(specs) != len(raw) - 1:
         raise ProtocolError("bad_frame", f"header lists {len(specs)} arrays but {len(raw) - 1} frames follow")
     array_meta = {f.name: f.metadata for f in _array_fields(cls)}
+    dict_names = {f.name for f in _array_dict_fields(cls)}
     values = dict(body)
+    for name in dict_names:
+        if name in values:
+            raise ProtocolError("bad_field", f"{kind}: '{name}' must travel as array frames")
+        values[name] = {}
     for i, spec in enumerate(specs):
         name, arr = _decode_array(spec, raw[i + 1], i + 1, kind)
+        field_name, slash, key = name.partition("/")
+        if slash and field_name in dict_names and key:
+            if key in values[field_name]:
+                raise ProtocolError("bad_field", f"{kind}: '{name}' given twice")
+            values[field_name][key] = arr
+            continue
         if name not in array_meta:
             raise ProtocolError("bad_field", f"{kind}: '{name}' is not an array field")
         if name in values:

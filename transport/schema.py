@@ -150,7 +150,8 @@ def _convert(tp: Any, value: Any, path: str, meta: Mapping, allow_arrays: bool) 
         for k, v in value.items():
             if not isinstance(k, str):
                 raise SchemaError(path, f"keys must be strings, got {k!r}")
-            out[k] = _convert(vtype, v, _join(path, k), {}, allow_arrays)
+            # Metadata of a dict-of-arrays field (dtype, shape) applies to each entry.
+            out[k] = _convert(vtype, v, _join(path, k), meta if vtype is np.ndarray else {}, allow_arrays)
         return out
     raise SchemaError(path, f"unsupported field type {tp!r}")  # a bug in a schema, not in data
 
