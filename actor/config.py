@@ -93,3 +93,67 @@ class EnvConfig:
             raise ValueError("reset noise must be >= 0")
         if (self.workspace_min_m is None) != (self.workspace_max_m is None):
             raise ValueError("give both workspace_min_m and workspace_max_m, or neither")
+
+
+@dataclass
+class InterventionConfig:
+    """Who may take over from the policy.
+
+    Attributes:
+        device: "none"; "scripted" (sim: the task's scripted expert takes over by `rule`);
+            "spacemouse" and "keyboard" arrive with the hardware issue.
+        rule: scripted operator only. "drift": take over when the policy's commanded TCP motion
+            points away from the expert's by more than `drift_angle_deg` for `patience_steps`
+            steps in a row; "random": take over with probability `probability` per step.
+        drift_angle_deg, patience_steps: the drift rule's thresholds.
+        probability: the random rule's per-step takeover probability.
+        takeover_steps: how long the operator drives once it takes over, in steps.
+        max_per_episode: at most this many takeovers per episode.
+    """
+
+    device: Literal["none", "scripted", "spacemouse", "keyboard"] = "none"
+    rule: Literal["drift", "random"] = "drift"
+    drift_angle_deg: float = 75.0
+    patience_steps: int = 3
+    probability: float = 0.05
+    takeover_steps: int = 8
+    max_per_episode: int = 3
+
+    def __post_init__(self) -> None:
+        if self.device in ("spacemouse", "keyboard"):
+            raise ValueError(f"intervention device {self.device!r} is not available yet; use 'scripted' or 'none'")
+        if not 0 <= self.probability <= 1:
+            raise ValueError("probability must be in [0, 1]")
+        if self.takeover_steps < 1 or self.patience_steps < 1 or self.max_per_episode < 0:
+            raise ValueError("takeover_steps and patience_steps must be >= 1, max_per_episode >= 0")
+
+
+@dataclass
+class ActorConfig:
+    """The `actor:` section: the control loop that runs the policy and streams experience.
+
+    Attributes:
+        chunk_steps: records per transition chunk (about one second at 10 Hz).
+        random_steps: act uniformly at random for this many env steps, or until weights arrive.
+        throttle_updates_per_step: lockstep clock only: wait while the learner has done fewer
+            than this many updates per env step (after its warm-up), so the learning curve does not
+            depend on how fast the machine is. 0 disables. Never waits on a learner that is gone.
+        throttle_slack_steps: env steps the actor may run ahead of the throttle.
+        device: policy inference device (the actor runs its policy on the CPU by default).
+        seed: seeds episodes and exploration.
+        intervention: who may take over.
+    """
+
+    chunk_steps: int = 10
+    random_steps: int = 0
+    throttle_updates_per_step: float = 0.0
+    throttle_slack_steps: int = 20
+    device: str = "cpu"
+    seed: int = 0
+    intervention: InterventionConfig = field(default_factory=InterventionConfig)
+
+    def __post_init__(self) -> None:
+        if self.chunk_steps < 1:
+            raise ValueError("chunk_steps must be >= 1")
+        if self.throttle_updates_per_step < 0 or self.throttle_slack_steps < 0:
+            raise ValueError("throttle settings must be >= 0")

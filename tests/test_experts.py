@@ -22,12 +22,12 @@ def run_expert_episodes(task: str, episodes: int) -> tuple[int, list[int]]:
         for seed in range(episodes):
             env.reset(seed=seed)
             expert.reset()
-            for step in range(1, raw.config.max_episode_steps + 1):
+            steps, terminated, truncated = 0, False, False
+            while not (terminated or truncated):
                 _, reward, terminated, truncated, info = env.step(expert.act(raw.robot_state))
-                if terminated or truncated:
-                    break
+                steps += 1
             successes += int(terminated and info["succeeded"] and reward == raw.config.success_reward)
-            lengths.append(step)
+            lengths.append(steps)
     finally:
         env.close()
     return successes, lengths

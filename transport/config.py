@@ -3,7 +3,9 @@
     task: pick_cube          # which task (the sim builds its scene from it)
     robot_server: {...}      # robot_server.config.ServerConfig
     env: {...}               # actor.config.EnvConfig
-    (later: learner, actor)
+    link: {...}              # transport.link_config.LinkConfig
+    learner: {...}           # learner.config.LearnerConfig
+    actor: {...}             # actor.config.ActorConfig
 
 Each process validates the sections it uses with `section()`; this module checks the top level
 and applies dotted command-line overrides such as `env.max_episode_steps=50`. The document's
@@ -27,7 +29,7 @@ from transport.schema import SchemaError, from_dict
 
 T = TypeVar("T")
 
-SECTIONS = ("task", "robot_server", "env", "learner", "actor")
+SECTIONS = ("task", "robot_server", "env", "link", "learner", "actor")
 
 
 def load_document(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:

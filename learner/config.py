@@ -1,0 +1,46 @@
+"""The `learner:` section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from policies.config import SACConfig
+
+
+@dataclass
+class LearnerConfig:
+    """Training settings.
+
+    Attributes:
+        device: "auto" (cuda when present), "cpu" or "cuda[:N]".
+        batch_size: transitions per gradient update.
+        online_fraction: share of each batch drawn from the online buffer; the rest comes from the
+            demo and intervention buffers together (when they are empty, all of it is online).
+        training_starts: online transitions stored before the first update.
+        replay_capacity: transitions each buffer holds (oldest overwritten).
+        demos: folders of recorded demonstrations (chunk files) loaded into the demo buffer.
+        weights_every_updates: publish actor weights every N updates.
+        checkpoint_every_updates: write a checkpoint every N updates (and always at shutdown).
+        seed: seeds networks and sampling.
+    """
+
+    device: str = "auto"
+    batch_size: int = 256
+    online_fraction: float = 0.5
+    training_starts: int = 200
+    replay_capacity: int = 200_000
+    demos: list[str] = field(default_factory=list)
+    weights_every_updates: int = 50
+    checkpoint_every_updates: int = 2000
+    seed: int = 0
+    sac: SACConfig = field(default_factory=SACConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be >= 2")
+        if not 0 < self.online_fraction <= 1:
+            raise ValueError("online_fraction must be in (0, 1]")
+        if self.training_starts < 1 or self.replay_capacity < self.batch_size:
+            raise ValueError("need training_starts >= 1 and replay_capacity >= batch_size")
+        if self.weights_every_updates < 1 or self.checkpoint_every_updates < 1:
+            raise ValueError("weights_every_updates and checkpoint_every_updates must be >= 1")
