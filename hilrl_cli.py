@@ -29,7 +29,10 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "robot-server": Subcommand("robot_server.server", "serve an arm (sim or real) with the server-side safety layer"),
-    "run": Subcommand("actor.expert_run", "the main job on the simulated robot (server process + scripted expert)"),
+    "run": Subcommand("actor.run", "the main job: train on the simulated robot (server, learner, actor on loopback)"),
+    "actor": Subcommand("actor.loop", "run the actor: the policy on the robot, streaming to the learner"),
+    "learner": Subcommand("learner.main", "run the learner: SAC/RLPD training fed by actors"),
+    "record-demos": Subcommand("actor.demos", "record successful demonstrations with the scripted expert"),
 }
 
 

@@ -31,6 +31,11 @@ class ActionConfig:
         if not 0 <= self.rotation_scale_rad <= 0.5:
             raise ValueError(f"rotation_scale_rad must be in [0, 0.5], got {self.rotation_scale_rad}")
 
+    @property
+    def dim(self) -> int:
+        """Action length: xyz, then rotation if enabled, then the gripper if enabled."""
+        return 3 + (3 if self.rotation_scale_rad > 0 else 0) + (1 if self.gripper else 0)
+
 
 @dataclass
 class ObservationConfig:
@@ -93,6 +98,15 @@ class EnvConfig:
             raise ValueError("reset noise must be >= 0")
         if (self.workspace_min_m is None) != (self.workspace_max_m is None):
             raise ValueError("give both workspace_min_m and workspace_max_m, or neither")
+
+    @property
+    def state_dim(self) -> int:
+        """Length of the observation's `state` vector."""
+        return sum(STATE_WIDTHS[k] for k in self.observation.state)
+
+    @property
+    def action_dim(self) -> int:
+        return self.action.dim
 
 
 @dataclass

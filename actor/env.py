@@ -11,7 +11,7 @@ Space contract
     terminated: the task succeeded. truncated: the time limit was reached or the robot reported a
         controller error (info["robot_errors"]). A time limit is never a termination.
     info: "succeeded", "intervened" (False here; intervention wrappers set it), "robot_time_s",
-        "robot_errors".
+        "robot_errors"; after a step also "gripper_switched" (the action changed the gripper command).
 
 One step: new TCP target = measured pose + scaled action, clipped to the workspace box, sent to the
 robot (which clips again); then either one lockstep `advance` (sim, lockstep clock) or a wait until
@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from actor.config import STATE_WIDTHS, EnvConfig
+from actor.config import EnvConfig
 from hardware.robot import RobotInterface
 from transport.robot_messages import RobotState
 from transport.spatial import (
@@ -73,11 +73,8 @@ class RobotEnv(gym.Env):
             self.workspace_min_m = np.asarray(config.workspace_min_m, dtype=np.float64)
             self.workspace_max_m = np.asarray(config.workspace_max_m, dtype=np.float64)
 
-        act = config.action
-        n_act = 3 + (3 if act.rotation_scale_rad > 0 else 0) + (1 if act.gripper else 0)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (n_act,), np.float32)
-        n_state = sum(STATE_WIDTHS[k] for k in config.observation.state)
-        spaces: dict[str, gym.Space] = {"state": gym.spaces.Box(-np.inf, np.inf, (n_state,), np.float32)}
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (config.action_dim,), np.float32)
+        spaces: dict[str, gym.Space] = {"state": gym.spaces.Box(-np.inf, np.inf, (config.state_dim,), np.float32)}
         self._image_shape: tuple[int, int, int] | None = None
         if config.observation.cameras or render_mode == "rgb_array":
             probe = robot.render(config.observation.cameras or [self.server_info.cameras[0]])
@@ -133,12 +130,14 @@ class RobotEnv(gym.Env):
 
         position, quat = self._target_from_action(action, self.robot_state)
         self.robot.set_pose_target(position, quat)
+        gripper_switched = False
         if self.config.action.gripper:
             g = action[-1]
             command = 0.0 if g >= GRIPPER_THRESHOLD else 1.0 if g <= -GRIPPER_THRESHOLD else self._gripper_cmd
             if command != self._gripper_cmd:
                 self.robot.set_gripper(command)
                 self._gripper_cmd = command
+                gripper_switched = True
         if self.lockstep:
             state = self.robot.advance(1)
         else:
@@ -153,7 +152,9 @@ class RobotEnv(gym.Env):
         if state.errors:
             log.warning("robot reported controller errors; ending the episode: %s", state.errors)
         reward = self.config.success_reward if succeeded else 0.0
-        return self._observe(state), reward, terminated, truncated, self._info(state)
+        info = self._info(state)
+        info["gripper_switched"] = gripper_switched
+        return self._observe(state), reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -218,4 +219,5 @@ class RobotEnv(gym.Env):
             "intervened": False,
             "robot_time_s": state.robot_time_s,
             "robot_errors": list(state.errors),
+            "gripper_switched": False,
         }

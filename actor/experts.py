@@ -23,7 +23,7 @@ class Expert:
 
     def __init__(self, action: ActionConfig):
         self.action_config = action
-        self.n_action = 3 + (3 if action.rotation_scale_rad > 0 else 0) + (1 if action.gripper else 0)
+        self.n_action = action.dim
 
     def reset(self) -> None:
         """Forget per-episode memory."""

@@ -1,0 +1,318 @@
+"""The actor process: runs the policy on the robot at a fixed rate and streams what happens.
+
+    hilrl actor --config FILE [--run-dir DIR] [--max-env-steps N] [overrides...]
+
+One loop, one thread of control:
+    read weights if new (swapped in between steps, never mid-step)
+    act: random until the first weights arrive, else the policy (stochastic while training)
+    the intervention wrapper may replace the action with the operator's
+    step the env (the env keeps the fixed rate on the realtime clock; lockstep advances one period)
+    record the transition; hand finished chunks and episode stats to the link (never blocks)
+    lockstep only: throttle so the learner keeps up (never waits on a learner that is gone)
+
+The learner link runs in its own thread; the loop only ever calls non-blocking methods on it, so a
+dead or slow learner cannot stall the robot. When training ends, a deterministic evaluation runs
+on the latest weights (no exploration, no interventions) and `RUN_DIR/actor/eval.json` is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from transport.link import ActorLink
+
+from actor.config import ActorConfig, EnvConfig
+from actor.interventions import InterventionWrapper, make_intervention_device
+from actor.make import make_env
+from actor.recorder import ChunkRecorder
+from policies.config import SACConfig
+from policies.sac import Policy
+from transport.codec import PROTOCOL_VERSION
+from transport.config import document_hash, load_document, section
+from transport.learner_messages import EpisodeStats, Hello, ObservationSpec
+from transport.link_config import LinkConfig
+from transport.schema import SchemaError, from_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ActorSettings:
+    """Every section the actor reads, validated."""
+
+    task: str
+    env: EnvConfig
+    actor: ActorConfig
+    link: LinkConfig
+    sac: SACConfig
+    config_hash: str
+
+
+def load_settings(doc: dict[str, Any]) -> ActorSettings:
+    """Validate the sections the actor uses (the learner's `sac` subsection shapes the policy)."""
+    learner = doc.get("learner") or {}
+    if not isinstance(learner, dict):
+        raise SchemaError("learner", "expected a mapping")
+    return ActorSettings(
+        task=doc.get("task", ""),
+        env=section(doc, "env", EnvConfig),
+        actor=section(doc, "actor", ActorConfig),
+        link=section(doc, "link", LinkConfig),
+        sac=from_dict(SACConfig, learner.get("sac") or {}, "learner.sac"),
+        config_hash=document_hash(doc),
+    )
+
+
+def observation_spec(env) -> ObservationSpec:
+    spaces = env.observation_space.spaces
+    return ObservationSpec(
+        state_dim=int(spaces["state"].shape[0]),
+        cameras={name: list(space.shape) for name, space in spaces.items() if name != "state"},
+    )
+
+
+class PeriodStats:
+    """Control-loop period percentiles over one episode, in milliseconds."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None
+        self.periods_ms: list[float] = []
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self._last is not None:
+            self.periods_ms.append((now - self._last) * 1e3)
+        self._last = now
+
+    def reset(self) -> None:
+        self._last = None
+        self.periods_ms = []
+
+    def percentiles(self) -> tuple[float, float]:
+        if not self.periods_ms:
+            return 0.0, 0.0
+        p50, p99 = np.percentile(self.periods_ms, [50, 99])
+        return float(p50), float(p99)
+
+
+class Actor:
+    """The actor loop (see the module docstring).
+
+    Args:
+        doc: the task config document.
+        run_dir: where the actor keeps its spool and evaluation results.
+        stop: set it to stop after the current step.
+    """
+
+    def __init__(self, doc: dict[str, Any], run_dir: Path, stop: threading.Event | None = None):
+        self.settings = s = load_settings(doc)
+        self.run_dir = run_dir / "actor"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.stop = stop or threading.Event()
+        self.session = f"actor-{uuid.uuid4().hex[:12]}"
+        self.env = make_env(doc)
+        self.lockstep = self.env.lockstep
+        self.has_gripper = s.env.action.gripper
+        device = make_intervention_device(s.actor.intervention, s.task, self.env, seed=s.actor.seed)
+        self.train_env = InterventionWrapper(self.env, device) if device is not None else self.env
+        self.obs_spec = observation_spec(self.env)
+        self.action_dim = int(self.env.action_space.shape[0])
+        self.policy = Policy(self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.sac, device=s.actor.device)
+        self.policy_version = -1
+        self.link = ActorLink(
+            s.link,
+            Hello(
+                actor_session=self.session,
+                protocol_version=PROTOCOL_VERSION,
+                observation=self.obs_spec,
+                action_dim=self.action_dim,
+                config_hash=s.config_hash,
+                weights_version=-1,
+            ),
+            spool_dir=self.run_dir / "spool",
+        )
+        self.recorder = ChunkRecorder(self.action_dim, s.actor.chunk_steps, tuple(self.obs_spec.cameras))
+        self.rng = np.random.default_rng(s.actor.seed)
+        self.env_steps = 0
+        self.episodes = 0
+        self._throttle_base_steps: int | None = None
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self, max_env_steps: int | None = None, eval_episodes: int = 0) -> dict[str, Any] | None:
+        """Train until `max_env_steps` or `stop`, then evaluate; the link is closed (flushed) at the end."""
+        self.link.start()
+        try:
+            while not self.stop.is_set() and (max_env_steps is None or self.env_steps < max_env_steps):
+                self._episode(max_env_steps)
+                if self.link.refused is not None:
+                    raise RuntimeError(f"the learner refused this actor: {self.link.refused.field}: {self.link.refused.message}")
+            if eval_episodes > 0 and not self.stop.is_set():
+                return self.evaluate(eval_episodes)
+            return None
+        finally:
+            self.link.close()
+
+    def _episode(self, max_env_steps: int | None) -> None:
+        episode_id = self.episodes
+        self.episodes += 1
+        obs, _ = self.train_env.reset(seed=int(self.rng.integers(2**31 - 1)))
+        self.recorder.start_episode(episode_id, obs)
+        periods = PeriodStats()
+        ret, length, interventions, intervention_steps = 0.0, 0, 0, 0
+        was_intervening, info, done = False, {}, False
+        while not done:
+            self._take_new_weights()
+            action = self._policy_action(obs)
+            obs, reward, terminated, truncated, info = self.train_env.step(action)
+            periods.tick()
+            intervened = bool(info.get("intervened", False))
+            taken = info.get("action_taken", action)
+            self.env_steps += 1
+            length += 1
+            ret += reward
+            intervention_steps += intervened
+            interventions += intervened and not was_intervening
+            was_intervening = intervened
+            cut = self.stop.is_set() or (max_env_steps is not None and self.env_steps >= max_env_steps)
+            for chunk in self.recorder.add_step(
+                taken, reward, terminated, truncated, intervened, bool(info.get("gripper_switched", False)),
+                self.policy_version if not intervened else -1, obs,
+            ):
+                self.link.send_chunk(chunk)
+            done = terminated or truncated
+            if cut and not done:
+                for chunk in self.recorder.end_episode():
+                    self.link.send_chunk(chunk)
+                done = True
+            self._throttle()
+        p50, p99 = periods.percentiles()
+        self.link.send_stats(
+            EpisodeStats(
+                actor_session=self.session,
+                seq=0,
+                episode_id=episode_id,
+                episode_return=float(ret),
+                success=bool(info.get("succeeded", False)),
+                length=length,
+                interventions=int(interventions),
+                intervention_steps=int(intervention_steps),
+                intervention_fraction=intervention_steps / max(length, 1),
+                period_p50_ms=p50,
+                period_p99_ms=p99,
+                policy_version=self.policy_version,
+                env_steps=self.env_steps,
+            )
+        )
+
+    def _take_new_weights(self) -> None:
+        weights = self.link.take_weights()
+        if weights is not None and weights.version > self.policy_version:
+            self.policy.load_tensors(weights.tensors)
+            self.policy_version = weights.version
+
+    def _policy_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self.policy_version < 0 or self.env_steps < self.settings.actor.random_steps:
+            return self.env.action_space.sample().astype(np.float32)
+        return self.policy.act(obs["state"], deterministic=False).astype(np.float32)
+
+    def _throttle(self) -> None:
+        """Lockstep only: wait while the learner lags `throttle_updates_per_step` behind."""
+        ratio = self.settings.actor.throttle_updates_per_step
+        if not self.lockstep or ratio <= 0:
+            return
+        while not self.stop.is_set() and self.link.learner_alive:
+            updates = self.link.learner_updates_done
+            if updates <= 0:
+                return  # the learner is still warming up: its data must come from us
+            if self._throttle_base_steps is None:
+                self._throttle_base_steps = self.env_steps
+            owed = ratio * (self.env_steps - self._throttle_base_steps - self.settings.actor.throttle_slack_steps)
+            if updates >= owed:
+                return
+            time.sleep(0.002)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, episodes: int, seed: int = 10_000) -> dict[str, Any]:
+        """Deterministic policy on the newest weights, no interventions; returns and writes the results."""
+        self._take_new_weights()
+        if self.policy_version < 0:
+            raise RuntimeError("no weights arrived from the learner: nothing to evaluate")
+        successes, lengths, times = 0, [], []
+        for i in range(episodes):
+            obs, _ = self.env.reset(seed=seed + i)
+            done, steps, info = False, 0, {}
+            while not done:
+                action = self.policy.act(obs["state"], deterministic=True)
+                obs, _, terminated, truncated, info = self.env.step(action)
+                steps += 1
+                done = terminated or truncated
+            successes += bool(info.get("succeeded"))
+            lengths.append(steps)
+            if info.get("succeeded"):
+                times.append(steps * self.env.control_period_s)
+        result = {
+            "eval_episodes": episodes,
+            "eval_success_rate": successes / episodes,
+            "eval_mean_length": float(np.mean(lengths)),
+            "eval_mean_time_to_success_s": float(np.mean(times)) if times else None,
+            "policy_version": self.policy_version,
+            "env_steps": self.env_steps,
+        }
+        write_json_atomic(self.run_dir / "eval.json", result)
+        return result
+
+    def close(self) -> None:
+        self.train_env.close()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the actor: the policy on the robot, streaming to the learner.")
+    parser.add_argument("--config", required=True, help="task YAML file")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/actor"), help="run directory (default runs/actor)")
+    parser.add_argument("--max-env-steps", type=int, help="stop training after this many env steps")
+    parser.add_argument("--eval-episodes", type=int, default=0, help="deterministic evaluation episodes at the end")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. actor.chunk_steps=5")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        doc = load_document(args.config, args.overrides)
+        load_settings(doc)
+    except (SchemaError, FileNotFoundError, ValueError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    actor = Actor(doc, args.run_dir, stop)
+    try:
+        result = actor.run(args.max_env_steps, args.eval_episodes)
+        if result is not None:
+            print(json.dumps(result), flush=True)
+    except RuntimeError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        actor.close()
+    return 0

@@ -1,0 +1,318 @@
+"""The learner process: RLPD-style SAC fed by online, demo and intervention buffers.
+
+    hilrl learner --config FILE [--run-dir DIR | --resume RUN_DIR] [overrides...]
+
+One thread trains; the `LearnerLink` thread owns the socket, stores every received chunk durably
+(RUN_DIR/learner/link/chunks) and acknowledges it only then. The training loop:
+
+    move newly stored chunks into the buffers (online: every transition; intervention: the
+        intervened ones; a chunk is never waited for)
+    once `training_starts` online transitions exist: one SAC update on a mixed batch
+        (online_fraction online, the rest demo + intervention)
+    every `weights_every_updates`: publish the actor's weights with a new version
+    every `checkpoint_every_updates` and at shutdown: write a checkpoint atomically
+
+A checkpoint holds networks, optimisers, counters and random states, never the buffers: those are
+rebuilt at `--resume` from the stored chunks (which include everything received after the
+checkpoint), so a checkpoint takes milliseconds whatever the buffer size, and a crash loses no
+transition that was acknowledged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transport.chunkfile import ChunkDirectory, read_message, write_message
+from transport.link import LearnerLink
+
+from learner.config import LearnerConfig
+from learner.replay import MixedSampler, ReplayBuffer, to_torch
+from policies.sac import SACAgent
+from transport.codec import PROTOCOL_VERSION, Registry
+from transport.config import document_hash, load_document, section
+from transport.learner_messages import LEARNER_MESSAGES, Hello, ObservationSpec, TransitionChunk
+from transport.link_config import LinkConfig
+from transport.schema import SchemaError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.bin"
+
+
+@dataclass
+class Checkpoint:
+    """What `--resume` needs besides the stored chunks.
+
+    Attributes:
+        updates: gradient updates done. weights_version: last published version.
+        config_hash: hash of the config the run was started with.
+        sampler_rng: numpy bit-generator state of the batch sampler (JSON-able).
+        tensors: agent.state_arrays() plus "torch_rng_state".
+    """
+
+    updates: int
+    weights_version: int
+    config_hash: str
+    sampler_rng: dict[str, Any]
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+CHECKPOINT_MESSAGES = Registry({"learner_checkpoint": Checkpoint})
+
+
+@dataclass
+class Progress:
+    """Written to RUN_DIR/learner/progress.json about once a second (read by `hilrl run`)."""
+
+    updates: int = 0
+    updates_per_s: float = 0.0
+    weights_version: int = -1
+    online_transitions: int = 0
+    demo_transitions: int = 0
+    intervention_transitions: int = 0
+    episodes: int = 0
+    env_steps: int = 0
+    recent_success_rate: float = 0.0
+    recent_intervention_fraction: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def observation_spec_from(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
+    """The actor's observation spec, action size and gripper flag, derived from the config alone,
+    so the learner never needs a robot to start. (`actor.config` holds only dataclasses: reading
+    the env section's schema is not reaching into the actor process.)"""
+    from actor.config import EnvConfig
+
+    env = section(doc, "env", EnvConfig)
+    size = doc.get("robot_server", {}).get("sim", {})
+    h, w = int(size.get("image_height", 128)), int(size.get("image_width", 128))
+    cameras = {c: [h, w, 3] for c in env.observation.cameras}
+    return ObservationSpec(state_dim=env.state_dim, cameras=cameras), env.action_dim, env.action.gripper
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Learner:
+    """The training loop (see the module docstring)."""
+
+    @staticmethod
+    def validate(doc: dict[str, Any]) -> None:
+        """Check every section the learner reads (raises SchemaError naming the key)."""
+        section(doc, "learner", LearnerConfig)
+        section(doc, "link", LinkConfig)
+        observation_spec_from(doc)
+
+    def __init__(self, doc: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event | None = None):
+        self.doc = doc
+        self.config: LearnerConfig = section(doc, "learner", LearnerConfig)
+        self.link_config: LinkConfig = section(doc, "link", LinkConfig)
+        self.dir = run_dir / "learner"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.stop = stop or threading.Event()
+        self.config_hash = document_hash(doc)
+        c = self.config
+        self.device = resolve_device(c.device)
+        self.obs_spec, self.action_dim, has_gripper = observation_spec_from(doc)
+        cameras = {k: tuple(v) for k, v in self.obs_spec.cameras.items()}
+        self.agent = SACAgent(self.obs_spec.state_dim, self.action_dim, has_gripper, c.sac, self.device, seed=c.seed)
+        self.online = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
+        self.demo = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
+        self.intervention = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
+        self.sampler = MixedSampler(self.online, [self.demo, self.intervention], c.online_fraction, c.batch_size)
+        self.rng = np.random.default_rng(c.seed)
+        self.updates = 0
+        self.weights_version = -1
+        self.progress = Progress()
+        self._recent: list[tuple[bool, float]] = []
+        self._load_demos()
+
+        self.link = LearnerLink(
+            self.link_config,
+            Hello(
+                actor_session="",
+                protocol_version=PROTOCOL_VERSION,
+                observation=self.obs_spec,
+                action_dim=self.action_dim,
+                config_hash=self.config_hash,
+            ),
+            store_dir=self.dir / "link",
+            learner_session=f"learner-{uuid.uuid4().hex[:12]}",
+        )
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ data
+
+    def _load_demos(self) -> None:
+        for folder in self.config.demos:
+            path = Path(folder)
+            if not path.is_dir():
+                raise FileNotFoundError(f"learner.demos: {folder} is not a folder of recorded demonstrations")
+            for _, msg in ChunkDirectory(path).iter_messages(LEARNER_MESSAGES):
+                if isinstance(msg, TransitionChunk):
+                    self._check_chunk(msg, f"demo {folder}")
+                    self.demo.add_chunk(msg)
+        if self.config.demos:
+            log.info("loaded %d demo transitions from %s", len(self.demo), ", ".join(self.config.demos))
+
+    def _check_chunk(self, chunk: TransitionChunk, where: str) -> None:
+        if chunk.obs_state.shape[1] != self.obs_spec.state_dim or chunk.action.shape[1] != self.action_dim:
+            raise ValueError(
+                f"{where}: records have state {chunk.obs_state.shape[1]} / action {chunk.action.shape[1]} dims, "
+                f"this config needs {self.obs_spec.state_dim} / {self.action_dim}"
+            )
+
+    def _ingest(self, chunk: TransitionChunk) -> None:
+        self.online.add_chunk(chunk)
+        self.intervention.add_chunk(chunk, select=chunk.intervened)
+        self.progress.env_steps += int(chunk.has_action.sum())
+
+    def _drain_link(self) -> None:
+        for chunk in self.link.poll_chunks():
+            self._ingest(chunk)
+        for stats in self.link.poll_stats():
+            self._recent = (self._recent + [(stats.success, stats.intervention_fraction)])[-20:]
+            self.progress.episodes += 1
+            with open(self.dir / "episodes.jsonl", "a") as f:
+                f.write(json.dumps({k: v for k, v in vars(stats).items()}) + "\n")
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self) -> None:
+        tensors = dict(self.agent.state_arrays())
+        tensors["torch_rng_state"] = torch.get_rng_state().numpy()
+        started = time.monotonic()
+        write_message(
+            self.dir / CHECKPOINT_FILE,
+            Checkpoint(
+                updates=self.updates,
+                weights_version=self.weights_version,
+                config_hash=self.config_hash,
+                sampler_rng=self.rng.bit_generator.state,
+                tensors=tensors,
+            ),
+            CHECKPOINT_MESSAGES,
+        )
+        log.info("checkpoint at %d updates (%.0f ms)", self.updates, (time.monotonic() - started) * 1e3)
+
+    def _resume(self) -> None:
+        path = self.dir / CHECKPOINT_FILE
+        if path.exists():
+            _, ckpt = read_message(path, CHECKPOINT_MESSAGES)
+            if ckpt.config_hash != self.config_hash:
+                log.warning("resuming with a different config (hash %s, run started with %s)", self.config_hash, ckpt.config_hash)
+            tensors = dict(ckpt.tensors)
+            torch.set_rng_state(torch.from_numpy(np.array(tensors.pop("torch_rng_state"), dtype=np.uint8)))
+            self.agent.load_state_arrays(tensors)
+            self.updates = ckpt.updates
+            self.weights_version = ckpt.weights_version
+            self.rng.bit_generator.state = ckpt.sampler_rng
+        else:
+            log.warning("no checkpoint in %s: resuming from the stored transitions only", self.dir)
+        for chunk in self.link.load_stored():
+            self._ingest(chunk)
+        log.info("resumed at %d updates, weights v%d, %d online transitions", self.updates, self.weights_version, len(self.online))
+
+    # ------------------------------------------------------------------ loop
+
+    def publish(self) -> None:
+        self.weights_version += 1
+        self.link.publish_weights(self.weights_version, self.agent.actor_tensors())
+
+    def run(self) -> None:
+        c = self.config
+        self.link.start()
+        self.publish()  # actors act on the (initial) policy at once, not on random actions
+        last_report, updates_at_report = time.monotonic(), self.updates
+        try:
+            while not self.stop.is_set():
+                self._drain_link()
+                if len(self.online) < c.training_starts:
+                    time.sleep(0.005)
+                else:
+                    batch = to_torch(self.sampler.sample(self.rng), self.device)
+                    self.progress.metrics = self.agent.update(batch)
+                    self.updates += 1
+                    self.link.set_progress(self.updates)
+                    if self.updates % c.weights_every_updates == 0:
+                        self.publish()
+                    if self.updates % c.checkpoint_every_updates == 0:
+                        self.checkpoint()
+                now = time.monotonic()
+                if now - last_report >= 1.0:
+                    self._report((self.updates - updates_at_report) / (now - last_report))
+                    last_report, updates_at_report = now, self.updates
+        finally:
+            self.checkpoint()
+            self._report(0.0)
+            self.link.close()
+
+    def _report(self, updates_per_s: float) -> None:
+        p = self.progress
+        p.updates, p.updates_per_s, p.weights_version = self.updates, round(updates_per_s, 2), self.weights_version
+        p.online_transitions, p.demo_transitions = len(self.online), len(self.demo)
+        p.intervention_transitions = len(self.intervention)
+        if self._recent:
+            p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
+            p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))
+        tmp = self.dir / "progress.json.tmp"
+        tmp.write_text(json.dumps(vars(p)) + "\n")
+        os.replace(tmp, self.dir / "progress.json")
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the learner: SAC/RLPD training fed by actors.")
+    parser.add_argument("--config", help="task YAML file (with --resume: defaults to the run's saved config)")
+    parser.add_argument("--run-dir", type=Path, help="new run directory")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. learner.batch_size=128")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if (args.run_dir is None) == (args.resume is None):
+        parser.error("give exactly one of --run-dir (new run) or --resume RUN_DIR")
+    run_dir = args.resume or args.run_dir
+    saved = run_dir / "config.json"
+    try:
+        if args.config:
+            doc = load_document(args.config, args.overrides)
+        elif args.resume and saved.exists():
+            from transport.config import parse_document
+
+            doc = parse_document(json.loads(saved.read_text()), args.overrides, where=str(saved))
+        else:
+            parser.error("--config is required for a new run")
+        Learner.validate(doc)
+    except (SchemaError, FileNotFoundError, ValueError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not saved.exists():
+        saved.write_text(json.dumps(doc, indent=2) + "\n")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        Learner(doc, run_dir, resume=args.resume is not None, stop=stop).run()
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
