@@ -138,16 +138,20 @@ class TransitionChunk:
 
 @dataclass
 class ChunkAck:
-    """A chunk (or episode stats) with this seq is durably stored.
+    """A chunk (or episode stats) with this (actor_session, seq) is durably stored.
 
     Attributes:
         seq: the acknowledged sequence number.
         updates_done / weights_version: learner progress (for the actor's throttle and weights).
+        actor_session: the acknowledged message's own session. An actor resends chunks spooled by
+            an earlier run under their old session and seq, which can equal seqs of its current
+            session; the session makes the ack unambiguous. ("" from a sender that predates it.)
     """
 
     seq: int
     updates_done: int
     weights_version: int
+    actor_session: str = ""
 
 
 @dataclass
