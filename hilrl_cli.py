@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "actor": Subcommand("actor.loop", "run the actor: the policy on the robot, streaming to the learner"),
     "learner": Subcommand("learner.main", "run the learner: SAC/RLPD training fed by actors"),
     "record-demos": Subcommand("actor.demos", "record successful demonstrations with the scripted expert"),
+    "keys": Subcommand("transport.keys", "generate CurveZMQ keys for links that bind beyond loopback"),
 }
 
 
