@@ -1,0 +1,293 @@
+"""Replay buffers that store every observation once; the next observation is found by index.
+
+A buffer is a ring of N observation *slots*. Slot i holds one observation (state float32 (S,),
+one uint8 (H, W, 3) image per camera) and, when it is a stored transition, the transition that
+leaves it (action, reward, flags). `valid[i]` says that transition's next observation is in slot
+i + 1 (mod N); only valid slots are sampled, so the pair (slot i, slot i + 1) is always an
+(obs, next_obs) pair of the same episode, also at terminations (the final observation is a slot of
+its own), truncations (bootstrapped from that final observation), intervention boundaries and
+across wrap-around.
+
+Records arrive in `TransitionChunk`s (transport.learner_messages; any object with the same
+attributes works): records in the order the actor saw them, a record's next observation is the
+next record of the same episode, possibly in the next chunk.
+
+Memory: the images of a slot are stored once (no next_obs copy), so a transition costs one
+observation plus about 40 bytes of per-step fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+
+class ChunkLike(Protocol):
+    """What add_chunk reads (transport.learner_messages.TransitionChunk fits). K records:
+    obs_state (K, S) float32, obs_images {camera: (K, H, W, 3) uint8}, action (K, A) float32,
+    reward (K,) float32, terminated / truncated / intervened / gripper_switched / has_action (K,)
+    bool, episode_id (K,) int64, step_index (K,) int32."""
+
+    obs_state: np.ndarray
+    obs_images: Mapping[str, np.ndarray]
+    action: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    intervened: np.ndarray
+    gripper_switched: np.ndarray
+    has_action: np.ndarray
+    episode_id: np.ndarray
+    step_index: np.ndarray
+
+
+# Per-slot fields copied from the chunk's records, with their storage dtype.
+_SLOT_FIELDS = {
+    "reward": np.float32,
+    "terminated": np.bool_,
+    "truncated": np.bool_,
+    "intervened": np.bool_,
+    "gripper_switched": np.bool_,
+    "episode_id": np.int64,
+    "step_index": np.int32,
+}
+
+# Transition fields a sample returns (besides observations).
+_SAMPLE_FIELDS = ("action", "reward", "terminated", "truncated", "intervened", "gripper_switched")
+
+
+class ReplayBuffer:
+    """Ring buffer of observation slots with next-observation-by-index transitions.
+
+    Args:
+        capacity: N, number of observation slots (>= 2). A transition needs its own slot and its
+            next observation's slot, which is usually the next transition's slot, so N slots hold
+            about N transitions (fewer when many episodes are short).
+        state_dim: S. action_dim: A (env format, including the gripper dim).
+        cameras: camera name -> (H, W, 3) of its uint8 image.
+
+    Per slot: obs_state (N, S) float32, obs_images[cam] (N, H, W, 3) uint8, action (N, A) float32,
+    reward (N,) float32, terminated / truncated / intervened / gripper_switched (N,) bool,
+    has_action (N,) bool (the slot holds a transition selected into this buffer), episode_id (N,)
+    int64, step_index (N,) int32, valid (N,) bool (the transition's next observation is the next
+    slot).
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        state_dim: int,
+        action_dim: int,
+        cameras: Mapping[str, tuple[int, int, int]] | None = None,
+    ):
+        if capacity < 2:
+            raise ValueError("capacity must be >= 2 (a transition needs two observation slots)")
+        self.capacity = capacity
+        self.state_dim = state_dim
+        self.action_dim = action_dim
+        self.cameras = {name: tuple(shape) for name, shape in (cameras or {}).items()}
+        for name, shape in self.cameras.items():
+            if len(shape) != 3 or shape[2] != 3:
+                raise ValueError(f"camera {name!r}: shape must be (H, W, 3), got {shape}")
+        n = capacity
+        self.obs_state = np.zeros((n, state_dim), np.float32)
+        self.obs_images = {name: np.zeros((n, *shape), np.uint8) for name, shape in self.cameras.items()}
+        self.action = np.zeros((n, action_dim), np.float32)
+        self.fields = {name: np.zeros(n, dtype) for name, dtype in _SLOT_FIELDS.items()}
+        self.has_action = np.zeros(n, np.bool_)
+        self.valid = np.zeros(n, np.bool_)
+        self.write_index = 0  # next slot to write
+        self.slots_written = 0  # total writes (slots in use = min(slots_written, N))
+        # The last record seen was a stored transition still waiting for its next observation
+        # (always in slot write_index - 1): its episode and step, to check continuity.
+        self._pending: tuple[int, int] | None = None
+        self._valid_slots: np.ndarray | None = None  # cache of flatnonzero(valid)
+
+    # ---------------------------------------------------------------- writing
+
+    def add_chunk(self, chunk: ChunkLike, select: np.ndarray | None = None) -> int:
+        """Store a chunk's records; returns the number of slots written.
+
+        A record is written when it is a selected transition (select & has_action), or when it is
+        the next observation of the previous record, itself a selected transition (same episode,
+        step + 1; the previous record may be the last of the previous chunk). The previous slot
+        becomes valid then. Anything else (e.g. a new episode after a transition whose final
+        observation never came) leaves the waiting transition invalid forever.
+
+        select: (K,) bool, which transitions belong to this buffer (None: all), e.g.
+            chunk.intervened for the intervention buffer.
+        """
+        k = len(chunk.obs_state)
+        self._check_chunk(chunk, k)
+        if k == 0:
+            return 0
+        episode = np.asarray(chunk.episode_id, np.int64)
+        step = np.asarray(chunk.step_index, np.int64)
+        selected = np.asarray(chunk.has_action, np.bool_).copy()
+        if select is not None:
+            selected &= np.asarray(select, np.bool_)
+
+        # is_next[i]: record i is the next observation of record i - 1, a selected transition.
+        is_next = np.zeros(k, np.bool_)
+        is_next[1:] = selected[:-1] & (episode[1:] == episode[:-1]) & (step[1:] == step[:-1] + 1)
+        if self._pending is not None:
+            is_next[0] = episode[0] == self._pending[0] and step[0] == self._pending[1] + 1
+        rows = np.flatnonzero(selected | is_next)
+        self._pending = (int(episode[-1]), int(step[-1])) if selected[-1] else None
+        if len(rows) == 0:
+            return 0
+
+        # Write in blocks of at most N - 1 records, so that within one block the slot before a
+        # written slot is never itself overwritten by the same block (it holds the transition the
+        # block's next-observation marks make valid).
+        block = self.capacity - 1
+        for start in range(0, len(rows), block):
+            r = rows[start : start + block]
+            slots = (self.write_index + np.arange(len(r))) % self.capacity
+            # Overwriting a slot destroys its old transition (its old next observation was the
+            # following slot, about to be overwritten or already unrelated) ...
+            self.valid[slots] = False
+            self.obs_state[slots] = chunk.obs_state[r]
+            for name, images in self.obs_images.items():
+                images[slots] = chunk.obs_images[name][r]
+            self.action[slots] = np.where(selected[r, None], chunk.action[r], 0.0)
+            for name, array in self.fields.items():
+                array[slots] = np.asarray(getattr(chunk, name))[r]
+            self.has_action[slots] = selected[r]
+            # ... and the slot before a continuing record (the previous write, possibly from the
+            # previous block or chunk) now has its next observation.
+            self.valid[(slots[is_next[r]] - 1) % self.capacity] = True
+            self.write_index = int((slots[-1] + 1) % self.capacity)
+            self.slots_written += len(r)
+        self._valid_slots = None
+        return len(rows)
+
+    def _check_chunk(self, chunk: ChunkLike, k: int) -> None:
+        if chunk.obs_state.ndim != 2 or chunk.obs_state.shape[1] != self.state_dim:
+            raise ValueError(f"chunk obs_state has shape {chunk.obs_state.shape}, expected (K, {self.state_dim})")
+        if chunk.action.shape != (k, self.action_dim):
+            raise ValueError(f"chunk action has shape {chunk.action.shape}, expected ({k}, {self.action_dim})")
+        if set(chunk.obs_images) != set(self.cameras):
+            raise ValueError(f"chunk cameras {sorted(chunk.obs_images)} differ from the buffer's {sorted(self.cameras)}")
+        for name, shape in self.cameras.items():
+            if chunk.obs_images[name].shape != (k, *shape):
+                raise ValueError(f"chunk camera {name!r} has shape {chunk.obs_images[name].shape}, expected ({k}, {shape})")
+
+    # ---------------------------------------------------------------- reading
+
+    def __len__(self) -> int:
+        """Number of valid (sampleable) transitions."""
+        return len(self._valid())
+
+    def _valid(self) -> np.ndarray:
+        if self._valid_slots is None:
+            self._valid_slots = np.flatnonzero(self.valid)
+        return self._valid_slots
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffer's arrays."""
+        arrays = [self.obs_state, self.action, self.has_action, self.valid, *self.obs_images.values(), *self.fields.values()]
+        return sum(a.nbytes for a in arrays)
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, Any]:
+        """n transitions uniformly (with replacement) over the valid slots.
+
+        Returns: obs_state, next_obs_state (n, S) float32; obs_images, next_obs_images
+        {camera: (n, H, W, 3) uint8}; action (n, A) float32; reward (n,) float32; terminated,
+        truncated, intervened, gripper_switched (n,) bool.
+        """
+        valid = self._valid()
+        if len(valid) == 0:
+            raise ValueError("cannot sample from a buffer without valid transitions")
+        slots = valid[rng.integers(0, len(valid), n)]
+        next_slots = (slots + 1) % self.capacity
+        out: dict[str, Any] = {
+            "obs_state": self.obs_state[slots],
+            "next_obs_state": self.obs_state[next_slots],
+            "obs_images": {name: images[slots] for name, images in self.obs_images.items()},
+            "next_obs_images": {name: images[next_slots] for name, images in self.obs_images.items()},
+            "action": self.action[slots],
+        }
+        for name in _SAMPLE_FIELDS[1:]:
+            out[name] = self.fields[name][slots]
+        return out
+
+
+def concat_batches(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Concatenate sample() dicts along the batch axis (image dicts camera by camera)."""
+    out: dict[str, Any] = {}
+    for key, value in batches[0].items():
+        if isinstance(value, Mapping):
+            out[key] = {cam: np.concatenate([b[key][cam] for b in batches]) for cam in value}
+        else:
+            out[key] = np.concatenate([b[key] for b in batches])
+    return out
+
+
+class MixedSampler:
+    """RLPD batches: a fixed share from the online buffer, the rest from the other buffers (demo,
+    intervention) together.
+
+    Args:
+        online: the online buffer.
+        others: demo / intervention buffers; the non-empty ones share the rest of each batch in
+            proportion to their sizes (i.e. uniformly over their union).
+        online_fraction: share of the batch from `online`, round(batch_size * online_fraction).
+        batch_size: transitions per batch.
+    When every other buffer is empty the whole batch comes from `online`.
+    """
+
+    def __init__(self, online: ReplayBuffer, others: Sequence[ReplayBuffer], online_fraction: float, batch_size: int):
+        if not 0 < online_fraction <= 1:
+            raise ValueError("online_fraction must be in (0, 1]")
+        self.online = online
+        self.others = list(others)
+        self.online_fraction = online_fraction
+        self.batch_size = batch_size
+
+    def counts(self, rng: np.random.Generator) -> list[int]:
+        """Transitions to draw from [online, *others] for one batch."""
+        sizes = np.array([len(b) for b in self.others], np.float64)
+        if sizes.sum() == 0:
+            return [self.batch_size] + [0] * len(self.others)
+        n_online = int(round(self.batch_size * self.online_fraction))
+        rest = rng.multinomial(self.batch_size - n_online, sizes / sizes.sum())
+        return [n_online, *(int(c) for c in rest)]
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """One batch of batch_size transitions (the keys of ReplayBuffer.sample), online first."""
+        buffers = [self.online, *self.others]
+        return concat_batches([b.sample(n, rng) for b, n in zip(buffers, self.counts(rng), strict=True) if n > 0])
+
+
+def to_torch(batch: Mapping[str, Any], device: str | torch.device) -> dict[str, Any]:
+    """A sample() batch -> tensors on `device` in SACAgent.update's names:
+
+    obs, next_obs (B, S) float32 (from obs_state, next_obs_state); obs_images, next_obs_images
+    {camera: (B, H, W, 3) uint8, unchanged}; action (B, A) float32; reward (B,) float32;
+    terminated (B,) float32 (multiplies the bootstrap); truncated, intervened, gripper_switched
+    (B,) bool.
+    """
+    device = torch.device(device)
+    non_blocking = device.type == "cuda"
+
+    def move(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device, dtype, non_blocking=non_blocking)
+
+    out: dict[str, Any] = {
+        "obs": move(batch["obs_state"], torch.float32),
+        "next_obs": move(batch["next_obs_state"], torch.float32),
+        "action": move(batch["action"], torch.float32),
+        "reward": move(batch["reward"], torch.float32),
+        "terminated": move(batch["terminated"], torch.float32),
+        "truncated": move(batch["truncated"], torch.bool),
+        "intervened": move(batch["intervened"], torch.bool),
+        "gripper_switched": move(batch["gripper_switched"], torch.bool),
+    }
+    for key in ("obs_images", "next_obs_images"):
+        out[key] = {cam: move(images, torch.uint8) for cam, images in batch.get(key, {}).items()}
+    return out
