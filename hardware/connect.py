@@ -30,4 +30,4 @@ def open_robot(doc: dict[str, Any], connection: Literal["inprocess", "server"]) 
                 "a real arm is always reached through `hilrl robot-server`"
             )
         return InProcessRobot.from_config(server, doc.get("task", ""))
-    return RobotClient(server.address, timeout_s=server.request_timeout_s)
+    return RobotClient(server.address, timeout_s=server.request_timeout_s, curve=server.curve)

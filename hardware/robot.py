@@ -27,6 +27,7 @@ import numpy as np
 import zmq
 
 from transport.codec import Limits, ProtocolError, decode, encode
+from transport.link_config import CurveConfig
 from transport.robot_messages import (
     ROBOT_MESSAGES,
     Ack,
@@ -45,6 +46,7 @@ from transport.robot_messages import (
     SetImpedance,
     SetPoseTarget,
 )
+from transport.security import secure_connect
 
 if TYPE_CHECKING:
     from robot_server.config import ServerConfig
@@ -189,30 +191,40 @@ class RobotClient(_RequestMethods):
         timeout_s: how long one try waits for a reply.
         retries: tries per request before `RobotUnreachableError` (so a call blocks at most about
             retries * timeout_s).
+        curve: CurveZMQ keys (`robot_server.curve`): required for a non-loopback address.
     Not thread-safe: use one client per thread.
+    Raises:
+        InsecureAddressError: a non-loopback address without `curve`.
     """
 
-    def __init__(self, address: str, timeout_s: float = 1.0, retries: int = 3):
+    def __init__(self, address: str, timeout_s: float = 1.0, retries: int = 3, curve: CurveConfig | None = None):
         if timeout_s <= 0 or retries < 1:
             raise ValueError("timeout_s must be > 0 and retries >= 1")
         self.address = address
         self.timeout_s = timeout_s
         self.retries = retries
+        self.curve = curve
         # The server deduplicates resends by (sender, seq); a fresh id per client keeps sessions apart.
         self.sender_id = f"robot_client-{uuid.uuid4().hex[:12]}"
         self._seq = itertools.count(1)
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = None
-        self._open()
+        try:
+            self._open()
+        except BaseException:
+            self._context.term()
+            raise
 
     def _open(self) -> None:
         socket = self._context.socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 50)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
-        if "[" in self.address:
-            socket.setsockopt(zmq.IPV6, 1)
-        socket.connect(self.address)
+        try:
+            secure_connect(socket, self.address, self.curve, config_key="robot_server.curve")
+        except BaseException:
+            socket.close(linger=0)
+            raise
         self._socket = socket
 
     def _reopen(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from transport.link_config import CurveConfig
 from transport.robot_messages import ImpedanceParams
 
 
@@ -76,8 +77,11 @@ class ServerConfig:
         clock: "lockstep": physics advances only on `Advance` requests (deterministic, for training
             in CI); "realtime": physics follows the wall clock, like a real arm.
         control_rate_hz: control rate of the actor; one lockstep `Advance` is one period.
-        address: ZeroMQ endpoint the server binds (and clients connect to). Loopback by default.
+        address: ZeroMQ endpoint the server binds (and clients connect to). Loopback by default;
+            any other address needs `curve`.
         request_timeout_s: how long clients wait for a reply before retrying.
+        curve: CurveZMQ keys (`hilrl keys --server-name robot_server --section robot_server`);
+            null on loopback.
     """
 
     backend: Literal["sim", "franka"] = "sim"
@@ -88,6 +92,7 @@ class ServerConfig:
     impedance: ImpedanceParams = field(default_factory=ImpedanceParams)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    curve: CurveConfig | None = None
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.control_rate_hz <= 1000.0:

@@ -18,8 +18,9 @@ Clocks:
         by the wall time elapsed (capped per iteration, so a slow machine runs robot time slow
         instead of spiralling), and runs the service's watchdog and force checks.
 
-The server binds loopback only; binding another interface needs CurveZMQ keys, which come with
-`hilrl keys` in a later issue.
+The server binds loopback unless `robot_server.curve` holds CurveZMQ keys (`hilrl keys`): then it
+binds any address as a CURVE server that admits only the authorized client keys
+(`transport.security.secure_bind`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import ipaddress
 import json
 import logging
 import re
@@ -45,8 +45,15 @@ from robot_server.backend import ArmBackend
 from robot_server.config import ServerConfig
 from robot_server.service import PhysicsPacer, RobotService
 from transport.codec import Limits, ProtocolError, decode, encode
+from transport.link_config import CurveConfig
 from transport.robot_messages import ROBOT_MESSAGES, ErrorReply
 from transport.schema import SchemaError
+from transport.security import (
+    CurveKeyError,
+    InsecureAddressError,
+    require_curve_or_loopback,
+    secure_bind,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +65,6 @@ REQUEST_LIMITS = Limits(max_header_bytes=64 * 1024, max_frame_bytes=1024 * 1024,
 _ZMQ_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 _TCP_ADDRESS = re.compile(r"^tcp://(?P<host>\[[^\]]+\]|[^:/]+):(?P<port>\d+|\*)$")
-_LOCAL_HOSTNAMES = {"localhost"}
 
 
 class ConfigError(Exception):
@@ -76,29 +82,19 @@ def split_tcp_address(address: str) -> tuple[str, str]:
     return m["host"], m["port"]
 
 
-def check_loopback(address: str) -> None:
-    """Refuse any endpoint another machine could reach.
+def check_loopback(address: str, curve: CurveConfig | None = None) -> None:
+    """Refuse any endpoint another machine could reach, unless CurveZMQ keys are configured.
 
     Accepts tcp:// on a loopback address (127.0.0.0/8, ::1, localhost), ipc:// and inproc://.
     Raises:
         ConfigError: naming the address and what to do instead.
     """
-    if address.startswith(("ipc://", "inproc://")):
-        return
-    host, _ = split_tcp_address(address)
-    bare = host.strip("[]")
-    if bare in _LOCAL_HOSTNAMES:
-        return
+    if not address.startswith(("ipc://", "inproc://")):
+        split_tcp_address(address)  # a malformed address gets its own message
     try:
-        if ipaddress.ip_address(bare).is_loopback:
-            return
-    except ValueError:
-        pass  # an interface name or a hostname: not provably loopback
-    raise ConfigError(
-        f"refusing to bind {address}: the robot server only binds loopback (127.0.0.1, ::1, localhost) "
-        "because its traffic is unauthenticated; encrypted remote binding with CurveZMQ keys comes "
-        "with `hilrl keys` in a later issue. Run the actor on this machine, or tunnel the port (ssh -L)."
-    )
+        require_curve_or_loopback(address, curve, config_key="robot_server.curve")
+    except InsecureAddressError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _bind_endpoint(address: str) -> str:
@@ -319,7 +315,7 @@ def serve(
     Raises:
         ConfigError: a non-loopback address or an unavailable backend.
     """
-    check_loopback(config.address)
+    check_loopback(config.address, config.curve)
     restore: dict[int, Any] = {}
     if stop_event is None:
         stop_event = threading.Event()
@@ -328,6 +324,7 @@ def serve(
                 restore[sig] = signal.signal(sig, lambda signum, frame: stop_event.set())
     context = zmq.Context()
     server: RobotServer | None = None
+    auth = None
     try:
         try:
             if backend is None:
@@ -338,11 +335,9 @@ def serve(
         socket = context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, _ZMQ_MAX_MESSAGE_BYTES)
-        if "[" in config.address:
-            socket.setsockopt(zmq.IPV6, 1)
         try:
-            socket.bind(_bind_endpoint(config.address))
-        except zmq.ZMQError as exc:
+            auth = secure_bind(socket, _bind_endpoint(config.address), config.curve, config_key="robot_server.curve")
+        except (zmq.ZMQError, CurveKeyError) as exc:
             socket.close(linger=0)
             raise ConfigError(f"cannot bind {config.address}: {exc}") from None
         server = RobotServer(service, socket)
@@ -363,6 +358,8 @@ def serve(
                 backend.close()
             except Exception:
                 log.exception("backend failed to close")
+        if auth is not None:
+            auth.stop()
         context.term()
         for sig, handler in restore.items():
             signal.signal(sig, handler)
@@ -455,7 +452,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     name = parser.prog
     try:
         config, task = config_from_args(args)
-        check_loopback(config.address)
+        check_loopback(config.address, config.curve)
     except ConfigError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
