@@ -1,0 +1,509 @@
+"""Soft actor-critic in the RLPD style, with a DQN grasp critic for the gripper. One file, top to
+bottom: action layout, acting, the three losses, target updates, serialisation, the actor's Policy.
+
+Action layout (env format, Box(-1, 1)): xyz (+3 rotation) (+1 gripper, last).
+    Continuous part  a[:, :A] (A = action_dim - 1 with a gripper, else action_dim): tanh-Gaussian
+                     actor and an ensemble of E critics Q_e(s, a_cont).
+    Gripper          a[:, -1]: the env closes at >= 0.5, opens at <= -0.5 and keeps its command in
+                     between. The grasp critic is a DQN over three discrete actions
+                     {open = 0, stay = 1, close = 2}; a stored env value g maps to an index by the
+                     same thresholds and an index maps back to -1.0 / 0.0 / +1.0.
+
+Losses (per critic step; `critic_updates_per_actor_update` critic steps, then one actor step):
+    critic   y = r + discount * (1 - terminated) * min_{e in subset} Q'_e(s', a'),  a' ~ pi(s')
+             [- alpha * log pi(a'|s') when backup_entropy];  L = mean_e,b (Q_e(s, a) - y)^2.
+             Only `terminated` masks the bootstrap: a time limit (truncation) still bootstraps from
+             the stored final observation.
+    grasp    double DQN: y = r - penalty * switched + discount * (1 - terminated) *
+             Q'_g(s', argmax_k Q_g(s', k));  L = mean_b (Q_g(s, k_taken) - y)^2.
+    actor    L = mean_b (alpha * log pi(a|s) - mean_e Q_e(s, a)),  a ~ pi(s) (reparameterised).
+    alpha    L = mean_b (-alpha * (log pi(a|s) + target_entropy)),  learned as log_alpha.
+Target networks (critic ensemble and grasp critic) follow by Polyak averaging with rate tau after
+every critic step.
+
+Serialisation never pickles: networks, optimiser state and RNG state travel as dict[str, ndarray].
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from policies.config import SACConfig
+from policies.networks import (
+    GRASP_ACTIONS,
+    GRASP_CLOSE,
+    GRASP_OPEN,
+    GRASP_STAY,
+    EnsembleCritic,
+    GraspCritic,
+    TanhGaussianActor,
+)
+
+# Env gripper thresholds (actor/env.py): >= 0.5 closes, <= -0.5 opens, in between keeps.
+GRIPPER_THRESHOLD = 0.5
+# Exploration on the gripper: with this probability the acting gripper action is uniform over
+# {open, stay, close} instead of the grasp critic's argmax (epsilon-greedy; deterministic acting
+# never explores).
+GRASP_EPSILON = 0.1
+
+Batch = Mapping[str, torch.Tensor]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda when present, else cpu; anything else as torch.device."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def gripper_to_index(g: torch.Tensor) -> torch.Tensor:
+    """Env gripper values (B,) float -> grasp critic indices (B,) long (open 0, stay 1, close 2)."""
+    index = torch.full(g.shape, GRASP_STAY, dtype=torch.long, device=g.device)
+    index[g >= GRIPPER_THRESHOLD] = GRASP_CLOSE
+    index[g <= -GRIPPER_THRESHOLD] = GRASP_OPEN
+    return index
+
+
+def index_to_gripper(index: torch.Tensor) -> torch.Tensor:
+    """Grasp critic indices (B,) long -> env gripper values (B,) float32: -1.0, 0.0 or +1.0."""
+    return index.to(torch.float32) - 1.0
+
+
+def _as_batch(obs: np.ndarray, device: torch.device) -> tuple[torch.Tensor, bool]:
+    """obs (S,) or (B, S) -> float32 tensor (B, S) and whether the input was a single obs."""
+    array = np.array(obs, dtype=np.float32)  # a copy: wire buffers are read-only
+    single = array.ndim == 1
+    return torch.from_numpy(array.reshape(1, -1) if single else array).to(device), single
+
+
+def _act(
+    actor: TanhGaussianActor,
+    grasp_critic: GraspCritic | None,
+    obs: torch.Tensor,
+    deterministic: bool,
+    generator: torch.Generator,
+    grasp_epsilon: float,
+) -> torch.Tensor:
+    """obs (B, S) -> env actions (B, action_dim). Shared by SACAgent.act and Policy.act.
+
+    Deterministic: tanh(mean) and the grasp critic's argmax. Otherwise: a tanh-Gaussian sample and
+    epsilon-greedy on the grasp critic.
+    """
+    if deterministic:
+        action = actor.deterministic(obs)
+    else:
+        action, _ = actor.sample(obs, generator)
+    if grasp_critic is None:
+        return action
+    index = grasp_critic(obs).argmax(dim=-1)
+    if not deterministic and grasp_epsilon > 0:
+        b = obs.shape[0]
+        explore = torch.rand(b, generator=generator, device=obs.device) < grasp_epsilon
+        random_index = torch.randint(GRASP_ACTIONS, (b,), generator=generator, device=obs.device)
+        index = torch.where(explore, random_index, index)
+    return torch.cat([action, index_to_gripper(index).unsqueeze(-1)], dim=-1)
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A detached CPU copy that later training cannot change."""
+    return t.detach().to("cpu", copy=True).numpy()
+
+
+def _from_numpy(a: np.ndarray, dtype: np.dtype | None = None) -> torch.Tensor:
+    """A tensor owning a copy of `a` (arrays from the wire are read-only buffers)."""
+    return torch.from_numpy(np.array(a, dtype=dtype, copy=True))
+
+
+class SACAgent:
+    """The learner's agent: networks, optimisers, update and (exploratory or greedy) acting.
+
+    Args:
+        state_dim: S, width of the float32 state observation.
+        action_dim: width of the env action (including the gripper dim when has_gripper).
+        has_gripper: the last action dim is the gripper, owned by the grasp critic.
+        config: SACConfig.
+        device: "cpu", "cuda[:N]" or "auto".
+        seed: seeds network initialisation (device-independent: built on the CPU) and the update
+            and acting random streams.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        has_gripper: bool,
+        config: SACConfig,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+    ):
+        self.state_dim = state_dim
+        self.action_dim = action_dim
+        self.has_gripper = has_gripper
+        self.config = config
+        self.device = resolve_device(device)
+        self.continuous_dim = action_dim - 1 if has_gripper else action_dim
+        if self.continuous_dim < 1:
+            raise ValueError(f"action_dim {action_dim} leaves no continuous dimension")
+        self.target_entropy = (
+            config.target_entropy if config.target_entropy is not None else -self.continuous_dim / 2
+        )
+        self.subsample = config.ensemble_subsample or config.ensemble_size
+        self.updates = 0  # calls of update() so far
+
+        # Initialise on the CPU under a private seed: the same seed gives the same weights on every
+        # device, and the global torch RNG is left alone.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            hidden = list(config.hidden_dims)
+            self.actor = TanhGaussianActor(state_dim, self.continuous_dim, hidden)
+            self.critic = EnsembleCritic(state_dim, self.continuous_dim, hidden, config.ensemble_size)
+            self.grasp_critic = GraspCritic(state_dim, hidden) if has_gripper else None
+        self.critic_target = copy.deepcopy(self.critic)
+        self.grasp_critic_target = copy.deepcopy(self.grasp_critic)
+        for net in (self.actor, self.critic, self.critic_target, self.grasp_critic, self.grasp_critic_target):
+            if net is not None:
+                net.to(self.device)
+        for target in (self.critic_target, self.grasp_critic_target):
+            if target is not None:
+                target.requires_grad_(False)
+        self.log_alpha = nn.Parameter(
+            torch.tensor(math.log(config.init_temperature), dtype=torch.float32, device=self.device)
+        )
+
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
+        self.grasp_optimizer = (
+            torch.optim.Adam(self.grasp_critic.parameters(), lr=config.grasp_lr) if has_gripper else None
+        )
+
+        # Two random streams, so that acting (on the learner, e.g. for evaluation) never changes
+        # the sequence of updates.
+        self.update_generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.act_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        """Entropy temperature, () tensor."""
+        return self.log_alpha.exp()
+
+    # ---------------------------------------------------------------- acting
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """obs (S,) or (B, S) float32 -> env action (action_dim,) or (B, action_dim) float32.
+
+        deterministic=True is for evaluation and deployment (tanh(mean), grasp argmax).
+        """
+        batch, single = _as_batch(obs, self.device)
+        action = _act(self.actor, self.grasp_critic, batch, deterministic, self.act_generator, GRASP_EPSILON)
+        out = action.cpu().numpy().astype(np.float32)
+        return out[0] if single else out
+
+    # ---------------------------------------------------------------- learning
+
+    def update(self, batch: Batch | Sequence[Batch]) -> dict[str, float]:
+        """One update: `critic_updates_per_actor_update` critic (and grasp critic) steps, then one
+        actor and temperature step.
+
+        batch: a dict of tensors on self.device,
+            obs (B, S) float32, action (B, action_dim) float32 (env format), reward (B,) float32,
+            terminated (B,) float32 or bool, next_obs (B, S) float32, gripper_switched (B,) bool
+            (only read when has_gripper); other keys are ignored (e.g. truncated).
+            Or a sequence of such dicts, one per critic step (fresh data per step as in HIL-SERL);
+            the actor step uses the last. A single dict is reused for every critic step.
+        Returns metrics (floats): critic_loss, q_mean, td_error_abs, grasp_loss (averaged over the
+            critic steps), actor_loss, temperature, entropy.
+        """
+        k = self.config.critic_updates_per_actor_update
+        batches = [batch] * k if isinstance(batch, Mapping) else list(batch)
+        if len(batches) != k:
+            raise ValueError(f"got {len(batches)} batches, expected critic_updates_per_actor_update = {k}")
+
+        critic_metrics = []
+        for b in batches:
+            step = self._critic_step(b)
+            if self.has_gripper:
+                step["grasp_loss"] = self._grasp_step(b)
+            self._update_targets()
+            critic_metrics.append(step)
+        metrics = {name: torch.stack([m[name] for m in critic_metrics]).mean() for name in critic_metrics[0]}
+        metrics.update(self._actor_temperature_step(batches[-1]))
+        self.updates += 1
+        # One device sync for all metrics.
+        names = list(metrics)
+        values = torch.stack([metrics[n].detach().float() for n in names]).tolist()
+        return dict(zip(names, values, strict=True))
+
+    def _continuous(self, action: torch.Tensor) -> torch.Tensor:
+        """Env actions (B, action_dim) -> the critic's continuous part (B, A)."""
+        return action[:, : self.continuous_dim]
+
+    def sample_members(self) -> torch.Tensor | None:
+        """Target critics for the min: `ensemble_subsample` distinct members drawn at random,
+        (k,) long; None (all members) without subsampling."""
+        if self.subsample >= self.config.ensemble_size:
+            return None
+        perm = torch.randperm(
+            self.config.ensemble_size, generator=self.update_generator, device=self.device
+        )
+        return perm[: self.subsample]
+
+    @torch.no_grad()
+    def next_value(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """Soft value of the next observation for the critic target, (B,):
+        min over (subsampled) target critics of Q'(s', a'), a' ~ pi(s') [- alpha log pi]."""
+        next_action, next_log_prob = self.actor.sample(next_obs, self.update_generator)
+        q = self.critic_target(next_obs, next_action, self.sample_members()).min(dim=0).values
+        if self.config.backup_entropy:
+            q = q - self.alpha * next_log_prob
+        return q
+
+    @torch.no_grad()
+    def compute_critic_target(self, batch: Batch) -> torch.Tensor:
+        """y = r + discount * (1 - terminated) * next_value(s'), (B,). Truncation is not read:
+        a truncated transition bootstraps like any other."""
+        not_done = 1.0 - batch["terminated"].float()
+        return batch["reward"] + self.config.discount * not_done * self.next_value(batch["next_obs"])
+
+    def _critic_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        target = self.compute_critic_target(batch)  # (B,)
+        q = self.critic(batch["obs"], self._continuous(batch["action"]))  # (E, B)
+        td = q - target
+        loss = td.pow(2).mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optimizer.step()
+        return {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "td_error_abs": td.detach().abs().mean()}
+
+    @torch.no_grad()
+    def compute_grasp_target(self, batch: Batch) -> torch.Tensor:
+        """Double DQN target (B,): the online grasp critic picks the next action, the target one
+        values it; each gripper switch costs grasp_switch_penalty."""
+        next_obs = batch["next_obs"]
+        best_next = self.grasp_critic(next_obs).argmax(dim=-1, keepdim=True)
+        next_q = self.grasp_critic_target(next_obs).gather(-1, best_next).squeeze(-1)
+        reward = batch["reward"] - self.config.grasp_switch_penalty * batch["gripper_switched"].float()
+        not_done = 1.0 - batch["terminated"].float()
+        return reward + self.config.discount * not_done * next_q
+
+    def _grasp_step(self, batch: Batch) -> torch.Tensor:
+        target = self.compute_grasp_target(batch)
+        taken = gripper_to_index(batch["action"][:, -1])
+        q = self.grasp_critic(batch["obs"]).gather(-1, taken.unsqueeze(-1)).squeeze(-1)
+        loss = F.mse_loss(q, target)
+        self.grasp_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.grasp_optimizer.step()
+        return loss.detach()
+
+    def _actor_temperature_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        obs = batch["obs"]
+        action, log_prob = self.actor.sample(obs, self.update_generator)
+        # The actor's loss must not leave gradients on the critic (its optimiser zeroes them
+        # anyway, but skipping them saves the work).
+        self.critic.requires_grad_(False)
+        q = self.critic(obs, action).mean(dim=0)  # RLPD: mean over the whole ensemble
+        self.critic.requires_grad_(True)
+        alpha = self.alpha.detach()
+        actor_loss = (alpha * log_prob - q).mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_optimizer.step()
+
+        temperature_loss = (-self.alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.temperature_optimizer.zero_grad(set_to_none=True)
+        temperature_loss.backward()
+        self.temperature_optimizer.step()
+        return {
+            "actor_loss": actor_loss.detach(),
+            "temperature": self.alpha.detach(),
+            "entropy": -log_prob.detach().mean(),
+        }
+
+    @torch.no_grad()
+    def _update_targets(self) -> None:
+        """Polyak: target <- target + tau * (online - target)."""
+        pairs = [(self.critic, self.critic_target)]
+        if self.has_gripper:
+            pairs.append((self.grasp_critic, self.grasp_critic_target))
+        for online, target in pairs:
+            for p, tp in zip(online.parameters(), target.parameters(), strict=True):
+                tp.lerp_(p, self.config.tau)
+
+    # ---------------------------------------------------------------- serialisation
+
+    def _networks(self) -> dict[str, nn.Module]:
+        nets = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
+        if self.has_gripper:
+            nets["grasp_critic"] = self.grasp_critic
+            nets["grasp_critic_target"] = self.grasp_critic_target
+        return nets
+
+    def _optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, list[tuple[str, nn.Parameter]]]]:
+        """name -> (optimizer, its parameters with names, in the optimizer's order)."""
+        opts = {
+            "actor": (self.actor_optimizer, list(self.actor.named_parameters())),
+            "critic": (self.critic_optimizer, list(self.critic.named_parameters())),
+            "temperature": (self.temperature_optimizer, [("log_alpha", self.log_alpha)]),
+        }
+        if self.has_gripper:
+            opts["grasp_critic"] = (self.grasp_optimizer, list(self.grasp_critic.named_parameters()))
+        return opts
+
+    def actor_tensors(self) -> dict[str, np.ndarray]:
+        """What an actor needs to act, float32 by name: "actor.*" and (with a gripper)
+        "grasp_critic.*". Load with Policy.load_tensors."""
+        nets = {"actor": self.actor}
+        if self.has_gripper:
+            nets["grasp_critic"] = self.grasp_critic
+        return {
+            f"{prefix}.{name}": _to_numpy(t).astype(np.float32, copy=False)
+            for prefix, net in nets.items()
+            for name, t in net.state_dict().items()
+        }
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to resume bit-identically, as arrays by dotted name:
+        "<net>.<param>" for actor, critic, critic_target (and grasp_critic, grasp_critic_target),
+        "log_alpha" (), "optim.<opt>.<param>.{step,exp_avg,exp_avg_sq}" (Adam state; absent before
+        an optimizer's first step), "rng.update" / "rng.act" (uint8 generator states) and
+        "updates" () int64."""
+        arrays = {
+            f"{prefix}.{name}": _to_numpy(t)
+            for prefix, net in self._networks().items()
+            for name, t in net.state_dict().items()
+        }
+        arrays["log_alpha"] = _to_numpy(self.log_alpha)
+        for opt_name, (opt, params) in self._optimizers().items():
+            for name, p in params:
+                for field_name, value in opt.state.get(p, {}).items():
+                    arrays[f"optim.{opt_name}.{name}.{field_name}"] = _to_numpy(value)
+        arrays["rng.update"] = _to_numpy(self.update_generator.get_state())
+        arrays["rng.act"] = _to_numpy(self.act_generator.get_state())
+        arrays["updates"] = np.array(self.updates, dtype=np.int64)
+        return arrays
+
+    def load_state_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore what state_arrays() returned. Raises ValueError naming the first missing,
+        unknown or misshapen entry (nothing is changed then)."""
+        arrays = dict(arrays)
+        expected = {f"{p}.{n}": t for p, net in self._networks().items() for n, t in net.state_dict().items()}
+        expected["log_alpha"] = self.log_alpha
+        for name, t in expected.items():
+            if name not in arrays:
+                raise ValueError(f"state arrays lack {name!r}")
+            if tuple(arrays[name].shape) != tuple(t.shape):
+                raise ValueError(f"state array {name!r} has shape {arrays[name].shape}, expected {tuple(t.shape)}")
+        optim_states: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
+        known = set(expected) | {"rng.update", "rng.act", "updates"}
+        for opt_name, (_, params) in self._optimizers().items():
+            optim_states[opt_name] = {}
+            for i, (name, p) in enumerate(params):
+                prefix = f"optim.{opt_name}.{name}."
+                fields = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                if not fields:
+                    continue
+                if set(fields) != {"step", "exp_avg", "exp_avg_sq"}:
+                    raise ValueError(f"optimizer state {prefix}* has fields {sorted(fields)}")
+                for f in ("exp_avg", "exp_avg_sq"):
+                    if tuple(fields[f].shape) != tuple(p.shape):
+                        raise ValueError(f"{prefix}{f} has shape {fields[f].shape}, expected {tuple(p.shape)}")
+                # Adam keeps `step` as a CPU float tensor (non-capturable); load_state_dict moves the
+                # moments to the parameter's device.
+                optim_states[opt_name][i] = {f: _from_numpy(v) for f, v in fields.items()}
+                known |= {prefix + f for f in fields}
+        unknown = sorted(set(arrays) - known)
+        if unknown:
+            raise ValueError(f"unknown state arrays: {unknown[:5]}")
+        for name in ("rng.update", "rng.act", "updates"):
+            if name not in arrays:
+                raise ValueError(f"state arrays lack {name!r}")
+
+        with torch.no_grad():
+            for prefix, net in self._networks().items():
+                for name, t in net.state_dict().items():
+                    t.copy_(_from_numpy(arrays[f"{prefix}.{name}"]))
+            self.log_alpha.copy_(_from_numpy(arrays["log_alpha"]))
+        for opt_name, (opt, _) in self._optimizers().items():
+            state_dict = opt.state_dict()
+            state_dict["state"] = optim_states[opt_name]
+            opt.load_state_dict(state_dict)
+        self.update_generator.set_state(_from_numpy(arrays["rng.update"], np.uint8))
+        self.act_generator.set_state(_from_numpy(arrays["rng.act"], np.uint8))
+        self.updates = int(arrays["updates"])
+
+
+class Policy:
+    """Inference-only policy for the actor process: the tanh-Gaussian actor and (with a gripper)
+    the grasp critic, loaded from SACAgent.actor_tensors().
+
+    Args:
+        state_dim, action_dim, has_gripper, config: as for SACAgent (only hidden_dims is used).
+        device: inference device ("cpu" by default: the actor's machine may have no GPU).
+        seed: seeds exploration (action noise and the gripper's epsilon-greedy draw).
+        grasp_epsilon: gripper exploration rate of act(deterministic=False).
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        has_gripper: bool,
+        config: SACConfig,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        grasp_epsilon: float = GRASP_EPSILON,
+    ):
+        self.state_dim = state_dim
+        self.action_dim = action_dim
+        self.has_gripper = has_gripper
+        self.device = resolve_device(device)
+        self.grasp_epsilon = grasp_epsilon
+        continuous_dim = action_dim - 1 if has_gripper else action_dim
+        if continuous_dim < 1:
+            raise ValueError(f"action_dim {action_dim} leaves no continuous dimension")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            hidden = list(config.hidden_dims)
+            self.actor = TanhGaussianActor(state_dim, continuous_dim, hidden).to(self.device).eval()
+            self.grasp_critic = (
+                GraspCritic(state_dim, hidden).to(self.device).eval() if has_gripper else None
+            )
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def _networks(self) -> dict[str, nn.Module]:
+        nets: dict[str, nn.Module] = {"actor": self.actor}
+        if self.grasp_critic is not None:
+            nets["grasp_critic"] = self.grasp_critic
+        return nets
+
+    def load_tensors(self, tensors: Mapping[str, np.ndarray]) -> None:
+        """Load SACAgent.actor_tensors(). Raises ValueError on a missing, unknown or misshapen
+        tensor (before changing anything)."""
+        expected = {f"{p}.{n}": t for p, net in self._networks().items() for n, t in net.state_dict().items()}
+        missing = sorted(set(expected) - set(tensors))
+        unknown = sorted(set(tensors) - set(expected))
+        if missing or unknown:
+            raise ValueError(f"policy tensors: missing {missing[:5]}, unknown {unknown[:5]}")
+        for name, t in expected.items():
+            if tuple(np.shape(tensors[name])) != tuple(t.shape):
+                raise ValueError(f"policy tensor {name!r} has shape {np.shape(tensors[name])}, expected {tuple(t.shape)}")
+        with torch.no_grad():
+            for name, t in expected.items():
+                t.copy_(_from_numpy(tensors[name], np.float32))
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
+        """obs (S,) or (B, S) float32 -> env action (action_dim,) or (B, action_dim) float32."""
+        batch, single = _as_batch(obs, self.device)
+        action = _act(self.actor, self.grasp_critic, batch, deterministic, self.generator, self.grasp_epsilon)
+        out = action.cpu().numpy().astype(np.float32)
+        return out[0] if single else out

@@ -1,0 +1,250 @@
+"""SACAgent: losses, ensemble, targets, acting and serialisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from policies.config import SACConfig
+from policies.networks import EnsembleCritic, TanhGaussianActor
+from policies.sac import Policy, SACAgent, gripper_to_index, index_to_gripper
+
+S, A = 6, 4  # state width; env action: xyz + gripper
+
+
+def make_batch(b: int = 64, seed: int = 0, state_dim: int = S, action_dim: int = A) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    action = torch.rand(b, action_dim, generator=g) * 2 - 1
+    return {
+        "obs": torch.randn(b, state_dim, generator=g),
+        "action": action,
+        "reward": torch.randn(b, generator=g),
+        "terminated": (torch.rand(b, generator=g) < 0.1).float(),
+        "next_obs": torch.randn(b, state_dim, generator=g),
+        "gripper_switched": torch.rand(b, generator=g) < 0.2,
+    }
+
+
+def small_config(**kwargs) -> SACConfig:
+    return SACConfig(hidden_dims=[64, 64], **kwargs)
+
+
+def mean_td(agent: SACAgent, batch: dict) -> float:
+    with torch.no_grad():
+        q = agent.critic(batch["obs"], batch["action"][:, :-1])
+        return float((q - agent.compute_critic_target(batch)).abs().mean())
+
+
+def test_updates_on_a_fixed_batch_reduce_td_error():
+    agent = SACAgent(S, A, True, SACConfig(), seed=0)
+    batch = make_batch()
+    before = mean_td(agent, batch)
+    for _ in range(200):
+        metrics = agent.update(batch)
+    after = mean_td(agent, batch)
+    assert after < 0.3 * before, (before, after)
+    assert set(metrics) == {"critic_loss", "actor_loss", "temperature", "entropy", "q_mean", "grasp_loss", "td_error_abs"}
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+    assert agent.updates == 200
+
+
+def test_critic_ensemble_is_one_batched_network_and_matches_per_member_mlps():
+    config = SACConfig(ensemble_size=10, ensemble_subsample=2)
+    agent = SACAgent(S, A, True, config)
+    assert isinstance(agent.critic, EnsembleCritic)
+    params = list(agent.critic.parameters())
+    assert len(params) == 4 * 2 + 2  # two hidden layers (linear + norm) and a head, not 10 copies
+    assert all(p.shape[0] == 10 for p in params)
+    obs, action = torch.randn(5, S), torch.rand(5, A - 1) * 2 - 1
+    q = agent.critic(obs, action)
+    assert q.shape == (10, 5)
+    # Member e of the batched network is exactly the e-th Linear -> LayerNorm -> ReLU MLP.
+    c = agent.critic
+    for e in (0, 7):
+        x = torch.cat([obs, action], -1)
+        for lin, norm in zip(c.linears, c.norms, strict=True):
+            x = x @ lin.weight[e] + lin.bias[e]
+            x = F.relu(F.layer_norm(x, x.shape[-1:], norm.weight[e, 0], norm.bias[e, 0]))
+        torch.testing.assert_close(x @ c.head.weight[e] + c.head.bias[e], q[e].unsqueeze(-1))
+    torch.testing.assert_close(agent.critic(obs, action, torch.tensor([7, 0])), q[[7, 0]])
+
+
+def test_subsampling_draws_the_configured_number_of_distinct_critics():
+    agent = SACAgent(S, A, True, SACConfig(ensemble_size=10, ensemble_subsample=2))
+    seen = set()
+    for _ in range(200):
+        members = agent.sample_members()
+        assert members.shape == (2,) and members[0] != members[1]
+        seen |= set(members.tolist())
+    assert seen == set(range(10))
+    shapes = []
+    agent.critic_target.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(out.shape)))
+    agent.update(make_batch(b=8))
+    assert shapes == [(2, 8)] * 2  # the target min of each critic step uses 2 of the 10 members
+    assert SACAgent(S, A, True, SACConfig(ensemble_size=2)).sample_members() is None
+
+
+def test_target_entropy_defaults_to_minus_half_the_continuous_dims():
+    assert SACAgent(S, 4, True, small_config()).target_entropy == -1.5  # xyz; gripper excluded
+    assert SACAgent(S, 7, True, small_config()).target_entropy == -3.0  # xyz + rotation
+    assert SACAgent(S, 3, False, small_config()).target_entropy == -1.5
+    assert SACAgent(S, 4, True, small_config(target_entropy=-5.0)).target_entropy == -5.0
+
+
+def test_only_termination_masks_the_bootstrap():
+    agent = SACAgent(S, A, True, small_config(discount=0.9))
+    batch = make_batch(b=4)
+    batch["reward"] = torch.tensor([1.0, 1.0, 1.0, 1.0])
+    batch["terminated"] = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    batch["truncated"] = torch.tensor([False, True, False, True])
+    agent.next_value = lambda next_obs: torch.full((len(next_obs),), 5.0)
+    target = agent.compute_critic_target(batch)
+    torch.testing.assert_close(target, torch.tensor([5.5, 5.5, 1.0, 1.0]))
+    # Grasp critic target: same rule, minus the switch penalty.
+    batch["gripper_switched"] = torch.tensor([True, False, True, False])
+    grasp = agent.compute_grasp_target(batch)
+    torch.testing.assert_close(grasp[2:], torch.tensor([1.0 - agent.config.grasp_switch_penalty, 1.0]))
+
+
+def test_truncated_flag_does_not_change_the_real_target():
+    agent = SACAgent(S, A, True, small_config(ensemble_size=4, ensemble_subsample=2))
+    batch = make_batch(b=16)
+    batch["terminated"] = torch.zeros(16)
+    state = agent.update_generator.get_state()
+    plain = agent.compute_critic_target(batch)
+    agent.update_generator.set_state(state)
+    truncated = agent.compute_critic_target({**batch, "truncated": torch.ones(16, dtype=torch.bool)})
+    torch.testing.assert_close(plain, truncated, rtol=0, atol=0)
+    assert not torch.allclose(plain, batch["reward"])  # bootstrapped
+
+
+def test_grasp_target_is_double_dqn():
+    agent = SACAgent(S, A, True, small_config())
+    with torch.no_grad():  # make online and target nets disagree
+        for p in agent.grasp_critic_target.parameters():
+            p.add_(torch.randn_like(p))
+    batch = make_batch(b=32)
+    with torch.no_grad():
+        best = agent.grasp_critic(batch["next_obs"]).argmax(-1)
+        q_next = agent.grasp_critic_target(batch["next_obs"]).gather(-1, best[:, None]).squeeze(-1)
+    reward = batch["reward"] - agent.config.grasp_switch_penalty * batch["gripper_switched"].float()
+    want = reward + agent.config.discount * (1 - batch["terminated"]) * q_next
+    torch.testing.assert_close(agent.compute_grasp_target(batch), want)
+
+
+def test_gripper_mapping_follows_the_env_thresholds():
+    g = torch.tensor([-1.0, -0.5, -0.49, 0.0, 0.49, 0.5, 1.0])
+    assert gripper_to_index(g).tolist() == [0, 0, 1, 1, 1, 2, 2]
+    assert index_to_gripper(torch.tensor([0, 1, 2])).tolist() == [-1.0, 0.0, 1.0]
+
+
+def test_tanh_gaussian_log_prob_has_the_change_of_variables_correction():
+    actor = TanhGaussianActor(S, 3, [32])
+    obs = torch.randn(50, S)
+    g = torch.Generator().manual_seed(3)
+    action, log_prob = actor.sample(obs, g)
+    mean, log_std = actor(obs)
+    noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(3))
+    u = mean + log_std.exp() * noise
+    base = torch.distributions.Normal(mean, log_std.exp())
+    want = (base.log_prob(u) - torch.log1p(-torch.tanh(u).pow(2))).sum(-1)
+    torch.testing.assert_close(action, torch.tanh(u))
+    torch.testing.assert_close(log_prob, want, rtol=1e-4, atol=1e-4)
+    assert ((log_std >= -5) & (log_std <= 2)).all()
+    torch.testing.assert_close(actor.deterministic(obs), torch.tanh(mean))
+
+
+def test_act_shapes_ranges_and_deterministic_repeatability():
+    agent = SACAgent(S, A, True, small_config(), seed=1)
+    obs = np.random.default_rng(0).normal(size=(20, S)).astype(np.float32)
+    a1, a2 = agent.act(obs, deterministic=True), agent.act(obs, deterministic=True)
+    np.testing.assert_array_equal(a1, a2)
+    assert a1.shape == (20, A) and a1.dtype == np.float32
+    single = agent.act(obs[0], deterministic=True)
+    assert single.shape == (A,)
+    np.testing.assert_allclose(single, a1[0], rtol=0, atol=1e-6)
+    noisy = agent.act(obs, deterministic=False)
+    assert not np.array_equal(noisy[:, :-1], a1[:, :-1])
+    assert (np.abs(noisy) <= 1).all()
+    assert set(np.unique(np.concatenate([a1[:, -1], noisy[:, -1]]))) <= {-1.0, 0.0, 1.0}
+    # No gripper: every dim continuous.
+    plain = SACAgent(S, 3, False, small_config())
+    assert plain.act(obs, deterministic=True).shape == (20, 3) and plain.grasp_critic is None
+
+
+def test_state_arrays_round_trip_gives_bit_identical_next_updates():
+    config = SACConfig(hidden_dims=[32, 32], ensemble_size=10, ensemble_subsample=2)
+    a = SACAgent(S, A, True, config, seed=0)
+    for i in range(3):
+        a.update(make_batch(seed=i))
+    arrays = a.state_arrays()
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in arrays.values())
+    assert {"log_alpha", "rng.update", "updates", "optim.critic.head.weight.exp_avg_sq",
+            "optim.temperature.log_alpha.step", "grasp_critic_target.net.net.0.weight"} <= set(arrays)
+    b = SACAgent(S, A, True, config, seed=99)  # different init and random streams, overwritten
+    b.load_state_arrays(arrays)
+    for i in range(3, 6):
+        batch = make_batch(seed=i)
+        assert a.update(batch) == b.update(batch)
+    after_a, after_b = a.state_arrays(), b.state_arrays()
+    assert after_a.keys() == after_b.keys()
+    for name in after_a:
+        np.testing.assert_array_equal(after_a[name], after_b[name], err_msg=name)
+    np.testing.assert_array_equal(a.act(np.ones(S, np.float32), False), b.act(np.ones(S, np.float32), False))
+
+
+def test_load_state_arrays_refuses_bad_input_and_accepts_a_fresh_agent():
+    a = SACAgent(S, A, True, small_config())
+    fresh = a.state_arrays()  # no optimizer state yet
+    SACAgent(S, A, True, small_config(), seed=5).load_state_arrays(fresh)
+    with pytest.raises(ValueError, match="unknown"):
+        a.load_state_arrays({**fresh, "critic.extra": np.zeros(1, np.float32)})
+    with pytest.raises(ValueError, match="actor.mean.weight"):
+        a.load_state_arrays({**fresh, "actor.mean.weight": np.zeros((2, 2), np.float32)})
+    missing = dict(fresh)
+    del missing["log_alpha"]
+    with pytest.raises(ValueError, match="log_alpha"):
+        a.load_state_arrays(missing)
+
+
+def test_policy_from_actor_tensors_acts_like_the_agent():
+    agent = SACAgent(S, A, True, small_config(), seed=2)
+    for i in range(3):
+        agent.update(make_batch(seed=i))
+    tensors = agent.actor_tensors()
+    assert all(v.dtype == np.float32 for v in tensors.values())
+    assert {k.split(".")[0] for k in tensors} == {"actor", "grasp_critic"}  # no critics shipped
+    # Arrays off the wire are read-only views.
+    for v in tensors.values():
+        v.setflags(write=False)
+    policy = Policy(S, A, True, small_config(), device="cpu")
+    obs = np.random.default_rng(1).normal(size=(32, S)).astype(np.float32)
+    assert not np.array_equal(policy.act(obs, True), agent.act(obs, True))
+    policy.load_tensors(tensors)
+    np.testing.assert_array_equal(policy.act(obs, True), agent.act(obs, True))
+    np.testing.assert_array_equal(policy.act(obs[3], True), agent.act(obs[3], True))
+    explore = policy.act(obs, False)
+    assert explore.shape == (32, A) and (np.abs(explore) <= 1).all()
+    with pytest.raises(ValueError, match="missing"):
+        policy.load_tensors({k: v for k, v in tensors.items() if not k.startswith("grasp")})
+    no_gripper = SACAgent(S, 3, False, small_config())
+    p2 = Policy(S, 3, False, small_config())
+    p2.load_tensors(no_gripper.actor_tensors())
+    np.testing.assert_array_equal(p2.act(obs, True), no_gripper.act(obs, True))
+
+
+def test_same_seed_same_agent():
+    a, b = SACAgent(S, A, True, small_config(), seed=4), SACAgent(S, A, True, small_config(), seed=4)
+    batch = make_batch()
+    assert a.update(batch) == b.update(batch)
+
+
+def test_update_takes_one_fresh_batch_per_critic_step():
+    agent = SACAgent(S, A, True, small_config(critic_updates_per_actor_update=3))
+    agent.update([make_batch(seed=i) for i in range(3)])
+    with pytest.raises(ValueError, match="expected critic_updates_per_actor_update"):
+        agent.update([make_batch(seed=0)] * 2)
