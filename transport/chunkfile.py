@@ -7,8 +7,9 @@ Layout of a file (all integers little-endian):
     offset 8     u32       format version (FORMAT_VERSION)
     offset 12    u32       n: number of codec frames (>= 1; frame 0 is the codec's JSON header)
     offset 16    n x u64   length of each frame in bytes
-    then         u32       CRC-32 of all frame bytes, in order
-    then                   the n frames, back to back
+    then         u32       CRC-32 of all frame bytes, in order (padding excluded)
+    then                   the n frames; each starts at the next multiple of 64 bytes (zero
+                           padding in between), so arrays read back are aligned for any dtype
 
 The frames are exactly what `transport.codec.encode` produces (a JSON header, then raw arrays), so
 reading a file never runs code from it: no pickle anywhere. A reader checks magic, version, frame
@@ -38,6 +39,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from transport.codec import Envelope, Limits, ProtocolError, Registry, decode, encode
 from transport.learner_messages import LEARNER_MESSAGES
 
@@ -47,6 +50,7 @@ MAGIC = b"HILRLMSG"
 FORMAT_VERSION = 1
 _FIXED = struct.Struct("<8sII")  # magic, format version, frame count
 _CRC = struct.Struct("<I")
+ALIGN = 64  # frame start alignment in bytes (a cache line; covers every dtype's alignment)
 
 STORE_LIMITS = Limits(max_header_bytes=4 * 1024 * 1024, max_frame_bytes=1024 * 1024 * 1024, max_frames=65536)
 """Default bounds for files we wrote ourselves: generous (checkpoints hold many large tensors), but
@@ -78,17 +82,32 @@ def _frame_bytes(frame: Any) -> memoryview:
     return memoryview(frame).cast("B")
 
 
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
 def _prefix(frames: Sequence[memoryview]) -> bytes:
+    """Fixed header, frame table and CRC, padded to the first frame's aligned offset."""
     crc = 0
     for f in frames:
         crc = zlib.crc32(f, crc)
-    return b"".join(
+    head = b"".join(
         (
             _FIXED.pack(MAGIC, FORMAT_VERSION, len(frames)),
             struct.pack(f"<{len(frames)}Q", *(len(f) for f in frames)),
             _CRC.pack(crc),
         )
     )
+    return head + bytes(_align(len(head)) - len(head))
+
+
+def _frame_offsets(start: int, lengths: Sequence[int]) -> tuple[list[int], int]:
+    """(offset of each frame, file size) for frames laid out from `start`."""
+    offsets, at = [], start
+    for n in lengths:
+        offsets.append(at)
+        at = _align(at + n)
+    return offsets, (offsets[-1] + lengths[-1]) if lengths else start
 
 
 def _temp_path(path: Path) -> Path:
@@ -105,8 +124,10 @@ def _write_temp(path: Path, frames: Sequence[Any], fsync: bool) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_prefix(views))
-            for v in views:
+            for i, v in enumerate(views):
                 f.write(v)
+                if i + 1 < len(views):
+                    f.write(bytes(_align(len(v)) - len(v)))
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -153,8 +174,9 @@ def write_message(
     write_frames(path, encode(msg, registry, sender=sender, seq=seq), fsync=fsync)
 
 
-def _read_layout(f: Any, path: Path, size: int, limits: Limits) -> tuple[list[int], int, int]:
-    """(frame lengths, crc, payload offset) from an open file; checks magic, version and sizes."""
+def _read_layout(f: Any, path: Path, size: int, limits: Limits) -> tuple[list[int], list[int], int, int]:
+    """(frame lengths, frame offsets, crc, payload offset) from an open file; checks magic,
+    version and sizes. Leaves the file positioned at the end of the frame table."""
     fixed = f.read(_FIXED.size)
     if len(fixed) < _FIXED.size:
         raise ChunkFileError(path, f"truncated: {size} bytes, too short for the {_FIXED.size}-byte file header")
@@ -177,17 +199,18 @@ def _read_layout(f: Any, path: Path, size: int, limits: Limits) -> tuple[list[in
     for i, n in enumerate(lengths[1:], start=1):
         if n > limits.max_frame_bytes:
             raise ChunkFileError(path, f"frame {i} of {n} bytes exceeds the limit {limits.max_frame_bytes}")
-    offset = _FIXED.size + len(table)
-    expected = offset + sum(lengths)
+    offset = _align(_FIXED.size + len(table))
+    offsets, expected = _frame_offsets(offset, lengths)
     if size < expected:
         raise ChunkFileError(path, f"truncated: {size} bytes, the frame table needs {expected}")
     if size > expected:
         raise ChunkFileError(path, f"{size - expected} unexpected trailing bytes after the last frame")
-    return lengths, crc, offset
+    return lengths, offsets, crc, offset
 
 
 def read_frames(path: str | Path, limits: Limits = STORE_LIMITS) -> list[memoryview]:
-    """The codec frames stored in `path`, after the size and CRC checks.
+    """The codec frames stored in `path` (read-only, 64-byte aligned views), after the size and
+    CRC checks.
 
     Raises:
         ChunkFileError: missing, truncated, garbage, wrong format version or over `limits`.
@@ -196,19 +219,22 @@ def read_frames(path: str | Path, limits: Limits = STORE_LIMITS) -> list[memoryv
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            lengths, crc, offset = _read_layout(f, path, size, limits)
-            payload = bytearray(size - offset)
-            if f.readinto(payload) != len(payload):
+            lengths, offsets, crc, offset = _read_layout(f, path, size, limits)
+            f.seek(offset)
+            # numpy's allocator aligns its buffers (>= 16 bytes), so frames at 64-byte offsets
+            # give aligned arrays; bytearray makes no such promise.
+            payload = np.empty(size - offset, dtype=np.uint8)
+            if f.readinto(memoryview(payload)) != len(payload):
                 raise ChunkFileError(path, "file shrank while being read")
     except OSError as exc:
         raise ChunkFileError(path, f"cannot read: {exc.strerror or exc}") from None
-    if zlib.crc32(payload) != crc:
+    view = memoryview(payload).toreadonly()
+    frames = [view[o - offset : o - offset + n] for o, n in zip(offsets, lengths, strict=True)]
+    crc_found = 0
+    for frame in frames:
+        crc_found = zlib.crc32(frame, crc_found)
+    if crc_found != crc:
         raise ChunkFileError(path, "checksum mismatch: the file is corrupted")
-    view = memoryview(payload)
-    frames, at = [], 0
-    for n in lengths:
-        frames.append(view[at : at + n])
-        at += n
     return frames
 
 
@@ -238,7 +264,8 @@ def read_header(path: str | Path, limits: Limits = STORE_LIMITS) -> dict[str, An
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            lengths, _, _ = _read_layout(f, path, size, limits)
+            lengths, _, _, offset = _read_layout(f, path, size, limits)
+            f.seek(offset)
             raw = f.read(lengths[0])
     except OSError as exc:
         raise ChunkFileError(path, f"cannot read: {exc.strerror or exc}") from None
