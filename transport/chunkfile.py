@@ -22,12 +22,15 @@ exists complete or not at all; what a crash can leave is a temp file (".NAME.XXX
 `ChunkDirectory` ignores and removes when it opens the folder.
 
 `ChunkDirectory` is an append-only folder of numbered files (000000042.chunk); it is "readable
-after a crash up to the last complete chunk". One writer per folder (the temp-file cleanup on open
-assumes no other process is writing there).
+after a crash up to the last complete chunk". One writer per folder, enforced with an advisory
+lock (`flock` on FOLDER/.lock) that a writer holds from its first write (or `lock()`) until
+`close()`; temp files are only removed when nobody holds it, so a reader opening the folder never
+deletes a live writer's temp file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -61,8 +64,13 @@ CHUNK_SUFFIX = ".chunk"
 _INDEX_DIGITS = 9
 _CHUNK_NAME = re.compile(r"^(\d+)\.chunk$")
 _TEMP_SUFFIX = ".tmp"
+_LOCK_NAME = ".lock"
 
 Frame = bytes | bytearray | memoryview
+
+
+class DirectoryBusyError(RuntimeError):
+    """Another writer (process or object) holds the folder's lock."""
 
 
 class ChunkFileError(Exception):
@@ -284,11 +292,13 @@ def read_header(path: str | Path, limits: Limits = STORE_LIMITS) -> dict[str, An
 class ChunkDirectory:
     """Append-only folder of numbered message files: 000000000.chunk, 000000001.chunk, ...
 
-    Opening the folder creates it if needed and removes temp files a crash left behind. Indices
-    are listed in numeric order; `append` uses the next index after the largest present, `put`
-    writes a chosen index (the actor's spool orders its files that way).
+    Opening the folder creates it if needed and removes temp files a crash left behind (unless
+    a writer holds the folder's lock: then they are its writes in progress). Indices are listed in
+    numeric order, as of opening plus this object's own writes; `append` uses the next index after
+    the largest present, `put` writes a chosen index (the actor's spool orders its files that way).
 
-    Not thread-safe, and one writer per folder: the owner serialises calls.
+    Not thread-safe, and one writer per folder: the first write (or `lock()`) takes the folder's
+    lock, held until `close()`; a second writer gets DirectoryBusyError.
 
     Args:
         path: the folder.
@@ -299,6 +309,58 @@ class ChunkDirectory:
         self.path = Path(path)
         self.limits = limits
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        fd = self._try_lock()
+        if fd is not None:
+            try:
+                self._remove_temp_files()
+            finally:
+                os.close(fd)  # only a writer keeps the lock
+        self._indices = sorted(
+            int(m.group(1)) for m in (_CHUNK_NAME.match(e.name) for e in os.scandir(self.path)) if m
+        )
+        self._present = set(self._indices)
+
+    # -- locking
+
+    def _try_lock(self) -> int | None:
+        fd = os.open(self.path / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError: held by someone else
+            os.close(fd)
+            return None
+        return fd
+
+    def lock(self) -> None:
+        """Become the folder's one writer (idempotent).
+
+        Raises:
+            DirectoryBusyError: another process or object writes here.
+        """
+        if self._lock_fd is not None:
+            return
+        fd = self._try_lock()
+        if fd is None:
+            raise DirectoryBusyError(
+                f"{self.path} is being written by another process or link (its {_LOCK_NAME} is locked); "
+                "give each actor its own spool folder and each learner its own store"
+            )
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the writer lock (reading stays possible)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _remove_temp_files(self) -> None:
         removed = 0
         for entry in os.scandir(self.path):
             if entry.name.startswith(".") and entry.name.endswith(_TEMP_SUFFIX):
@@ -310,10 +372,6 @@ class ChunkDirectory:
                     pass
         if removed:
             log.info("%s: removed %d temp file(s) left by an interrupted write", self.path, removed)
-        self._indices = sorted(
-            int(m.group(1)) for m in (_CHUNK_NAME.match(e.name) for e in os.scandir(self.path)) if m
-        )
-        self._present = set(self._indices)
 
     # -- naming
 
@@ -371,6 +429,7 @@ class ChunkDirectory:
         fsync: bool = True,
     ) -> Path:
         """Write `msg` atomically as file number `index` (replacing any file of that number)."""
+        self.lock()
         path = self.path_for(index)
         write_message(path, msg, registry, sender=sender, seq=seq, fsync=fsync)
         self._record(index)
@@ -390,6 +449,7 @@ class ChunkDirectory:
         """
         if not messages:
             return []
+        self.lock()
         first = self.next_index
         finals = [self.path_for(first + i) for i in range(len(messages))]
         temps: list[Path] = []
@@ -420,6 +480,7 @@ class ChunkDirectory:
     def remove(self, index: int) -> None:
         """Delete file `index` (no folder fsync: a file that reappears after a crash is harmless
         wherever we remove files, since its message is deduplicated downstream)."""
+        self.lock()
         self.path_for(index).unlink(missing_ok=True)
         if index in self._present:
             self._present.discard(index)
@@ -428,6 +489,7 @@ class ChunkDirectory:
     def quarantine(self, index: int, reason: str) -> Path:
         """Rename a bad file out of the listing (NAME.corrupt) so it is kept for inspection but
         never read again; returns the new path."""
+        self.lock()
         src = self.path_for(index)
         dst = src.with_name(src.name + ".corrupt")
         log.error("%s: %s; moved aside to %s", src, reason, dst.name)

@@ -266,6 +266,8 @@ class ActorLink:
             when it is empty).
         spool_dir: folder for unacked chunks that do not fit in memory or outlive this process.
             Chunks found there at start (an earlier run's) are resent first.
+    Raises:
+        DirectoryBusyError: another actor (process or link) uses `spool_dir`.
 
     Usage: `start()`, then `send_chunk` / `send_stats` / `take_weights` from the control loop
     (none blocks), `close()` at the end. Arrays of a sent chunk must not be modified afterwards:
@@ -278,6 +280,7 @@ class ActorLink:
         self._hello = dataclasses.replace(hello, actor_session=self.session)
         self._resend_after_s = 2.0 * config.peer_timeout_s
         self._spool = ChunkDirectory(spool_dir, limits=LEARNER_RECV_LIMITS)
+        self._spool.lock()  # one actor per spool: two would resend and delete each other's files
 
         self._lock = threading.Lock()
         self._incoming: collections.deque[_Entry] = collections.deque()
@@ -457,6 +460,7 @@ class ActorLink:
         else:
             self._spill_all()
         self._closed = True
+        self._spool.close()
         self._waker.close()
 
     def __enter__(self) -> ActorLink:
@@ -790,6 +794,8 @@ class LearnerLink:
 
     The trainer calls `poll_chunks` / `poll_stats` / `publish_weights` / `set_progress`; none
     blocks on the network.
+    Raises:
+        DirectoryBusyError: another learner (process or link) uses `store_dir`.
     """
 
     def __init__(
@@ -810,6 +816,8 @@ class LearnerLink:
         store_dir = Path(store_dir)
         self._chunks = ChunkDirectory(store_dir / "chunks", limits=LEARNER_RECV_LIMITS)
         self._stats = ChunkDirectory(store_dir / "stats", limits=LEARNER_RECV_LIMITS)
+        self._chunks.lock()  # one learner per store (a second would number files over the first's)
+        self._stats.lock()
         self._seen: dict[str, SeqWindow] = {}
         self._rebuild()
         self._stored_at_open = self._chunks.indices()
@@ -909,6 +917,8 @@ class LearnerLink:
             self._auth.stop()
         if self._context is not None:
             self._context.term()
+        self._chunks.close()
+        self._stats.close()
         self._waker.close()
 
     def __enter__(self) -> LearnerLink:

@@ -113,6 +113,9 @@ def test_directory_numbers_files_lists_in_order_and_ignores_temp_files(tmp_path)
     # A crash mid-write leaves a temp file: ignored, and removed when the folder is opened again.
     leftover = directory.path / ".000000013.chunk.deadbeef.tmp"
     leftover.write_bytes(b"half a chunk")
+    ChunkDirectory(tmp_path / "d")
+    assert leftover.exists()  # the writer still holds the folder: it could be its write in progress
+    directory.close()  # the writer is gone (a crashed process releases its lock too)
     reopened = ChunkDirectory(tmp_path / "d")
     assert not leftover.exists()
     assert len(reopened) == 13 and reopened.next_index == 13
@@ -128,7 +131,9 @@ def test_readable_after_a_crash_up_to_the_last_complete_chunk(tmp_path):
     # What a crash can leave: a temp file; what disk damage can leave: a bad numbered file.
     (tmp_path / ".000000003.chunk.0123.tmp").write_bytes(b"\x00" * 100)
     directory.path_for(1).write_bytes(directory.path_for(1).read_bytes()[:50])
+    directory.close()
     reopened = ChunkDirectory(tmp_path)
+    assert not (tmp_path / ".000000003.chunk.0123.tmp").exists()
     with pytest.raises(ChunkFileError, match="000000001.chunk"):
         list(reopened.iter_messages(LEARNER_MESSAGES))
     good = [msg.reward[0] for _, msg in reopened.iter_messages(LEARNER_MESSAGES, skip_corrupt=True)]
