@@ -10,7 +10,10 @@ across wrap-around.
 
 Records arrive in `TransitionChunk`s (transport.learner_messages; any object with the same
 attributes works): records in the order the actor saw them, a record's next observation is the
-next record of the same episode, possibly in the next chunk.
+next record of the same episode, possibly in the next chunk. Chunks of several actors may
+interleave: continuity is tracked per `actor_session` (episode ids are only unique per session),
+and a transition whose next observation arrives after another session's writes is stored once more
+next to it (one duplicated observation per such interleaving).
 
 Memory: the images of a slot are stored once (no next_obs copy), so a transition costs one
 observation plus about 40 bytes of per-step fields.
@@ -19,6 +22,7 @@ observation plus about 40 bytes of per-step fields.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,7 +30,8 @@ import torch
 
 
 class ChunkLike(Protocol):
-    """What add_chunk reads (transport.learner_messages.TransitionChunk fits). K records:
+    """What add_chunk reads (transport.learner_messages.TransitionChunk fits; `actor_session`,
+    a str, is optional: without it all chunks count as one session). K records:
     obs_state (K, S) float32, obs_images {camera: (K, H, W, 3) uint8}, action (K, A) float32,
     reward (K,) float32, terminated / truncated / intervened / gripper_switched / has_action (K,)
     bool, episode_id (K,) int64, step_index (K,) int32."""
@@ -44,19 +49,24 @@ class ChunkLike(Protocol):
     step_index: np.ndarray
 
 
-# Per-slot fields copied from the chunk's records, with their storage dtype.
-_SLOT_FIELDS = {
-    "reward": np.float32,
-    "terminated": np.bool_,
-    "truncated": np.bool_,
-    "intervened": np.bool_,
-    "gripper_switched": np.bool_,
-    "episode_id": np.int64,
-    "step_index": np.int32,
-}
+# Per-slot fields copied from the chunk's records (same names as there), besides obs and action.
+_SLOT_FIELDS = ("reward", "terminated", "truncated", "intervened", "gripper_switched", "episode_id", "step_index")
 
 # Transition fields a sample returns (besides observations).
 _SAMPLE_FIELDS = ("action", "reward", "terminated", "truncated", "intervened", "gripper_switched")
+
+
+@dataclass
+class _Pending:
+    """A stored transition of one actor session still waiting for its next observation.
+
+    write: number of the write that stored it (its slot is write % capacity; the data is intact
+        while fewer than `capacity` later writes happened). episode, step: to check continuity.
+    """
+
+    write: int
+    episode: int
+    step: int
 
 
 class ReplayBuffer:
@@ -96,15 +106,29 @@ class ReplayBuffer:
         self.obs_state = np.zeros((n, state_dim), np.float32)
         self.obs_images = {name: np.zeros((n, *shape), np.uint8) for name, shape in self.cameras.items()}
         self.action = np.zeros((n, action_dim), np.float32)
-        self.fields = {name: np.zeros(n, dtype) for name, dtype in _SLOT_FIELDS.items()}
+        self.reward = np.zeros(n, np.float32)
+        self.terminated = np.zeros(n, np.bool_)
+        self.truncated = np.zeros(n, np.bool_)
+        self.intervened = np.zeros(n, np.bool_)
+        self.gripper_switched = np.zeros(n, np.bool_)
+        self.episode_id = np.zeros(n, np.int64)
+        self.step_index = np.zeros(n, np.int32)
         self.has_action = np.zeros(n, np.bool_)
         self.valid = np.zeros(n, np.bool_)
         self.write_index = 0  # next slot to write
-        self.slots_written = 0  # total writes (slots in use = min(slots_written, N))
-        # The last record seen was a stored transition still waiting for its next observation
-        # (always in slot write_index - 1): its episode and step, to check continuity.
-        self._pending: tuple[int, int] | None = None
+        self.slots_written = 0  # writes so far (slots in use = min(slots_written, N))
+        # Per actor session: its last record was a stored transition still waiting for its next
+        # observation, which may arrive in that session's next chunk. Keyed by session so that
+        # chunks of several actors may interleave (episode ids are only unique per session).
+        self._pending: dict[str, _Pending] = {}
         self._valid_slots: np.ndarray | None = None  # cache of flatnonzero(valid)
+
+    def _slot_arrays(self) -> list[np.ndarray]:
+        """Every per-slot array (first axis N)."""
+        return [
+            self.obs_state, *self.obs_images.values(), self.action, self.has_action, self.valid,
+            *(getattr(self, name) for name in _SLOT_FIELDS),
+        ]
 
     # ---------------------------------------------------------------- writing
 
@@ -112,10 +136,11 @@ class ReplayBuffer:
         """Store a chunk's records; returns the number of slots written.
 
         A record is written when it is a selected transition (select & has_action), or when it is
-        the next observation of the previous record, itself a selected transition (same episode,
-        step + 1; the previous record may be the last of the previous chunk). The previous slot
-        becomes valid then. Anything else (e.g. a new episode after a transition whose final
-        observation never came) leaves the waiting transition invalid forever.
+        the next observation of the previous record of its session, itself a selected transition
+        (same episode, step + 1; the previous record may be the last of that session's previous
+        chunk). The previous slot becomes valid then. Anything else (e.g. a new episode after a
+        transition whose final observation never came) leaves the waiting transition invalid
+        forever.
 
         select: (K,) bool, which transitions belong to this buffer (None: all), e.g.
             chunk.intervened for the intervention buffer.
@@ -124,6 +149,7 @@ class ReplayBuffer:
         self._check_chunk(chunk, k)
         if k == 0:
             return 0
+        session = str(getattr(chunk, "actor_session", ""))
         episode = np.asarray(chunk.episode_id, np.int64)
         step = np.asarray(chunk.step_index, np.int64)
         selected = np.asarray(chunk.has_action, np.bool_).copy()
@@ -133,12 +159,26 @@ class ReplayBuffer:
         # is_next[i]: record i is the next observation of record i - 1, a selected transition.
         is_next = np.zeros(k, np.bool_)
         is_next[1:] = selected[:-1] & (episode[1:] == episode[:-1]) & (step[1:] == step[:-1] + 1)
-        if self._pending is not None:
-            is_next[0] = episode[0] == self._pending[0] and step[0] == self._pending[1] + 1
+        copied = 0
+        pending = self._pending.pop(session, None)
+        if (
+            pending is not None
+            and episode[0] == pending.episode
+            and step[0] == pending.step + 1
+            and self.slots_written - pending.write <= self.capacity  # its slot not overwritten
+        ):
+            if pending.write != self.slots_written - 1:
+                # Another session wrote since: store the waiting transition again right before its
+                # next observation (one duplicated observation per interleaving).
+                self._copy_slot(pending.write % self.capacity)
+                copied = 1
+            is_next[0] = True
+        if selected[-1]:
+            last_write = self.slots_written + int((selected | is_next).sum()) - 1
+            self._pending[session] = _Pending(last_write, int(episode[-1]), int(step[-1]))
         rows = np.flatnonzero(selected | is_next)
-        self._pending = (int(episode[-1]), int(step[-1])) if selected[-1] else None
         if len(rows) == 0:
-            return 0
+            return copied
 
         # Write in blocks of at most N - 1 records, so that within one block the slot before a
         # written slot is never itself overwritten by the same block (it holds the transition the
@@ -154,8 +194,8 @@ class ReplayBuffer:
             for name, images in self.obs_images.items():
                 images[slots] = chunk.obs_images[name][r]
             self.action[slots] = np.where(selected[r, None], chunk.action[r], 0.0)
-            for name, array in self.fields.items():
-                array[slots] = np.asarray(getattr(chunk, name))[r]
+            for name in _SLOT_FIELDS:
+                getattr(self, name)[slots] = np.asarray(getattr(chunk, name))[r]
             self.has_action[slots] = selected[r]
             # ... and the slot before a continuing record (the previous write, possibly from the
             # previous block or chunk) now has its next observation.
@@ -163,7 +203,17 @@ class ReplayBuffer:
             self.write_index = int((slots[-1] + 1) % self.capacity)
             self.slots_written += len(r)
         self._valid_slots = None
-        return len(rows)
+        return len(rows) + copied
+
+    def _copy_slot(self, source: int) -> None:
+        """Write slot `source`'s contents again at the write pointer (not valid yet)."""
+        target = self.write_index
+        for array in self._slot_arrays():
+            array[target] = array[source]
+        self.valid[target] = False
+        self.write_index = (target + 1) % self.capacity
+        self.slots_written += 1
+        self._valid_slots = None
 
     def _check_chunk(self, chunk: ChunkLike, k: int) -> None:
         if chunk.obs_state.ndim != 2 or chunk.obs_state.shape[1] != self.state_dim:
@@ -190,8 +240,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes held by the buffer's arrays."""
-        arrays = [self.obs_state, self.action, self.has_action, self.valid, *self.obs_images.values(), *self.fields.values()]
-        return sum(a.nbytes for a in arrays)
+        return sum(a.nbytes for a in self._slot_arrays())
 
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, Any]:
         """n transitions uniformly (with replacement) over the valid slots.
@@ -213,7 +262,7 @@ class ReplayBuffer:
             "action": self.action[slots],
         }
         for name in _SAMPLE_FIELDS[1:]:
-            out[name] = self.fields[name][slots]
+            out[name] = getattr(self, name)[slots]
         return out
 
 

@@ -1,7 +1,8 @@
 """Synthetic transition records for the replay tests.
 
 Every observation encodes where it came from, so a test can check each sampled (obs, next_obs)
-pair: obs_state[0] = episode id, obs_state[1] = step index, obs_state[2] = a buffer tag, and every
+pair: obs_state[0] = episode id, obs_state[1] = step index, obs_state[2] = a tag (buffer or actor
+session), and every
 image pixel = (7 * episode + step) % 256 (camera "b" adds 1). The action encodes the step as well:
 action[0] = step / 1000, action[1] = episode / 1000.
 """
@@ -110,6 +111,7 @@ def check_pairs(batch: dict, cameras: dict[str, tuple[int, int, int]] | None = N
     ep, step = batch["obs_state"][:, 0], batch["obs_state"][:, 1]
     np.testing.assert_array_equal(batch["next_obs_state"][:, 0], ep)
     np.testing.assert_array_equal(batch["next_obs_state"][:, 1], step + 1)
+    np.testing.assert_array_equal(batch["next_obs_state"][:, 2], batch["obs_state"][:, 2])  # same source
     np.testing.assert_allclose(batch["action"][:, 0], step / 1000.0, atol=1e-6)
     np.testing.assert_allclose(batch["action"][:, 1], ep / 1000.0, atol=1e-6)
     np.testing.assert_allclose(batch["reward"], step / 100.0, atol=1e-6)

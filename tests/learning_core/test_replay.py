@@ -15,7 +15,7 @@ CAMERAS = {"front": (8, 8, 3), "wrist": (6, 4, 3)}
 def valid_transitions(buffer: ReplayBuffer) -> set[tuple[int, int]]:
     """(episode, step) of every sampleable transition, read from the slots."""
     slots = np.flatnonzero(buffer.valid)
-    return {(int(e), int(s)) for e, s in zip(buffer.fields["episode_id"][slots], buffer.fields["step_index"][slots], strict=True)}
+    return {(int(e), int(s)) for e, s in zip(buffer.episode_id[slots], buffer.step_index[slots], strict=True)}
 
 
 def reference_valid(rec: dict, capacity: int, select: np.ndarray | None = None) -> set[tuple[int, int]]:
@@ -184,6 +184,39 @@ def test_oversized_chunk_wraps_within_one_call():
     fill(buffer, rec, 1000)
     assert valid_transitions(buffer) == reference_valid(rec, 10)
     check_pairs(buffer.sample(100, np.random.default_rng(5)), CAMERAS)
+
+
+def test_interleaved_actor_sessions_with_colliding_episode_ids():
+    """Two actors, both counting episodes from 0, whose chunks arrive interleaved: each waiting
+    transition is paired with its own session's next observation."""
+    rec_a = records([Episode(0, 7), Episode(1, 5, "terminated")], CAMERAS, tag=1)
+    rec_b = records([Episode(0, 9), Episode(1, 4)], CAMERAS, tag=2)
+    chunks_a, chunks_b = chunks(rec_a, 3, session="actor-a"), chunks(rec_b, 4, session="actor-b")
+    buffer = ReplayBuffer(200, STATE_DIM, ACTION_DIM, CAMERAS)
+    for i in range(max(len(chunks_a), len(chunks_b))):
+        for cs in (chunks_a, chunks_b):
+            if i < len(cs):
+                buffer.add_chunk(cs[i])
+    assert len(buffer) == 7 + 5 + 9 + 4  # nothing lost at the interleavings
+    batch = buffer.sample(1000, np.random.default_rng(6))
+    check_pairs(batch, CAMERAS)
+    assert set(np.unique(batch["obs_state"][:, 2])) == {1.0, 2.0}
+    # Each interleaving that split a transition from its next obs re-stored one observation.
+    assert buffer.slots_written > len(rec_a["obs_state"]) + len(rec_b["obs_state"])
+
+
+def test_waiting_transition_overwritten_by_another_session_is_dropped_not_mispaired():
+    rec_a = records([Episode(0, 6)], tag=1)
+    a1, a2 = chunks(rec_a, 3, session="actor-a")[:2]
+    buffer = ReplayBuffer(8, STATE_DIM, ACTION_DIM)
+    buffer.add_chunk(a1)  # steps 0..2, step 2 waits for step 3
+    for chunk in chunks(records([Episode(0, 9)], tag=2), 5, session="actor-b"):
+        buffer.add_chunk(chunk)  # 10 writes: the ring forgets actor-a's slots
+    buffer.add_chunk(a2)  # steps 3..5
+    batch = buffer.sample(500, np.random.default_rng(7))
+    check_pairs(batch)
+    from_a = batch["obs_state"][:, 2] == 1
+    assert set(batch["obs_state"][from_a, 1].astype(int)) == {3, 4}  # step 2's next obs came too late
 
 
 def test_no_action_records_are_never_sampled_and_empty_buffer_refuses_to_sample():
