@@ -65,10 +65,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 def gripper_to_index(g: torch.Tensor) -> torch.Tensor:
     """Env gripper values (B,) float -> grasp critic indices (B,) long (open 0, stay 1, close 2)."""
-    index = torch.full(g.shape, GRASP_STAY, dtype=torch.long, device=g.device)
-    index[g >= GRIPPER_THRESHOLD] = GRASP_CLOSE
-    index[g <= -GRIPPER_THRESHOLD] = GRASP_OPEN
-    return index
+    # torch.where, not boolean-mask assignment: no host sync on a GPU.
+    stay_or_open = torch.where(g <= -GRIPPER_THRESHOLD, GRASP_OPEN, GRASP_STAY)
+    return torch.where(g >= GRIPPER_THRESHOLD, GRASP_CLOSE, stay_or_open).long()
 
 
 def index_to_gripper(index: torch.Tensor) -> torch.Tensor:
@@ -393,52 +392,64 @@ class SACAgent:
 
     def load_state_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Restore what state_arrays() returned. Raises ValueError naming the first missing,
-        unknown or misshapen entry (nothing is changed then)."""
-        arrays = dict(arrays)
-        expected = {f"{p}.{n}": t for p, net in self._networks().items() for n, t in net.state_dict().items()}
-        expected["log_alpha"] = self.log_alpha
-        for name, t in expected.items():
+        unknown or misshapen entry (nothing is changed then). A scalar may come back as shape (1,)
+        (some array codecs promote 0-d arrays)."""
+        arrays = {name: np.asarray(value) for name, value in arrays.items()}
+
+        def shaped(name: str, shape: tuple[int, ...]) -> np.ndarray:
             if name not in arrays:
                 raise ValueError(f"state arrays lack {name!r}")
-            if tuple(arrays[name].shape) != tuple(t.shape):
-                raise ValueError(f"state array {name!r} has shape {arrays[name].shape}, expected {tuple(t.shape)}")
+            value = arrays[name]
+            if value.shape != shape and not (shape == () and value.shape == (1,)):
+                raise ValueError(f"state array {name!r} has shape {value.shape}, expected {shape}")
+            return value.reshape(shape)
+
+        net_arrays = {
+            f"{p}.{n}": shaped(f"{p}.{n}", tuple(t.shape))
+            for p, net in self._networks().items()
+            for n, t in net.state_dict().items()
+        }
+        log_alpha = shaped("log_alpha", ())
+        updates = shaped("updates", ())
+        for name in ("rng.update", "rng.act"):
+            if name not in arrays:
+                raise ValueError(f"state arrays lack {name!r}")
+        rng_update, rng_act = arrays["rng.update"], arrays["rng.act"]
+        known = set(net_arrays) | {"log_alpha", "updates", "rng.update", "rng.act"}
         optim_states: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
-        known = set(expected) | {"rng.update", "rng.act", "updates"}
         for opt_name, (_, params) in self._optimizers().items():
             optim_states[opt_name] = {}
             for i, (name, p) in enumerate(params):
                 prefix = f"optim.{opt_name}.{name}."
-                fields = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                fields = {k[len(prefix):] for k in arrays if k.startswith(prefix)}
                 if not fields:
-                    continue
-                if set(fields) != {"step", "exp_avg", "exp_avg_sq"}:
+                    continue  # this optimizer had not stepped yet
+                if fields != {"step", "exp_avg", "exp_avg_sq"}:
                     raise ValueError(f"optimizer state {prefix}* has fields {sorted(fields)}")
-                for f in ("exp_avg", "exp_avg_sq"):
-                    if tuple(fields[f].shape) != tuple(p.shape):
-                        raise ValueError(f"{prefix}{f} has shape {fields[f].shape}, expected {tuple(p.shape)}")
-                # Adam keeps `step` as a CPU float tensor (non-capturable); load_state_dict moves the
-                # moments to the parameter's device.
-                optim_states[opt_name][i] = {f: _from_numpy(v) for f, v in fields.items()}
+                # Adam keeps `step` as a () CPU float tensor (non-capturable); load_state_dict moves
+                # the moments to the parameter's device.
+                optim_states[opt_name][i] = {
+                    "step": _from_numpy(shaped(prefix + "step", ())),
+                    "exp_avg": _from_numpy(shaped(prefix + "exp_avg", tuple(p.shape))),
+                    "exp_avg_sq": _from_numpy(shaped(prefix + "exp_avg_sq", tuple(p.shape))),
+                }
                 known |= {prefix + f for f in fields}
         unknown = sorted(set(arrays) - known)
         if unknown:
             raise ValueError(f"unknown state arrays: {unknown[:5]}")
-        for name in ("rng.update", "rng.act", "updates"):
-            if name not in arrays:
-                raise ValueError(f"state arrays lack {name!r}")
 
         with torch.no_grad():
             for prefix, net in self._networks().items():
                 for name, t in net.state_dict().items():
-                    t.copy_(_from_numpy(arrays[f"{prefix}.{name}"]))
-            self.log_alpha.copy_(_from_numpy(arrays["log_alpha"]))
+                    t.copy_(_from_numpy(net_arrays[f"{prefix}.{name}"]))
+            self.log_alpha.copy_(_from_numpy(log_alpha))
         for opt_name, (opt, _) in self._optimizers().items():
             state_dict = opt.state_dict()
             state_dict["state"] = optim_states[opt_name]
             opt.load_state_dict(state_dict)
-        self.update_generator.set_state(_from_numpy(arrays["rng.update"], np.uint8))
-        self.act_generator.set_state(_from_numpy(arrays["rng.act"], np.uint8))
-        self.updates = int(arrays["updates"])
+        self.update_generator.set_state(_from_numpy(rng_update, np.uint8))
+        self.act_generator.set_state(_from_numpy(rng_act, np.uint8))
+        self.updates = int(updates)
 
 
 class Policy:

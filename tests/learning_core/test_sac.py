@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from policies.config import SACConfig
 from policies.networks import EnsembleCritic, TanhGaussianActor
 from policies.sac import Policy, SACAgent, gripper_to_index, index_to_gripper
+from transport.codec import decode, encode
+from transport.learner_messages import LEARNER_MESSAGES, Weights
 
 S, A = 6, 4  # state width; env action: xyz + gripper
 
@@ -195,6 +197,11 @@ def test_state_arrays_round_trip_gives_bit_identical_next_updates():
     for name in after_a:
         np.testing.assert_array_equal(after_a[name], after_b[name], err_msg=name)
     np.testing.assert_array_equal(a.act(np.ones(S, np.float32), False), b.act(np.ones(S, np.float32), False))
+    # The array codec promotes 0-d arrays (log_alpha, Adam steps, updates) to shape (1,).
+    c = SACAgent(S, A, True, config, seed=7)
+    c.load_state_arrays({k: v.reshape(1) if v.ndim == 0 else v for k, v in a.state_arrays().items()})
+    batch = make_batch(seed=10)
+    assert a.update(batch) == c.update(batch)
 
 
 def test_load_state_arrays_refuses_bad_input_and_accepts_a_fresh_agent():
@@ -237,6 +244,17 @@ def test_policy_from_actor_tensors_acts_like_the_agent():
     np.testing.assert_array_equal(p2.act(obs, True), no_gripper.act(obs, True))
 
 
+def test_actor_tensors_cross_the_wire_as_a_weights_message():
+    """Default codec limits (64 frames, 16 MiB each) hold the default 256-256 policy."""
+    agent = SACAgent(22, 7, True, SACConfig(), seed=3)
+    frames = encode(Weights(version=5, tensors=agent.actor_tensors()), LEARNER_MESSAGES)
+    _, weights = decode([bytes(f) for f in frames], LEARNER_MESSAGES)
+    policy = Policy(22, 7, True, SACConfig())
+    policy.load_tensors(weights.tensors)
+    obs = np.random.default_rng(0).normal(size=(4, 22)).astype(np.float32)
+    np.testing.assert_array_equal(policy.act(obs, True), agent.act(obs, True))
+
+
 def test_same_seed_same_agent():
     a, b = SACAgent(S, A, True, small_config(), seed=4), SACAgent(S, A, True, small_config(), seed=4)
     batch = make_batch()
@@ -248,3 +266,18 @@ def test_update_takes_one_fresh_batch_per_critic_step():
     agent.update([make_batch(seed=i) for i in range(3)])
     with pytest.raises(ValueError, match="expected critic_updates_per_actor_update"):
         agent.update([make_batch(seed=0)] * 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_agent_on_cuda_updates_resumes_and_feeds_a_cpu_policy():
+    config = SACConfig(hidden_dims=[32, 32], ensemble_size=10, ensemble_subsample=2)
+    a = SACAgent(S, A, True, config, device="cuda", seed=0)
+    batch = {k: v.cuda() for k, v in make_batch().items()}
+    a.update(batch)
+    b = SACAgent(S, A, True, config, device="cuda", seed=1)
+    b.load_state_arrays(a.state_arrays())
+    assert a.update(batch) == b.update(batch)
+    policy = Policy(S, A, True, config, device="cpu")
+    policy.load_tensors(a.actor_tensors())
+    obs = np.random.default_rng(0).normal(size=(8, S)).astype(np.float32)
+    np.testing.assert_allclose(policy.act(obs, True), a.act(obs, True), atol=1e-5)
