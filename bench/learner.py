@@ -1,0 +1,144 @@
+"""Learner throughput: SAC updates per second, state-based.
+
+One update = SACAgent.update: `critic_updates_per_actor_update` (2) critic steps, each with a
+grasp-critic step and target updates, then one actor + temperature step; every critic step gets
+its own batch of 256 (HIL-SERL's recipe). Synthetic data: state_dim 16, action_dim 4 (xyz +
+gripper), 256-256 LayerNorm MLPs.
+
+Prints one JSON object:
+    updates_per_s_ens2       2 critics, batches already on the device (pure learner compute)
+    updates_per_s_ens10      10 critics, target min over 2 drawn at random (SERL)
+    updates_per_s_ens2_with_replay   the same as ens2 but every batch drawn from replay
+                             (MixedSampler 128 online + 128 intervention, to_torch) on the way
+    plus device, torch version, torch threads (torch's default, not changed), CPU count.
+Each figure is measured for --seconds after --warmup untimed updates.
+
+Usage: python bench/learner.py [--seconds 3] [--warmup 20] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from learner.replay import MixedSampler, ReplayBuffer, to_torch  # noqa: E402
+from policies.config import SACConfig  # noqa: E402
+from policies.sac import SACAgent, resolve_device  # noqa: E402
+from transport.learner_messages import TransitionChunk  # noqa: E402
+
+STATE_DIM, ACTION_DIM, BATCH = 16, 4, 256
+
+
+def random_batch(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    """One synthetic batch in SACAgent.update's format, built on the CPU and moved once."""
+    b = {
+        "obs": torch.randn(BATCH, STATE_DIM, generator=gen),
+        "action": torch.rand(BATCH, ACTION_DIM, generator=gen) * 2 - 1,
+        "reward": torch.rand(BATCH, generator=gen),
+        "terminated": (torch.rand(BATCH, generator=gen) < 0.01).float(),
+        "next_obs": torch.randn(BATCH, STATE_DIM, generator=gen),
+        "gripper_switched": torch.rand(BATCH, generator=gen) < 0.05,
+    }
+    return {k: v.to(device) for k, v in b.items()}
+
+
+def filled_buffer(n: int, seed: int) -> ReplayBuffer:
+    """A state-only buffer holding n transitions (episodes of 100 steps)."""
+    rng = np.random.default_rng(seed)
+    k = n + n // 100 + 1
+    step = np.arange(k) % 101
+    buffer = ReplayBuffer(k + 1, STATE_DIM, ACTION_DIM)
+    buffer.add_chunk(
+        TransitionChunk(
+            actor_session="bench",
+            seq=0,
+            obs_state=rng.normal(size=(k, STATE_DIM)).astype(np.float32),
+            action=rng.uniform(-1, 1, (k, ACTION_DIM)).astype(np.float32),
+            reward=rng.random(k).astype(np.float32),
+            terminated=np.zeros(k, bool),
+            truncated=step == 99,
+            intervened=np.zeros(k, bool),
+            gripper_switched=rng.random(k) < 0.05,
+            has_action=step < 100,
+            episode_id=(np.arange(k) // 101).astype(np.int64),
+            step_index=step.astype(np.int32),
+            policy_version=np.zeros(k, np.int64),
+        )
+    )
+    return buffer
+
+
+def measure(update, seconds: float, warmup: int) -> float:
+    """Calls of `update` per second (each returns float metrics, so the device is synced)."""
+    for _ in range(warmup):
+        update()
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        update()
+        n += 1
+    return n / elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    pool = [random_batch(gen, device) for _ in range(16)]
+    result: dict = {}
+
+    for name, config in (
+        ("ens2", SACConfig()),
+        ("ens10", SACConfig(ensemble_size=10, ensemble_subsample=2)),
+    ):
+        agent = SACAgent(STATE_DIM, ACTION_DIM, True, config, device=device, seed=0)
+        k, i = config.critic_updates_per_actor_update, [0]
+
+        def update(agent=agent, k=k, i=i) -> None:
+            agent.update([pool[(i[0] + j) % len(pool)] for j in range(k)])
+            i[0] += k
+
+        result[f"updates_per_s_{name}"] = round(measure(update, args.seconds, args.warmup), 1)
+
+    online, intervention = filled_buffer(100_000, 1), filled_buffer(10_000, 2)
+    sampler = MixedSampler(online, [intervention], online_fraction=0.5, batch_size=BATCH)
+    rng = np.random.default_rng(0)
+    config = SACConfig()
+    agent = SACAgent(STATE_DIM, ACTION_DIM, True, config, device=device, seed=0)
+
+    def update_from_replay() -> None:
+        agent.update([to_torch(sampler.sample(rng), device) for _ in range(config.critic_updates_per_actor_update)])
+
+    result["updates_per_s_ens2_with_replay"] = round(measure(update_from_replay, args.seconds, args.warmup), 1)
+    result.update(
+        critic_steps_per_update=config.critic_updates_per_actor_update,
+        batch_size=BATCH,
+        state_dim=STATE_DIM,
+        action_dim=ACTION_DIM,
+        hidden_dims=config.hidden_dims,
+        device=str(device) if device.type != "cuda" else f"{device} ({torch.cuda.get_device_name(device)})",
+        torch_version=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        seconds_each=args.seconds,
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
