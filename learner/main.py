@@ -248,8 +248,12 @@ class Learner:
                 if len(self.online) < c.training_starts:
                     time.sleep(0.005)
                 else:
-                    batch = to_torch(self.sampler.sample(self.rng), self.device)
-                    self.progress.metrics = self.agent.update(batch)
+                    # A fresh batch for every critic step (as HIL-SERL does); the actor uses the last.
+                    batches = [
+                        to_torch(self.sampler.sample(self.rng), self.device)
+                        for _ in range(c.sac.critic_updates_per_actor_update)
+                    ]
+                    self.progress.metrics = self.agent.update(batches)
                     self.updates += 1
                     self.link.set_progress(self.updates)
                     if self.updates % c.weights_every_updates == 0:

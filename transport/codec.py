@@ -121,7 +121,7 @@ def _array_dict_fields(cls: type) -> list[dataclasses.Field]:
 
 
 def _array_frame(arr: Any) -> tuple[str, list[int], memoryview]:
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr, order="C")  # not ascontiguousarray: it turns 0-d arrays into shape (1,)
     if arr.dtype.str not in ALLOWED_DTYPES:
         arr = arr.astype(arr.dtype.newbyteorder("<"))
     return arr.dtype.str, list(arr.shape), memoryview(arr).cast("B")

@@ -145,6 +145,7 @@ def test_gripper_mapping_follows_the_env_thresholds():
 
 
 def test_tanh_gaussian_log_prob_has_the_change_of_variables_correction():
+    torch.manual_seed(0)
     actor = TanhGaussianActor(S, 3, [32])
     obs = torch.randn(50, S)
     g = torch.Generator().manual_seed(3)
@@ -153,7 +154,9 @@ def test_tanh_gaussian_log_prob_has_the_change_of_variables_correction():
     noise = torch.randn(mean.shape, generator=torch.Generator().manual_seed(3))
     u = mean + log_std.exp() * noise
     base = torch.distributions.Normal(mean, log_std.exp())
-    want = (base.log_prob(u) - torch.log1p(-torch.tanh(u).pow(2))).sum(-1)
+    # log(1 - tanh(u)^2) in its numerically stable form (the naive one loses precision for |u| > 3)
+    log_det = 2.0 * (math.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u))
+    want = (base.log_prob(u) - log_det).sum(-1)
     torch.testing.assert_close(action, torch.tanh(u))
     torch.testing.assert_close(log_prob, want, rtol=1e-4, atol=1e-4)
     assert ((log_std >= -5) & (log_std <= 2)).all()
