@@ -1018,8 +1018,8 @@ class LearnerLink:
         except zmq.Again:
             self._limiter.warning("hwm", "learner link: an actor's send queue is full; message dropped "
                                          "(it is resent or re-requested)")
-        except zmq.ZMQError as exc:  # EHOSTUNREACH: that connection is gone
-            self._limiter.warning("unreachable", "learner link: cannot reach an actor connection: %s", exc)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH: that connection is gone (an actor stopped)
+            log.debug("learner link: cannot reach an actor connection: %s", exc)
         return False
 
     def _reply(self, identity: bytes, msg: Any) -> bool:

@@ -57,11 +57,13 @@ def learner_procs():
     """`learner_procs(address, store, session, config)` -> LearnerProcess; all stopped at teardown."""
     started: list[LearnerProcess] = []
 
-    def start(address: str, store: Path, session: str, config=None) -> LearnerProcess:
-        proc = LearnerProcess(address, store, session, config or fast_config())
+    def start(address: str, store: Path, session: str, config=None, extra_args=()) -> LearnerProcess:
+        proc = LearnerProcess(address, store, session, config or fast_config(), extra_args=extra_args)
         started.append(proc)
         return proc
 
     yield start
     for proc in started:
         proc.stop()
+        # Shown by pytest only when the test failed.
+        print(f"---- {proc.log_path.name} (exit {proc.proc.returncode}) ----\n{proc.log_tail()}")

@@ -1,7 +1,9 @@
 """A learner-side process for the restart tests: a LearnerLink that stores and consumes chunks.
 
 Usage: python tests/transport/learner_proc.py --address tcp://127.0.0.1:0 --store DIR --session ID
-Prints "ready ENDPOINT" once bound; runs until SIGTERM (or SIGKILL, which is the point).
+    [--drop-acks-from-seq N]
+Prints "ready ENDPOINT" once bound; runs until SIGTERM (or SIGKILL, which is the point); logs
+"consumed N chunks, D duplicates" on SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,7 +32,17 @@ def main() -> int:
     parser.add_argument("--session", required=True)
     parser.add_argument("--heartbeat-s", type=float, default=0.05)
     parser.add_argument("--peer-timeout-s", type=float, default=0.4)
+    parser.add_argument("--drop-acks-from-seq", type=int, default=0,
+                        help="store chunks from this seq on but never ack them (acks lost in a crash)")
     args = parser.parse_args()
+    if args.drop_acks_from_seq:
+        send_ack = LearnerLink._ack
+
+        def _ack(self, identity, key):
+            if key[1] < args.drop_acks_from_seq:
+                send_ack(self, identity, key)
+
+        LearnerLink._ack = _ack
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -44,7 +56,7 @@ def main() -> int:
             consumed += len(link.poll_chunks())
     finally:
         link.close()
-    logging.info("consumed %d chunks", consumed)
+    logging.info("consumed %d chunks, %d duplicates", consumed, link.duplicates)
     return 0
 
 

@@ -6,6 +6,7 @@ import collections
 import dataclasses
 import os
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -44,6 +45,26 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stable_port() -> int:
+    """A free loopback port below the kernel's ephemeral range: one that no port-0 bind and no
+    outgoing connection can take while its server is down (and a client reconnecting to it can
+    never connect to itself). For tests that restart a server on the same port."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def fast_config(address: str = "tcp://127.0.0.1:0", **changes: Any) -> LinkConfig:
@@ -170,10 +191,11 @@ class LearnerProcess:
     Its first stdout line is "ready ENDPOINT"; `endpoint` has the real port.
     """
 
-    def __init__(self, address: str, store: Path, session: str, config: LinkConfig, timeout_s: float = 30.0):
+    def __init__(self, address: str, store: Path, session: str, config: LinkConfig, timeout_s: float = 30.0,
+                 extra_args: Sequence[str] = ()):
         cmd = [sys.executable, str(HERE / "learner_proc.py"), "--address", address, "--store", str(store),
                "--session", session, "--heartbeat-s", str(config.heartbeat_s),
-               "--peer-timeout-s", str(config.peer_timeout_s)]
+               "--peer-timeout-s", str(config.peer_timeout_s), *extra_args]
         self.log_path = store.parent / f"{session}.log"
         store.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "w")
@@ -189,6 +211,12 @@ class LearnerProcess:
             self.stop()
             raise RuntimeError(f"learner process said {line!r}; log:\n{self.log_path.read_text()}")
         self.endpoint = line.split()[1]
+
+    def log_tail(self, n_chars: int = 6000) -> str:
+        try:
+            return self.log_path.read_text()[-n_chars:]
+        except OSError:
+            return ""
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, like a crash or an OOM kill."""

@@ -127,7 +127,7 @@ def test_credit_window_limits_unacked_messages_in_flight(actors):
             raw.reply(identity, ChunkAck(seq=seq, updates_done=0, weights_version=-1, actor_session=actor.session))
         raw.serve(0.5)
         assert [c.seq for _, c in raw.chunks] == [1, 2, 3, 4, 5, 6]
-        assert actor.unacked == 8
+        assert wait_until(lambda: actor.unacked == 8, 5)
     finally:
         raw.close()
 
@@ -255,7 +255,7 @@ def test_learner_defers_chunks_when_the_trainer_does_not_keep_up(tmp_path, actor
         for i in range(12):
             actor.send_chunk(make_chunk(float(i)))
         assert wait_until(lambda: learner.deferred > 0 and learner.stored_chunks == 5, 5)
-        assert actor.unacked == 7
+        assert wait_until(lambda: actor.unacked == 7, 5)
         taken: list = []
         deadline = time.monotonic() + 10
         while len(taken) < 12 and time.monotonic() < deadline:  # the trainer catches up
