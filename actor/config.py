@@ -46,8 +46,8 @@ class ObservationConfig:
             tcp_pose (6: position m and rotation vector rad, relative to the reset pose),
             tcp_twist (6: m/s, rad/s, base frame), tcp_wrench (6: N, N m, base frame),
             gripper (1: opening 0 closed .. 1 open),
-            object (3: sim only, the task's object position relative to the reset TCP position, m:
-                reach goal, cube centre, or hole top centre).
+            object (3: sim only, the task's object position relative to the current TCP position,
+                base frame, m: reach goal, cube centre, or hole top centre).
         cameras: camera names; each adds a uint8 (H, W, 3) image under its name.
     """
 

@@ -74,6 +74,7 @@ def record_demos(doc: dict[str, Any], episodes: int, out_dir: Path, seed: int = 
             print(f"demo {kept}/{episodes} recorded ({transitions} transitions so far)", flush=True)
     finally:
         env.close()
+        store.close()
     if kept < episodes:
         raise RuntimeError(f"only {kept} of {episodes} demonstrations succeeded in {attempts} attempts")
     summary = {

@@ -204,7 +204,9 @@ class RobotEnv(gym.Env):
             elif key == "object":
                 if state.object_state is None:
                     raise RuntimeError("env.observation.state has 'object', but this robot reports no object state (sim only)")
-                blocks.append(np.asarray(state.object_state[:3]) - self._reset_position)
+                # Relative to the current TCP: the feature a wrist camera would give, and the one a
+                # reaching or grasping policy needs directly.
+                blocks.append(np.asarray(state.object_state[:3]) - state.tcp_position_m)
         obs: dict[str, np.ndarray] = {"state": np.concatenate(blocks).astype(np.float32)}
         cameras = self.config.observation.cameras
         if cameras:

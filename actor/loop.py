@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from transport.link import ActorLink
 
 from actor.config import ActorConfig, EnvConfig
@@ -119,6 +120,9 @@ class Actor:
 
     def __init__(self, doc: dict[str, Any], run_dir: Path, stop: threading.Event | None = None):
         self.settings = s = load_settings(doc)
+        # Inference of a small MLP gains nothing from more threads, and spare ones would spin
+        # against the learner and the simulated robot on the same cores.
+        torch.set_num_threads(1)
         self.run_dir = run_dir / "actor"
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.stop = stop or threading.Event()
@@ -130,8 +134,11 @@ class Actor:
         self.train_env = InterventionWrapper(self.env, device) if device is not None else self.env
         self.obs_spec = observation_spec(self.env)
         self.action_dim = int(self.env.action_space.shape[0])
-        self.policy = Policy(self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.sac, device=s.actor.device)
+        self.policy = Policy(
+            self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.sac, device=s.actor.device, seed=s.actor.seed
+        )
         self.policy_version = -1
+        self._weights_session: str | None = None
         self.link = ActorLink(
             s.link,
             Hello(
@@ -220,9 +227,14 @@ class Actor:
 
     def _take_new_weights(self) -> None:
         weights = self.link.take_weights()
-        if weights is not None and weights.version > self.policy_version:
+        if weights is None:
+            return
+        # A restarted learner may number from an older checkpoint: its weights are still the newest.
+        new_learner = self.link.learner_session != self._weights_session
+        if weights.version > self.policy_version or new_learner:
             self.policy.load_tensors(weights.tensors)
             self.policy_version = weights.version
+            self._weights_session = self.link.learner_session
 
     def _policy_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.policy_version < 0 or self.env_steps < self.settings.actor.random_steps:

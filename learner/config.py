@@ -22,6 +22,8 @@ class LearnerConfig:
         weights_every_updates: publish actor weights every N updates.
         checkpoint_every_updates: write a checkpoint every N updates (and always at shutdown).
         seed: seeds networks and sampling.
+        torch_threads: CPU threads for torch (0: torch's default, all cores). When the actor and
+            the simulated robot share the machine, 1 avoids threads fighting over the cores.
     """
 
     device: str = "auto"
@@ -33,6 +35,7 @@ class LearnerConfig:
     weights_every_updates: int = 50
     checkpoint_every_updates: int = 2000
     seed: int = 0
+    torch_threads: int = 0
     sac: SACConfig = field(default_factory=SACConfig)
 
     def __post_init__(self) -> None:
@@ -42,5 +45,7 @@ class LearnerConfig:
             raise ValueError("online_fraction must be in (0, 1]")
         if self.training_starts < 1 or self.replay_capacity < self.batch_size:
             raise ValueError("need training_starts >= 1 and replay_capacity >= batch_size")
+        if self.torch_threads < 0:
+            raise ValueError("torch_threads must be >= 0")
         if self.weights_every_updates < 1 or self.checkpoint_every_updates < 1:
             raise ValueError("weights_every_updates and checkpoint_every_updates must be >= 1")

@@ -41,7 +41,7 @@ from transport.link import LearnerLink
 
 from learner.config import LearnerConfig
 from learner.replay import MixedSampler, ReplayBuffer, to_torch
-from policies.sac import SACAgent
+from policies.sac import SACAgent, resolve_device
 from transport.codec import PROTOCOL_VERSION, Registry
 from transport.config import document_hash, load_document, section
 from transport.learner_messages import LEARNER_MESSAGES, Hello, ObservationSpec, TransitionChunk
@@ -104,12 +104,6 @@ def observation_spec_from(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bo
     return ObservationSpec(state_dim=env.state_dim, cameras=cameras), env.action_dim, env.action.gripper
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Learner:
     """The training loop (see the module docstring)."""
 
@@ -129,6 +123,8 @@ class Learner:
         self.stop = stop or threading.Event()
         self.config_hash = document_hash(doc)
         c = self.config
+        if c.torch_threads > 0:
+            torch.set_num_threads(c.torch_threads)
         self.device = resolve_device(c.device)
         self.obs_spec, self.action_dim, has_gripper = observation_spec_from(doc)
         cameras = {k: tuple(v) for k, v in self.obs_spec.cameras.items()}
@@ -194,6 +190,18 @@ class Learner:
             with open(self.dir / "episodes.jsonl", "a") as f:
                 f.write(json.dumps({k: v for k, v in vars(stats).items()}) + "\n")
 
+    def _fit_normalization(self, samples_per_buffer: int = 5000) -> None:
+        """Freeze the agent's input normalisation from the demos and the first online data
+        (restored from the checkpoint on resume, never refitted)."""
+        states = [
+            buffer.sample(min(samples_per_buffer, len(buffer)), self.rng)["obs_state"]
+            for buffer in (self.online, self.demo)
+            if len(buffer) > 0
+        ]
+        data = np.concatenate(states)
+        self.agent.set_obs_normalization(data.mean(axis=0), data.std(axis=0))
+        log.info("input normalisation fitted on %d observations", len(data))
+
     # ------------------------------------------------------------------ checkpoints
 
     def checkpoint(self) -> None:
@@ -227,8 +235,13 @@ class Learner:
             self.rng.bit_generator.state = ckpt.sampler_rng
         else:
             log.warning("no checkpoint in %s: resuming from the stored transitions only", self.dir)
+        newest_seen = -1
         for chunk in self.link.load_stored():
             self._ingest(chunk)
+            newest_seen = max(newest_seen, int(chunk.policy_version.max(initial=-1)))
+        # Actors may hold weights newer than the checkpoint (published after it); number on from
+        # the newest version they used, so the next publish is newer than anything they have.
+        self.weights_version = max(self.weights_version, newest_seen)
         log.info("resumed at %d updates, weights v%d, %d online transitions", self.updates, self.weights_version, len(self.online))
 
     # ------------------------------------------------------------------ loop
@@ -248,6 +261,8 @@ class Learner:
                 if len(self.online) < c.training_starts:
                     time.sleep(0.005)
                 else:
+                    if self.updates == 0:
+                        self._fit_normalization()
                     # A fresh batch for every critic step (as HIL-SERL does); the actor uses the last.
                     batches = [
                         to_torch(self.sampler.sample(self.rng), self.device)

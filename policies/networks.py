@@ -23,6 +23,26 @@ GRASP_OPEN, GRASP_STAY, GRASP_CLOSE = 0, 1, 2
 GRASP_ACTIONS = 3
 
 
+class ObsNormalizer(nn.Module):
+    """Fixed affine input normalisation: (obs - mean) / std, per state dimension.
+
+    Robot states mix units and scales (metres of a few centimetres, velocities, newtons); after
+    the first layer's LayerNorm, features that are tiny next to the action inputs barely reach the
+    critic. The statistics are set once (from demonstrations and early data) and then frozen, so
+    the networks never chase a moving input scale. They are buffers: they travel with the weights
+    and the checkpoint. Identity until set.
+    forward: obs (..., S) -> (..., S).
+    """
+
+    def __init__(self, state_dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(state_dim))
+        self.register_buffer("std", torch.ones(state_dim))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.mean) / self.std
+
+
 class MLP(nn.Module):
     """Linear -> LayerNorm -> ReLU for each hidden layer, then an optional linear output layer.
 

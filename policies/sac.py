@@ -37,6 +37,7 @@ from torch import nn
 
 from policies.config import SACConfig
 from policies.networks import (
+    ObsNormalizer,
     GRASP_ACTIONS,
     GRASP_CLOSE,
     GRASP_OPEN,
@@ -161,12 +162,13 @@ class SACAgent:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             hidden = list(config.hidden_dims)
+            self.obs_norm = ObsNormalizer(state_dim)
             self.actor = TanhGaussianActor(state_dim, self.continuous_dim, hidden)
             self.critic = EnsembleCritic(state_dim, self.continuous_dim, hidden, config.ensemble_size)
             self.grasp_critic = GraspCritic(state_dim, hidden) if has_gripper else None
         self.critic_target = copy.deepcopy(self.critic)
         self.grasp_critic_target = copy.deepcopy(self.grasp_critic)
-        for net in (self.actor, self.critic, self.critic_target, self.grasp_critic, self.grasp_critic_target):
+        for net in (self.obs_norm, self.actor, self.critic, self.critic_target, self.grasp_critic, self.grasp_critic_target):
             if net is not None:
                 net.to(self.device)
         for target in (self.critic_target, self.grasp_critic_target):
@@ -193,6 +195,15 @@ class SACAgent:
         """Entropy temperature, () tensor."""
         return self.log_alpha.exp()
 
+    def set_obs_normalization(self, mean: np.ndarray, std: np.ndarray, min_std: float = 1e-2) -> None:
+        """Fix the input normalisation: mean (S,), std (S,) of the observations (std floored at
+        `min_std`, so a constant feature is not blown up). Set once, before training."""
+        if np.shape(mean) != (self.state_dim,) or np.shape(std) != (self.state_dim,):
+            raise ValueError(f"normalisation statistics must have shape ({self.state_dim},)")
+        with torch.no_grad():
+            self.obs_norm.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            self.obs_norm.std.copy_(torch.as_tensor(np.maximum(std, min_std), dtype=torch.float32))
+
     # ---------------------------------------------------------------- acting
 
     @torch.no_grad()
@@ -202,7 +213,7 @@ class SACAgent:
         deterministic=True is for evaluation and deployment (tanh(mean), grasp argmax).
         """
         batch, single = _as_batch(obs, self.device)
-        action = _act(self.actor, self.grasp_critic, batch, deterministic, self.act_generator, GRASP_EPSILON)
+        action = _act(self.actor, self.grasp_critic, self.obs_norm(batch), deterministic, self.act_generator, GRASP_EPSILON)
         out = action.cpu().numpy().astype(np.float32)
         return out[0] if single else out
 
@@ -225,6 +236,7 @@ class SACAgent:
         batches = [batch] * k if isinstance(batch, Mapping) else list(batch)
         if len(batches) != k:
             raise ValueError(f"got {len(batches)} batches, expected critic_updates_per_actor_update = {k}")
+        batches = [{**b, "obs": self.obs_norm(b["obs"]), "next_obs": self.obs_norm(b["next_obs"])} for b in batches]
 
         critic_metrics = []
         for b in batches:
@@ -340,7 +352,7 @@ class SACAgent:
     # ---------------------------------------------------------------- serialisation
 
     def _networks(self) -> dict[str, nn.Module]:
-        nets = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
+        nets = {"obs_norm": self.obs_norm, "actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
         if self.has_gripper:
             nets["grasp_critic"] = self.grasp_critic
             nets["grasp_critic_target"] = self.grasp_critic_target
@@ -360,7 +372,7 @@ class SACAgent:
     def actor_tensors(self) -> dict[str, np.ndarray]:
         """What an actor needs to act, float32 by name: "actor.*" and (with a gripper)
         "grasp_critic.*". Load with Policy.load_tensors."""
-        nets = {"actor": self.actor}
+        nets = {"obs_norm": self.obs_norm, "actor": self.actor}
         if self.has_gripper:
             nets["grasp_critic"] = self.grasp_critic
         return {
@@ -484,6 +496,7 @@ class Policy:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             hidden = list(config.hidden_dims)
+            self.obs_norm = ObsNormalizer(state_dim).to(self.device)
             self.actor = TanhGaussianActor(state_dim, continuous_dim, hidden).to(self.device).eval()
             self.grasp_critic = (
                 GraspCritic(state_dim, hidden).to(self.device).eval() if has_gripper else None
@@ -491,7 +504,7 @@ class Policy:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def _networks(self) -> dict[str, nn.Module]:
-        nets: dict[str, nn.Module] = {"actor": self.actor}
+        nets: dict[str, nn.Module] = {"obs_norm": self.obs_norm, "actor": self.actor}
         if self.grasp_critic is not None:
             nets["grasp_critic"] = self.grasp_critic
         return nets
@@ -515,6 +528,6 @@ class Policy:
     def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
         """obs (S,) or (B, S) float32 -> env action (action_dim,) or (B, action_dim) float32."""
         batch, single = _as_batch(obs, self.device)
-        action = _act(self.actor, self.grasp_critic, batch, deterministic, self.generator, self.grasp_epsilon)
+        action = _act(self.actor, self.grasp_critic, self.obs_norm(batch), deterministic, self.generator, self.grasp_epsilon)
         out = action.cpu().numpy().astype(np.float32)
         return out[0] if single else out

@@ -88,7 +88,19 @@ def section(doc: dict[str, Any], name: str, cls: type[T]) -> T:
     return from_dict(cls, doc.get(name) or {}, name)
 
 
+# Per-machine settings that legitimately differ between peers of one run (each actor has its own
+# key files), so they do not take part in the handshake's config hash.
+_LOCAL_KEYS = (("link", "curve"), ("robot_server", "curve"))
+
+
 def document_hash(doc: dict[str, Any]) -> str:
-    """Stable short hash of a document (sorted-key JSON), for handshakes and run records."""
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
+    """Stable short hash of a document (sorted-key JSON), for handshakes and run records.
+
+    Key-file paths (`link.curve`, `robot_server.curve`) are left out: they differ per machine.
+    """
+    shared = copy.deepcopy(doc)
+    for section_name, key in _LOCAL_KEYS:
+        if isinstance(shared.get(section_name), dict):
+            shared[section_name].pop(key, None)
+    blob = json.dumps(shared, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -138,6 +138,21 @@ def test_grasp_target_is_double_dqn():
     torch.testing.assert_close(agent.compute_grasp_target(batch), want)
 
 
+def test_obs_normalization_is_applied_and_floored():
+    agent = SACAgent(S, A, True, small_config(), seed=0)
+    obs = np.random.default_rng(0).normal(size=(8, S)).astype(np.float32)
+    before = agent.act(obs, True)
+    mean, std = np.full(S, 3.0), np.full(S, 1e-6)
+    agent.set_obs_normalization(mean, std)
+    assert torch.equal(agent.obs_norm.std, torch.full((S,), 1e-2))  # constant features are not blown up
+    # acting on obs normalised by hand with identity statistics gives the same actions
+    reference = SACAgent(S, A, True, small_config(), seed=0)
+    np.testing.assert_allclose(agent.act(obs, True), reference.act(((obs - 3.0) / 1e-2).astype(np.float32), True), atol=1e-6)
+    assert not np.allclose(agent.act(obs, True), before)
+    with pytest.raises(ValueError, match="shape"):
+        agent.set_obs_normalization(np.zeros(S + 1), np.ones(S + 1))
+
+
 def test_gripper_mapping_follows_the_env_thresholds():
     g = torch.tensor([-1.0, -0.5, -0.49, 0.0, 0.49, 0.5, 1.0])
     assert gripper_to_index(g).tolist() == [0, 0, 1, 1, 1, 2, 2]
@@ -223,11 +238,14 @@ def test_load_state_arrays_refuses_bad_input_and_accepts_a_fresh_agent():
 
 def test_policy_from_actor_tensors_acts_like_the_agent():
     agent = SACAgent(S, A, True, small_config(), seed=2)
+    stats = np.random.default_rng(5)
+    agent.set_obs_normalization(stats.normal(size=S), stats.uniform(0.05, 2.0, size=S))
     for i in range(3):
         agent.update(make_batch(seed=i))
     tensors = agent.actor_tensors()
     assert all(v.dtype == np.float32 for v in tensors.values())
-    assert {k.split(".")[0] for k in tensors} == {"actor", "grasp_critic"}  # no critics shipped
+    # no critics shipped; the input normalisation travels with the actor
+    assert {k.split(".")[0] for k in tensors} == {"obs_norm", "actor", "grasp_critic"}
     # Arrays off the wire are read-only views.
     for v in tensors.values():
         v.setflags(write=False)
@@ -241,6 +259,8 @@ def test_policy_from_actor_tensors_acts_like_the_agent():
     assert explore.shape == (32, A) and (np.abs(explore) <= 1).all()
     with pytest.raises(ValueError, match="missing"):
         policy.load_tensors({k: v for k, v in tensors.items() if not k.startswith("grasp")})
+    with pytest.raises(ValueError, match="obs_norm"):
+        policy.load_tensors({k: v for k, v in tensors.items() if not k.startswith("obs_norm")})
     no_gripper = SACAgent(S, 3, False, small_config())
     p2 = Policy(S, 3, False, small_config())
     p2.load_tensors(no_gripper.actor_tensors())
