@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from transport.chunkfile import ChunkDirectory
-
 from actor.experts import make_expert
 from actor.make import make_env
 from actor.recorder import ChunkRecorder
+from transport.chunkfile import ChunkDirectory
 from transport.config import document_hash, load_document
 from transport.learner_messages import LEARNER_MESSAGES
 from transport.schema import SchemaError

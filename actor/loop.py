@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from transport.link import ActorLink
 
 from actor.config import ActorConfig, EnvConfig
 from actor.interventions import InterventionWrapper, make_intervention_device
@@ -44,6 +43,7 @@ from policies.sac import Policy
 from transport.codec import PROTOCOL_VERSION
 from transport.config import document_hash, load_document, section
 from transport.learner_messages import EpisodeStats, Hello, ObservationSpec
+from transport.link import ActorLink
 from transport.link_config import LinkConfig
 from transport.schema import SchemaError, from_dict
 

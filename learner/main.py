@@ -36,15 +36,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from transport.chunkfile import ChunkDirectory, read_message, write_message
-from transport.link import LearnerLink
 
 from learner.config import LearnerConfig
 from learner.replay import MixedSampler, ReplayBuffer, to_torch
 from policies.sac import SACAgent, resolve_device
+from transport.chunkfile import ChunkDirectory, read_message, write_message
 from transport.codec import PROTOCOL_VERSION, Registry
 from transport.config import document_hash, load_document, section
 from transport.learner_messages import LEARNER_MESSAGES, Hello, ObservationSpec, TransitionChunk
+from transport.link import LearnerLink
 from transport.link_config import LinkConfig
 from transport.schema import SchemaError
 

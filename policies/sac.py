@@ -37,13 +37,13 @@ from torch import nn
 
 from policies.config import SACConfig
 from policies.networks import (
-    ObsNormalizer,
     GRASP_ACTIONS,
     GRASP_CLOSE,
     GRASP_OPEN,
     GRASP_STAY,
     EnsembleCritic,
     GraspCritic,
+    ObsNormalizer,
     TanhGaussianActor,
 )
 
