@@ -155,6 +155,10 @@ class ActorConfig:
         throttle_slack_steps: env steps the actor may run ahead of the throttle.
         device: policy inference device (the actor runs its policy on the CPU by default).
         seed: seeds episodes and exploration.
+        eval_every_steps: every this many env steps, evaluate the deterministic policy for
+            `eval_episodes` episodes (no interventions, not sent to the learner) and append the
+            result to RUN_DIR/actor/eval_curve.jsonl. 0 disables.
+        eval_episodes: episodes per periodic evaluation.
         intervention: who may take over.
     """
 
@@ -164,6 +168,8 @@ class ActorConfig:
     throttle_slack_steps: int = 20
     device: str = "cpu"
     seed: int = 0
+    eval_every_steps: int = 0
+    eval_episodes: int = 10
     intervention: InterventionConfig = field(default_factory=InterventionConfig)
 
     def __post_init__(self) -> None:
@@ -171,3 +177,5 @@ class ActorConfig:
             raise ValueError("chunk_steps must be >= 1")
         if self.throttle_updates_per_step < 0 or self.throttle_slack_steps < 0:
             raise ValueError("throttle settings must be >= 0")
+        if self.eval_every_steps < 0 or self.eval_episodes < 1:
+            raise ValueError("eval_every_steps must be >= 0 and eval_episodes >= 1")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 import uuid
@@ -23,7 +22,7 @@ from typing import Any
 from actor.experts import make_expert
 from actor.make import make_env
 from actor.recorder import ChunkRecorder
-from transport.chunkfile import ChunkDirectory
+from transport.chunkfile import ChunkDirectory, write_json_atomic
 from transport.config import document_hash, load_document
 from transport.learner_messages import LEARNER_MESSAGES
 from transport.schema import SchemaError
@@ -85,9 +84,7 @@ def record_demos(doc: dict[str, Any], episodes: int, out_dir: Path, seed: int = 
         "config_hash": document_hash(doc),
         "wall_time_s": round(time.monotonic() - started, 3),
     }
-    tmp = out_dir / "demos.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out_dir / "demos.json")
+    write_json_atomic(out_dir / "demos.json", summary, fsync=True)
     return summary
 
 

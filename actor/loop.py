@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -40,6 +39,7 @@ from actor.make import make_env
 from actor.recorder import ChunkRecorder
 from policies.config import SACConfig
 from policies.sac import Policy
+from transport.chunkfile import write_json_atomic
 from transport.codec import PROTOCOL_VERSION
 from transport.config import document_hash, load_document, section
 from transport.learner_messages import EpisodeStats, Hello, ObservationSpec
@@ -102,11 +102,12 @@ class PeriodStats:
         self._last = None
         self.periods_ms = []
 
-    def percentiles(self) -> tuple[float, float]:
+    def percentiles(self) -> tuple[float, float, float]:
+        """(p50, p99, max) in milliseconds."""
         if not self.periods_ms:
-            return 0.0, 0.0
+            return 0.0, 0.0, 0.0
         p50, p99 = np.percentile(self.periods_ms, [50, 99])
-        return float(p50), float(p99)
+        return float(p50), float(p99), float(max(self.periods_ms))
 
 
 class Actor:
@@ -162,9 +163,16 @@ class Actor:
     def run(self, max_env_steps: int | None = None, eval_episodes: int = 0) -> dict[str, Any] | None:
         """Train until `max_env_steps` or `stop`, then evaluate; the link is closed (flushed) at the end."""
         self.link.start()
+        every = self.settings.actor.eval_every_steps
+        next_eval = every
         try:
             while not self.stop.is_set() and (max_env_steps is None or self.env_steps < max_env_steps):
                 self._episode(max_env_steps)
+                if every and self.env_steps >= next_eval and self.policy_version >= 0:
+                    point = self.evaluate(self.settings.actor.eval_episodes, write=False)
+                    with open(self.run_dir / "eval_curve.jsonl", "a") as f:
+                        f.write(json.dumps(point) + "\n")
+                    next_eval = self.env_steps + every
                 if self.link.refused is not None:
                     raise RuntimeError(f"the learner refused this actor: {self.link.refused.field}: {self.link.refused.message}")
             if eval_episodes > 0 and not self.stop.is_set():
@@ -206,7 +214,7 @@ class Actor:
                     self.link.send_chunk(chunk)
                 done = True
             self._throttle()
-        p50, p99 = periods.percentiles()
+        p50, p99, worst = periods.percentiles()
         self.link.send_stats(
             EpisodeStats(
                 actor_session=self.session,
@@ -220,6 +228,7 @@ class Actor:
                 intervention_fraction=intervention_steps / max(length, 1),
                 period_p50_ms=p50,
                 period_p99_ms=p99,
+                period_max_ms=worst,
                 policy_version=self.policy_version,
                 env_steps=self.env_steps,
             )
@@ -259,8 +268,10 @@ class Actor:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, episodes: int, seed: int = 10_000) -> dict[str, Any]:
-        """Deterministic policy on the newest weights, no interventions; returns and writes the results."""
+    def evaluate(self, episodes: int, seed: int = 10_000, write: bool = True) -> dict[str, Any]:
+        """Deterministic policy on the newest weights, no interventions; returns the results and
+        (with `write`) writes them to RUN_DIR/actor/eval.json. The same seeds every time, so
+        successive evaluations compare like with like."""
         self._take_new_weights()
         if self.policy_version < 0:
             raise RuntimeError("no weights arrived from the learner: nothing to evaluate")
@@ -285,17 +296,12 @@ class Actor:
             "policy_version": self.policy_version,
             "env_steps": self.env_steps,
         }
-        write_json_atomic(self.run_dir / "eval.json", result)
+        if write:
+            write_json_atomic(self.run_dir / "eval.json", result)
         return result
 
     def close(self) -> None:
         self.train_env.close()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

@@ -32,10 +32,11 @@ from typing import Any
 import yaml
 
 from actor.demos import record_demos
-from actor.loop import load_settings, write_json_atomic
+from actor.loop import load_settings
 from learner.config import LearnerConfig
 from robot_server.config import ServerConfig
 from robot_server.process import start_server_process
+from transport.chunkfile import write_json_atomic
 from transport.config import load_document, parse_document, section
 from transport.schema import SchemaError
 
@@ -167,7 +168,7 @@ def run(
         "intervention_transitions": progress.get("intervention_transitions", 0),
         "wall_time_s": round(time.monotonic() - started, 1),
     }
-    write_json_atomic(run_dir / "summary.json", summary)
+    write_json_atomic(run_dir / "summary.json", summary, fsync=True)
     return summary
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -40,7 +39,7 @@ import torch
 from learner.config import LearnerConfig
 from learner.replay import MixedSampler, ReplayBuffer, to_torch
 from policies.sac import SACAgent, resolve_device
-from transport.chunkfile import ChunkDirectory, read_message, write_message
+from transport.chunkfile import ChunkDirectory, read_message, write_json_atomic, write_message
 from transport.codec import PROTOCOL_VERSION, Registry
 from transport.config import document_hash, load_document, section
 from transport.learner_messages import LEARNER_MESSAGES, Hello, ObservationSpec, TransitionChunk
@@ -292,9 +291,7 @@ class Learner:
         if self._recent:
             p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
             p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))
-        tmp = self.dir / "progress.json.tmp"
-        tmp.write_text(json.dumps(vars(p)) + "\n")
-        os.replace(tmp, self.dir / "progress.json")
+        write_json_atomic(self.dir / "progress.json", vars(p))
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

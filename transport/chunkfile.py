@@ -175,6 +175,25 @@ def write_frames(path: str | Path, frames: Sequence[Any], *, fsync: bool = True)
         fsync_dir(path.parent)
 
 
+def write_json_atomic(path: str | Path, data: Any, *, fsync: bool = False) -> None:
+    """Write `data` as indented JSON to `path` so readers see the old file or the new one, never
+    half of one (summaries, progress, evaluation results). `fsync` as for write_frames."""
+    path = Path(path)
+    tmp = _temp_path(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
+
+
 def write_message(
     path: str | Path, msg: Any, registry: Registry, *, sender: str = "", seq: int = 0, fsync: bool = True
 ) -> None:

@@ -162,7 +162,7 @@ class EpisodeStats:
         episode_return: sum of rewards. success: the task succeeded. length: steps.
         interventions: number of separate operator takeovers; intervention_steps: steps driven by
             the operator; intervention_fraction = intervention_steps / length.
-        period_p50_ms / period_p99_ms: control loop period percentiles over the episode.
+        period_p50_ms / period_p99_ms / period_max_ms: control loop period over the episode.
         policy_version: weights version at the end of the episode.
         env_steps: actor's total env steps after this episode.
     """
@@ -180,6 +180,7 @@ class EpisodeStats:
     period_p99_ms: float
     policy_version: int
     env_steps: int
+    period_max_ms: float = 0.0
 
 
 @dataclass
