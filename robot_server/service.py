@@ -150,7 +150,7 @@ class RobotService:
                 )
                 self.backend.hold()
                 self._holding = True
-            self._observe(self.backend.state())
+            self._observe(self.backend.state(), check_force=True)
             self._tick_failing = False
         except Exception:
             if not self._tick_failing:  # once per failure streak: this runs every few ms
@@ -164,11 +164,19 @@ class RobotService:
 
     # ------------------------------------------------------------------ safety helpers
 
-    def _observe(self, state: RobotState) -> RobotState:
-        """Latch the force limit if exceeded; return the state as clients should see it."""
+    def _observe(self, state: RobotState, check_force: bool = False) -> RobotState:
+        """Return the state as clients should see it; with `check_force`, first latch the force
+        limit if it is exceeded.
+
+        The force is judged only where physics has just moved (the realtime tick, after an
+        Advance): a state read, a clear or a go-home must not latch a force the arm already
+        stopped producing. (After a latch the arm holds its measured pose, so contact relaxes as
+        soon as physics runs; re-judging on ClearErrors in lockstep, where time stands still,
+        would latch the same stale force again and leave the sim unrecoverable.)
+        """
         force_n = float(np.linalg.norm(state.tcp_force_n))
         limit_n = self.config.safety.max_force_n
-        if force_n > limit_n and not any(e.startswith("force_limit") for e in self._latched):
+        if check_force and force_n > limit_n and not any(e.startswith("force_limit") for e in self._latched):
             message = f"force_limit: external force {force_n:.1f} N exceeded {limit_n:.1f} N"
             log.error("%s; holding the arm", message)
             self._latched.append(message)
@@ -331,7 +339,7 @@ class RobotService:
         if self.config.clock != "lockstep":
             raise RequestRefused("unsupported", "advance is only served with the lockstep clock; this server runs realtime")
         self.backend.advance(msg.periods * self.config.control_period_s)
-        return self._state()
+        return self._observe(self.backend.state(), check_force=True)
 
 
 class PhysicsPacer:

@@ -71,3 +71,42 @@ def test_record_demos_keeps_successful_episodes(tmp_path):
     assert len(finals) == 3  # each kept episode ends with its final observation record
     assert all(c.reward[c.has_action].sum() <= 1 for c in chunks)
     assert sum(float(c.reward.sum()) for c in chunks) == 3.0  # each demo succeeded exactly once
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_stops_all_three_with_a_final_checkpoint(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hilrl_cli", "run", "--config", "configs/sim_reach.yaml", "--run-dir", str(run_dir),
+         "--max-env-steps", "100000", "learner.checkpoint_every_updates=100000"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        progress = run_dir / "learner" / "progress.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if progress.exists() and json.loads(progress.read_text() or "{}").get("updates", 0) > 50:
+                break
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        else:
+            raise AssertionError("training never started")
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the main job
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    # the learner wrote its final checkpoint on the way out (periodic ones were disabled)
+    learner_log = (run_dir / "learner.log").read_text()
+    assert "checkpoint at" in learner_log, learner_log[-2000:]
+    assert (run_dir / "learner" / "checkpoint.bin").exists()
+    assert "robot server stopping" in (run_dir / "robot_server.log").read_text()
+    # no process of the run is left behind
+    leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], f"processes still running: {leftovers}"

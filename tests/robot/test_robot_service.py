@@ -96,3 +96,35 @@ def test_realtime_catch_up_is_capped_when_calls_are_far_apart():
         assert info.value.code == "unsupported"
     finally:
         robot.close()
+
+
+def test_lockstep_force_latch_clears_and_the_arm_can_go_home():
+    """A force error latched while pressing must not re-latch on ClearErrors when no physics ran
+    since (lockstep): otherwise the sim could never recover through GoHome."""
+    from robot_server.config import SafetyConfig
+
+    config = ServerConfig(clock="lockstep", safety=SafetyConfig(workspace_min_m=(0.25, -0.35, -0.2), max_force_n=10.0))
+    robot = InProcessRobot(RobotService(make_backend(config, "reach"), config))
+    try:
+        state = robot.go_home()
+        target = state.tcp_position_m.copy()
+        latched = None
+        for _ in range(40):  # press down into the table, 5 cm per command
+            target[2] = max(target[2] - 0.05, -0.15)
+            try:
+                robot.set_pose_target(target, state.tcp_quaternion_wxyz)
+            except RobotServerError:
+                break
+            latched = robot.advance(1)
+            if latched.errors:
+                break
+        assert latched is not None and any(e.startswith("force_limit") for e in latched.errors)
+        with pytest.raises(RobotServerError, match="controller_error"):
+            robot.go_home()
+        cleared = robot.clear_errors()
+        assert cleared.errors == [] and cleared.status == "ok"
+        home = robot.go_home()
+        assert home.errors == [] and home.tcp_position_m[2] > 0.1
+        assert robot.advance(1).errors == []  # at home nothing presses: it stays clear
+    finally:
+        robot.close()
