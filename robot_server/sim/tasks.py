@@ -37,7 +37,6 @@ class Task:
 
     name = ""
     spec = TaskSpec(home_position_m=(0.5, 0.0, 0.2))
-    object_state_size = 0
 
     def __init__(self, model: mujoco.MjModel):
         self.model = model
@@ -57,7 +56,6 @@ class Reach(Task):
 
     name = "reach"
     spec = TaskSpec(home_position_m=(0.45, 0.0, 0.25))
-    object_state_size = 3
     tolerance_m = 0.02
     goal_low = np.array([0.38, -0.15, 0.08])
     goal_high = np.array([0.62, 0.15, 0.25])
@@ -83,7 +81,6 @@ class PickCube(Task):
 
     name = "pick_cube"
     spec = TaskSpec(home_position_m=(0.5, 0.0, 0.2))
-    object_state_size = 3
     lift_m = 0.06
     place_low = np.array([0.4, -0.15])
     place_high = np.array([0.6, 0.15])
@@ -114,7 +111,6 @@ class PegInsert(Task):
 
     name = "peg_insert"
     spec = TaskSpec(home_position_m=(0.5, 0.0, 0.17), gripper_opening_at_home=PEG_HALF_WIDTH_M * 2 / 0.08)
-    object_state_size = 6
     insert_depth_m = 0.02
     place_low = np.array([0.45, -0.1])
     place_high = np.array([0.55, 0.1])
