@@ -1,8 +1,73 @@
-"""Configuration of the SAC/RLPD agent (the `learner.sac:` subsection)."""
+"""Configuration of the SAC/RLPD agent (the `learner.sac:` subsection) and its image encoder
+(`learner.sac.encoder:`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Literal
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class EncoderConfig:
+    """Image encoder: one per camera, each image (H x W x 3 uint8) -> `feature_dim` features.
+
+    Each encoder is a convolutional backbone (the part that `frozen` freezes and that pretrained
+    weights fill) followed by a head that always trains: spatial learned embeddings, then
+    Linear -> LayerNorm -> tanh to `feature_dim` (see policies/encoders.py).
+
+    Attributes:
+        kind: "small": 4 strided 3x3 convs with 32 channels, trained from scratch (the CPU
+            default: well under 1 ms per 128x128 image). "resnet10": the reference ResNet-10
+            backbone (one BasicBlock per stage, 64-128-256-512 channels, GroupNorm, about
+            4.9M parameters), meant to be frozen with ImageNet weights.
+        image_size: height = width of the camera images, in pixels (the spatial embeddings are
+            learned per feature-map position, so the size is fixed when the encoder is built).
+        feature_dim: features per camera at the encoder's output (the bottleneck width).
+        frozen: freeze the backbone (no gradient, kept in eval mode, features computed once per
+            learner batch); null: the default for the kind (true for resnet10, false for small).
+        weights_path: file holding the backbone's weights (.npz of float32 arrays named by the
+            backbone's state_dict keys, written by policies.encoders.save_encoder_weights).
+            null: random initialisation (logged as a warning for resnet10).
+        weights_sha256: lowercase hex SHA-256 of the weights file; required with weights_path,
+            checked before the file is read as arrays.
+        num_spatial_embeddings: learned spatial kernels per backbone channel (K: the head sees
+            channels x K numbers per image).
+    """
+
+    kind: Literal["small", "resnet10"] = "small"
+    image_size: int = 128
+    feature_dim: int = 256
+    frozen: bool | None = None
+    weights_path: str | None = None
+    weights_sha256: str | None = None
+    num_spatial_embeddings: int = 8
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("small", "resnet10"):
+            raise ValueError(f"kind must be 'small' or 'resnet10', got {self.kind!r}")
+        if self.image_size < 32:
+            raise ValueError("image_size must be >= 32 pixels")
+        if self.feature_dim < 1:
+            raise ValueError("feature_dim must be >= 1")
+        if self.num_spatial_embeddings < 1:
+            raise ValueError("num_spatial_embeddings must be >= 1")
+        if self.weights_sha256 is not None:
+            self.weights_sha256 = self.weights_sha256.strip().lower()
+            if not _SHA256_HEX.fullmatch(self.weights_sha256):
+                raise ValueError("weights_sha256 must be 64 hex digits (the output of sha256sum)")
+        # A path without a hash would load whatever sits at that path: refuse it up front.
+        if self.weights_path is not None and self.weights_sha256 is None:
+            raise ValueError("weights_sha256 is required with weights_path (run sha256sum on the file)")
+        if self.weights_sha256 is not None and self.weights_path is None:
+            raise ValueError("weights_sha256 is set but weights_path is not")
+
+    @property
+    def is_frozen(self) -> bool:
+        """`frozen` with null resolved: resnet10 freezes its backbone by default, small trains."""
+        return self.frozen if self.frozen is not None else self.kind == "resnet10"
 
 
 @dataclass
@@ -21,6 +86,7 @@ class SACConfig:
         critic_updates_per_actor_update: critic steps per actor/temperature step.
         backup_entropy: include the entropy bonus in the critic target.
         grasp_switch_penalty: reward subtracted for each gripper switch (grasp critic only).
+        encoder: image encoder, one per camera (used only when the observation has images).
     """
 
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
@@ -37,6 +103,7 @@ class SACConfig:
     critic_updates_per_actor_update: int = 2
     backup_entropy: bool = False
     grasp_switch_penalty: float = 0.05
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
         if not self.hidden_dims or any(h < 1 for h in self.hidden_dims):

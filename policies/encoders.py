@@ -1,0 +1,566 @@
+"""Image encoders for the SAC/RLPD agent, their weight files, and DrQ random-shift augmentation.
+
+Layout (one encoder per camera, as in the reference systems):
+
+    image (B, H, W, 3) uint8 or (B, 3, H, W) float in [0, 1]
+      -> backbone: SmallConvBackbone | ResNet10          (frozen or trained; weights from a file)
+      -> feature map (B, C, h, w) float32
+      -> head: SpatialLearnedEmbeddings (B, C*K) -> Linear -> LayerNorm -> tanh   (always trained)
+      -> features (B, feature_dim)
+    MultiCameraEncoder: concat over cameras in the order given -> (B, n_cams * feature_dim)
+
+`frozen` freezes the backbone only. The head stays trainable on purpose: it is what turns a
+generic ImageNet feature map into task features (the reference stops the gradient at the
+ResNet's output and trains the spatial embeddings and bottleneck), and a frozen random projection
+would throw information away. A learner computes the frozen part once per batch with
+`MultiCameraEncoder.encode_frozen` and runs the cheap head (`embed`) inside each loss.
+
+Each camera has its own backbone and head (no weight sharing): cameras see different scenes (a
+wrist view and a side view) and the reference does the same. With a frozen backbone the cost is
+memory only (4.9M parameters per camera for resnet10).
+
+Weight files never pickle: `.npz` archives of plain numeric arrays, named by the module's
+state_dict keys, read with numpy.load(allow_pickle=False) after a SHA-256 check of the exact
+bytes that are then parsed. `save_encoder_weights` writes them (e.g. after converting published
+ImageNet weights) and returns the hash to put in the config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from policies.config import EncoderConfig
+
+logger = logging.getLogger(__name__)
+
+# ImageNet channel statistics (RGB, on [0, 1] pixels): what ImageNet-pretrained weights expect.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Groups of every GroupNorm in ResNet10. The reference uses GroupNorm, not BatchNorm: no batch
+# statistics, so a backbone behaves the same in train and eval mode and with batch size 1.
+RESNET_NORM_GROUPS = 4
+
+
+# --------------------------------------------------------------------------------------------
+# Input layout
+# --------------------------------------------------------------------------------------------
+
+
+def is_channels_last(images: torch.Tensor, channels_last: bool | None = None) -> bool:
+    """Whether a (B, H, W, C) / (B, C, H, W) batch is channels-last.
+
+    `channels_last` None infers it from the shape: the channel axis is the shorter of dims 1 and
+    3 (an image has fewer channels than pixels per side). Equal sizes are ambiguous: ValueError.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"expected a 4-d image batch (B, H, W, C) or (B, C, H, W), got {tuple(images.shape)}")
+    if channels_last is not None:
+        return channels_last
+    if images.shape[3] == images.shape[1]:
+        raise ValueError(f"cannot tell the channel axis of shape {tuple(images.shape)}: pass channels_last")
+    return images.shape[3] < images.shape[1]
+
+
+def to_float_chw(images: torch.Tensor, image_size: int | None = None) -> torch.Tensor:
+    """Camera images -> float32 (B, 3, H, W) in [0, 1], on the input's device.
+
+    images: uint8 (B, H, W, 3) or (B, 3, H, W) with values 0..255, or a float tensor in either
+    layout already scaled to [0, 1]. `image_size` (pixels) checks H = W = image_size.
+    """
+    if is_channels_last(images):
+        images = images.permute(0, 3, 1, 2)
+    if images.shape[1] != 3:
+        raise ValueError(f"expected 3 colour channels, got image batch shape {tuple(images.shape)}")
+    if image_size is not None and tuple(images.shape[2:]) != (image_size, image_size):
+        raise ValueError(
+            f"images are {images.shape[2]}x{images.shape[3]} pixels; this encoder was built for "
+            f"{image_size}x{image_size} (EncoderConfig.image_size)"
+        )
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32).div_(255.0)
+    if images.is_floating_point():
+        return images.to(torch.float32)
+    raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+
+
+# --------------------------------------------------------------------------------------------
+# Backbones: (B, 3, H, W) float32 in [0, 1] -> (B, C, h, w)
+# --------------------------------------------------------------------------------------------
+
+
+class SmallConvBackbone(nn.Module):
+    """Four 3x3 convolutions (32 channels, strides 2, 2, 2, 1, ReLU): the CPU default.
+
+    About 28k parameters and ~18M multiply-adds per 128x128 image. Inputs are centred (x - 0.5),
+    as in DrQ. forward: (B, 3, H, W) float32 in [0, 1] -> (B, 32, ceil(H/8), ceil(W/8)).
+    """
+
+    channels = 32
+    strides = (2, 2, 2, 1)
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = 3
+        for stride in self.strides:
+            conv = nn.Conv2d(width, self.channels, kernel_size=3, stride=stride, padding=1)
+            # Orthogonal with the ReLU gain (DrQ's init): keeps activations at a steady scale
+            # through the stack at random init, which matters when the backbone trains from scratch.
+            nn.init.orthogonal_(conv.weight, gain=nn.init.calculate_gain("relu"))
+            nn.init.zeros_(conv.bias)
+            layers += [conv, nn.ReLU()]
+            width = self.channels
+        self.net = nn.Sequential(*layers)
+
+    def output_shape(self, image_size: int) -> tuple[int, int, int]:
+        """(C, h, w) of the feature map for a square image of `image_size` pixels."""
+        side = image_size
+        for stride in self.strides:
+            side = (side - 1) // stride + 1  # 3x3 conv with padding 1
+        return self.channels, side, side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x - 0.5)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: conv3x3(stride) -> GN -> ReLU -> conv3x3 -> GN, + shortcut, ReLU.
+
+    The shortcut is conv1x1(stride) -> GN when the shape changes, else the identity.
+    forward: (B, in_ch, H, W) -> (B, out_ch, ceil(H/stride), ceil(W/stride)).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = nn.GroupNorm(RESNET_NORM_GROUPS, out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.norm2 = nn.GroupNorm(RESNET_NORM_GROUPS, out_ch)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False),
+                nn.GroupNorm(RESNET_NORM_GROUPS, out_ch),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        identity = x if self.shortcut is None else self.shortcut(x)
+        return F.relu(out + identity)
+
+
+class ResNet10(nn.Module):
+    """ResNet-10 backbone (the reference's "resnetv1-10"), without pooling or classifier.
+
+    conv7x7/2 (64) -> GN -> ReLU -> maxpool3x3/2 -> one BasicBlock per stage with 64, 128, 256,
+    512 channels (strides 1, 2, 2, 2). 4.9M parameters. The input is normalised with the ImageNet
+    statistics first (constants, not part of the state_dict).
+    forward: (B, 3, H, W) float32 in [0, 1] -> (B, 512, ceil(H/32), ceil(W/32)) (4x4 at 128).
+
+    state_dict keys (= the key names of a weights .npz; all float32):
+        conv1.weight (64, 3, 7, 7); norm1.weight, norm1.bias (64,);
+        layer{1,2,3,4}.conv1.weight, layer{i}.conv2.weight (out, in, 3, 3);
+        layer{i}.norm1.{weight,bias}, layer{i}.norm2.{weight,bias} (out,);
+        layer{2,3,4}.shortcut.0.weight (out, in, 1, 1), layer{i}.shortcut.1.{weight,bias} (out,).
+    """
+
+    stage_channels = (64, 128, 256, 512)
+    channels = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.norm1 = nn.GroupNorm(RESNET_NORM_GROUPS, 64)
+        width = 64
+        for i, out_ch in enumerate(self.stage_channels, start=1):
+            self.add_module(f"layer{i}", BasicBlock(width, out_ch, stride=1 if i == 1 else 2))
+            width = out_ch
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def output_shape(self, image_size: int) -> tuple[int, int, int]:
+        """(C, h, w) of the feature map for a square image of `image_size` pixels."""
+        side = (image_size - 1) // 2 + 1  # conv 7x7/2, padding 3
+        side = (side - 1) // 2 + 1  # maxpool 3x3/2, padding 1
+        for _ in range(3):
+            side = (side - 1) // 2 + 1  # stages 2-4 stride 2
+        return self.channels, side, side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        x = F.max_pool2d(F.relu(self.norm1(self.conv1(x))), 3, stride=2, padding=1)
+        for i in range(1, len(self.stage_channels) + 1):
+            x = getattr(self, f"layer{i}")(x)
+        return x
+
+
+# --------------------------------------------------------------------------------------------
+# Head: (B, C, h, w) -> (B, feature_dim)
+# --------------------------------------------------------------------------------------------
+
+
+class SpatialLearnedEmbeddings(nn.Module):
+    """K learned spatial kernels per channel: out[b, c, k] = sum_{y,x} f[b, c, y, x] * W[c, y, x, k].
+
+    Unlike average pooling it keeps where things are (each kernel weights positions), which
+    manipulation needs. Parameter: kernel (C, h, w, K), normal with std 1/sqrt(h*w) (the fan-in
+    of each output).
+    forward: (B, C, h, w) -> (B, C*K), ordered channel-major (c * K + k).
+    """
+
+    def __init__(self, channels: int, height: int, width: int, num_features: int):
+        super().__init__()
+        self.kernel = nn.Parameter(
+            torch.randn(channels, height, width, num_features) / math.sqrt(height * width)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.shape[1:] != self.kernel.shape[:3]:
+            raise ValueError(
+                f"feature map {tuple(features.shape[1:])} does not match the spatial kernels "
+                f"{tuple(self.kernel.shape[:3])}"
+            )
+        return torch.einsum("bchw,chwk->bck", features, self.kernel).flatten(1)
+
+
+class EmbeddingHead(nn.Module):
+    """SpatialLearnedEmbeddings -> Linear -> LayerNorm -> tanh (no dropout).
+
+    forward: (B, C, h, w) -> (B, feature_dim) in (-1, 1).
+    """
+
+    def __init__(self, feature_shape: tuple[int, int, int], num_spatial: int, feature_dim: int):
+        super().__init__()
+        channels, height, width = feature_shape
+        self.spatial = SpatialLearnedEmbeddings(channels, height, width, num_spatial)
+        self.linear = nn.Linear(channels * num_spatial, feature_dim)
+        self.norm = nn.LayerNorm(feature_dim)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.norm(self.linear(self.spatial(features))))
+
+
+# --------------------------------------------------------------------------------------------
+# One camera
+# --------------------------------------------------------------------------------------------
+
+
+class ImageEncoder(nn.Module):
+    """One camera's encoder: backbone + head. Use SmallConvEncoder / ResNet10Encoder.
+
+    With `config.is_frozen` the backbone has requires_grad False, stays in eval mode whatever
+    train() is called with, and runs under torch.no_grad; the head always trains.
+    forward: images (B, H, W, 3) uint8 or (B, 3, H, W) float in [0, 1] -> (B, feature_dim).
+    """
+
+    def __init__(self, backbone: nn.Module, config: EncoderConfig):
+        super().__init__()
+        self.config = config
+        self.image_size = config.image_size
+        self.backbone = backbone
+        self.feature_shape: tuple[int, int, int] = backbone.output_shape(config.image_size)
+        self.head = EmbeddingHead(self.feature_shape, config.num_spatial_embeddings, config.feature_dim)
+        self.frozen = config.is_frozen
+        if self.frozen:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> ImageEncoder:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
+
+    def backbone_features(self, images: torch.Tensor) -> torch.Tensor:
+        """images as for forward -> feature map (B, C, h, w) float32 (no graph when frozen)."""
+        x = to_float_chw(images, self.image_size)
+        if self.frozen:
+            with torch.no_grad():
+                return self.backbone(x)
+        return self.backbone(x)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone_features(images))
+
+
+class SmallConvEncoder(ImageEncoder):
+    """SmallConvBackbone + head: (B, H, W, 3) uint8 / (B, 3, H, W) float -> (B, feature_dim)."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(SmallConvBackbone(), config)
+
+
+class ResNet10Encoder(ImageEncoder):
+    """ResNet10 (ImageNet-normalised input) + head: the reference's frozen-ResNet encoder.
+
+    (B, H, W, 3) uint8 / (B, 3, H, W) float -> (B, feature_dim).
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(ResNet10(), config)
+
+
+def make_encoder(config: EncoderConfig, weights: Mapping[str, np.ndarray] | None = None) -> ImageEncoder:
+    """One camera's encoder for `config`, its backbone filled from `weights` when given.
+
+    `weights` are arrays from read_encoder_weights (config.weights_path is not read here, so that
+    several cameras share one read). Parameters are created on the CPU in float32.
+    """
+    encoder: ImageEncoder = (
+        ResNet10Encoder(config) if config.kind == "resnet10" else SmallConvEncoder(config)
+    )
+    if weights is not None:
+        load_state_arrays(encoder.backbone, weights, config.weights_path or "weights")
+    return encoder
+
+
+# --------------------------------------------------------------------------------------------
+# Several cameras
+# --------------------------------------------------------------------------------------------
+
+
+class MultiCameraEncoder(nn.Module):
+    """One ImageEncoder per camera (separate weights), features concatenated in `cameras` order.
+
+    The backbone weights come from config.weights_path (checked against config.weights_sha256)
+    when set; without it the backbones start random, with a warning for resnet10.
+
+    Attributes:
+        cameras: camera names, the order of the output blocks.
+        out_dim: n_cams * feature_dim.
+        feature_shape: (n_cams, C, h, w) of encode_frozen's output (per sample).
+        frozen: whether the backbones are frozen.
+    forward: images {camera: (B, H, W, 3) uint8 or (B, 3, H, W) float in [0, 1]} (other keys
+        ignored) -> (B, n_cams * feature_dim) float32.
+    """
+
+    def __init__(self, cameras: Sequence[str], config: EncoderConfig):
+        super().__init__()
+        cameras = list(cameras)
+        if not cameras:
+            raise ValueError("MultiCameraEncoder needs at least one camera")
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"camera names repeat: {cameras}")
+        for name in cameras:
+            # Names become module keys (and state_dict prefixes): no dots, not empty.
+            if not name or "." in name:
+                raise ValueError(f"camera name {name!r} must be non-empty and contain no '.'")
+        self.cameras: tuple[str, ...] = tuple(cameras)
+        self.config = config
+        self.frozen = config.is_frozen
+        weights = None
+        if config.weights_path is not None:
+            assert config.weights_sha256 is not None  # EncoderConfig enforces the pair
+            weights = read_encoder_weights(config.weights_path, config.weights_sha256)
+        elif config.kind == "resnet10":
+            logger.warning(
+                "resnet10 encoder without weights_path: the backbone is randomly initialised%s",
+                " and frozen, so it will never learn useful features" if self.frozen else "",
+            )
+        self.encoders = nn.ModuleDict({name: make_encoder(config, weights) for name in cameras})
+        first = self.encoders[cameras[0]]
+        self.feature_shape: tuple[int, int, int, int] = (len(cameras), *first.feature_shape)
+        self.out_dim = len(cameras) * config.feature_dim
+
+    def _image(self, images: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+        try:
+            return images[name]
+        except KeyError:
+            raise KeyError(f"no image for camera {name!r}; got {sorted(images)}") from None
+
+    def encode_frozen(self, images: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Frozen backbone features of every camera: (B, n_cams, C, h, w) float32, no graph.
+
+        Computed once per learner batch and shared by the actor, critics and grasp critic, each
+        of which runs `embed` (the trainable heads) on it. Needs a frozen encoder: a trained
+        backbone has to run inside each loss.
+        """
+        if not self.frozen:
+            raise RuntimeError("encode_frozen needs a frozen encoder (EncoderConfig.frozen)")
+        with torch.no_grad():
+            maps = [
+                self.encoders[name].backbone_features(self._image(images, name)) for name in self.cameras
+            ]
+        return torch.stack(maps, dim=1)
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """Heads on encode_frozen's output: (B, n_cams, C, h, w) -> (B, n_cams * feature_dim)."""
+        if tuple(features.shape[1:]) != self.feature_shape:
+            raise ValueError(f"features {tuple(features.shape)} do not match (B, {self.feature_shape})")
+        return torch.cat(
+            [self.encoders[name].head(features[:, i]) for i, name in enumerate(self.cameras)], dim=-1
+        )
+
+    def forward(self, images: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([self.encoders[name](self._image(images, name)) for name in self.cameras], dim=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Weight files (.npz, no pickle)
+# --------------------------------------------------------------------------------------------
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Lowercase hex SHA-256 of `data` (what sha256sum prints)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def save_encoder_weights(module: nn.Module, path: str | os.PathLike) -> str:
+    """Write module.state_dict() to `path` as an .npz archive and return its SHA-256 (hex).
+
+    One uncompressed `<key>.npy` member per state_dict key, arrays in the tensors' dtypes,
+    written without pickle. The file appears atomically (temp file, fsync, rename), so a reader
+    never sees half of one. For encoder configs save the backbone: `encoder.backbone`.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for key, tensor in module.state_dict().items():
+            array = tensor.detach().to("cpu").contiguous().numpy()
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, array, allow_pickle=False)
+    data = buffer.getvalue()
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sha256_bytes(data)
+
+
+def read_encoder_weights(path: str | os.PathLike, sha256: str) -> dict[str, np.ndarray]:
+    """Arrays of a weights .npz, after checking the file's SHA-256. Never unpickles.
+
+    The file is read into memory once; the hash is checked on those bytes and the same bytes are
+    parsed, so the file cannot change between check and load.
+    Raises:
+        FileNotFoundError: no file at `path` (the message names it).
+        ValueError: hash mismatch (names the file, the expected and the actual hash), or the
+            content is not an .npz of plain numeric arrays (e.g. a pickle, or object arrays).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"encoder weights file not found: {path}")
+    data = path.read_bytes()
+    expected = sha256.strip().lower()
+    actual = sha256_bytes(data)
+    if actual != expected:
+        raise ValueError(
+            f"encoder weights file {path}: SHA-256 mismatch: expected {expected}, actual {actual}"
+        )
+    not_npz = f"encoder weights file {path} is not an .npz archive of numeric arrays"
+    try:
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        # numpy refuses anything that is neither .npy nor .npz (a pickle in particular) without
+        # unpickling it when allow_pickle is False.
+        raise ValueError(f"{not_npz} (pickled data is refused, never loaded): {exc}") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{not_npz}: it holds a single .npy array")
+    arrays: dict[str, np.ndarray] = {}
+    with loaded:
+        for key in loaded.files:
+            try:
+                array = loaded[key]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise ValueError(f"{not_npz}: member {key!r}: {exc}") from exc
+            if array.dtype.kind not in "fiub":
+                raise ValueError(f"{not_npz}: member {key!r} has dtype {array.dtype}")
+            arrays[key] = array
+    return arrays
+
+
+def load_state_arrays(module: nn.Module, arrays: Mapping[str, np.ndarray], source: str = "weights") -> None:
+    """Copy `arrays` into module's state_dict tensors in place: same keys, same shapes, finite.
+
+    Raises ValueError naming `source` and the offending keys; the module is left untouched then.
+    """
+    state = module.state_dict()
+    missing = sorted(set(state) - set(arrays))
+    unexpected = sorted(set(arrays) - set(state))
+    if missing or unexpected:
+        raise ValueError(
+            f"{source}: keys do not match the module's state_dict: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+            f"{' ...' if len(unexpected) > 5 else ''}"
+        )
+    for key, tensor in state.items():
+        array = arrays[key]
+        if tuple(array.shape) != tuple(tensor.shape):
+            raise ValueError(f"{source}: {key} has shape {array.shape}, the module expects {tuple(tensor.shape)}")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError(f"{source}: {key} contains NaN or inf")
+    with torch.no_grad():
+        for key, tensor in state.items():
+            tensor.copy_(torch.from_numpy(np.array(arrays[key])))
+
+
+def load_encoder_weights(module: nn.Module, path: str | os.PathLike, sha256: str) -> None:
+    """read_encoder_weights(path, sha256), then load_state_arrays into `module`."""
+    load_state_arrays(module, read_encoder_weights(path, sha256), str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# DrQ augmentation
+# --------------------------------------------------------------------------------------------
+
+
+def random_shift(
+    images: torch.Tensor,
+    pad: int = 4,
+    generator: torch.Generator | None = None,
+    channels_last: bool | None = None,
+) -> torch.Tensor:
+    """DrQ random shift: replicate-pad by `pad` pixels, then crop back to H x W at a random
+    offset, independently per sample. Same shape, dtype and device as the input.
+
+    images: (B, H, W, C) or (B, C, H, W), any dtype (uint8 stays uint8); the layout is inferred
+    (see is_channels_last) unless `channels_last` is given. Each sample gets integer shifts
+    dy, dx uniform in [-pad, pad]: out[b, y, x] = in[b, clamp(y + dy_b), clamp(x + dx_b)], which
+    is exactly pad-then-crop with edge replication. Two gathers on the tensor's device, no
+    padded copy and no loop over the batch. `generator` may live on another device than the
+    images (the shifts are drawn there and moved). pad 0 returns a copy of the input.
+    """
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    last = is_channels_last(images, channels_last)
+    if pad == 0:
+        return images.clone()
+    b = images.shape[0]
+    row_dim, col_dim = (1, 2) if last else (2, 3)
+    h, w = images.shape[row_dim], images.shape[col_dim]
+    draw_device = generator.device if generator is not None else images.device
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator, device=draw_device)
+    shifts = shifts.to(images.device) - pad
+    rows = (torch.arange(h, device=images.device) + shifts[:, :1]).clamp_(0, h - 1)  # (B, H)
+    cols = (torch.arange(w, device=images.device) + shifts[:, 1:]).clamp_(0, w - 1)  # (B, W)
+    # Index tensors shaped to broadcast over every other dim, expanded (views) to gather's shape.
+    row_shape = [b, 1, 1, 1]
+    row_shape[row_dim] = h
+    col_shape = [b, 1, 1, 1]
+    col_shape[col_dim] = w
+    out = images.gather(row_dim, rows.view(row_shape).expand(images.shape))
+    return out.gather(col_dim, cols.view(col_shape).expand(images.shape))
