@@ -30,7 +30,7 @@ class EncoderConfig:
             learner batch); null: the default for the kind (true for resnet10, false for small).
         weights_path: file holding the backbone's weights (.npz of float32 arrays named by the
             backbone's state_dict keys, written by policies.encoders.save_encoder_weights).
-            null: random initialisation (logged as a warning for resnet10).
+            null: random initialisation (a logged warning for resnet10 or a frozen backbone).
         weights_sha256: lowercase hex SHA-256 of the weights file; required with weights_path,
             checked before the file is read as arrays.
         num_spatial_embeddings: learned spatial kernels per backbone channel (K: the head sees

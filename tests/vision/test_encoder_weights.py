@@ -156,4 +156,7 @@ def test_no_path_means_random_init_with_a_warning_for_resnet10(caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="policies.encoders"):
         MultiCameraEncoder(["cam"], EncoderConfig(kind="small", image_size=64))
-    assert caplog.text == ""
+    assert caplog.text == ""  # the small encoder trains from scratch: nothing to warn about
+    with caplog.at_level(logging.WARNING, logger="policies.encoders"):
+        MultiCameraEncoder(["cam"], EncoderConfig(kind="small", image_size=64, frozen=True))
+    assert "never learn" in caplog.text
