@@ -268,13 +268,20 @@ class Actor:
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, episodes: int, seed: int = 10_000, write: bool = True) -> dict[str, Any]:
+    def evaluate(
+        self, episodes: int, seed: int = 10_000, write: bool = True, weights_wait_s: float = 15.0
+    ) -> dict[str, Any]:
         """Deterministic policy on the newest weights, no interventions; returns the results and
         (with `write`) writes them to RUN_DIR/actor/eval.json. The same seeds every time, so
-        successive evaluations compare like with like."""
+        successive evaluations compare like with like. With no weights yet (a short lockstep run
+        can finish before the first ones arrive), waits up to `weights_wait_s` for them."""
+        deadline = time.monotonic() + weights_wait_s
         self._take_new_weights()
+        while self.policy_version < 0 and time.monotonic() < deadline and not self.stop.is_set():
+            time.sleep(0.05)
+            self._take_new_weights()
         if self.policy_version < 0:
-            raise RuntimeError("no weights arrived from the learner: nothing to evaluate")
+            raise RuntimeError(f"no weights arrived from the learner within {weights_wait_s:g} s: nothing to evaluate")
         successes, lengths, times = 0, [], []
         for i in range(episodes):
             obs, _ = self.env.reset(seed=seed + i)
