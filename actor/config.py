@@ -38,6 +38,41 @@ class ActionConfig:
 
 
 @dataclass
+class CameraConfig:
+    """One camera in the observation: which source, what part of its frame, at what size.
+
+    Attributes:
+        name: camera name. Sim: one the robot renders ("front" or "wrist"); a real cell: the
+            camera's identifier (e.g. a RealSense serial, with the hardware issue).
+        crop: (x, y, width, height) in source pixels, x/y the top-left corner; null keeps the full
+            frame. Whether it lies inside the frame is checked when the env is built, against the
+            frame the camera really delivers.
+        size: (height, width) of the image after crop and resize, pixels. The image is uint8
+            (height, width, 3) under `name` in the observation.
+        role: "policy": part of the policy observation; "classifier": only for the reward
+            classifier, delivered in `info["classifier_images"]` and never in the observation.
+    """
+
+    name: str
+    crop: tuple[int, int, int, int] | None = None
+    size: tuple[int, int] = (128, 128)
+    role: Literal["policy", "classifier"] = "policy"
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name == "state":
+            raise ValueError(f"camera name must be non-empty and not 'state', got {self.name!r}")
+        self.size = tuple(int(v) for v in self.size)  # type: ignore[assignment]
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ValueError(f"camera {self.name!r}: size must be two positive pixel counts (height, width), got {self.size}")
+        if self.crop is not None:
+            self.crop = tuple(int(v) for v in self.crop)  # type: ignore[assignment]
+            if len(self.crop) != 4 or min(self.crop[:2]) < 0 or min(self.crop[2:]) < 1:
+                raise ValueError(
+                    f"camera {self.name!r}: crop must be (x >= 0, y >= 0, width >= 1, height >= 1), got {self.crop}"
+                )
+
+
+@dataclass
 class ObservationConfig:
     """What the policy sees.
 
@@ -48,20 +83,44 @@ class ObservationConfig:
             gripper (1: opening 0 closed .. 1 open),
             object (3: sim only, the task's object position relative to the current TCP position,
                 base frame, m: reach goal, cube centre, or hole top centre).
-        cameras: camera names; each adds a uint8 (H, W, 3) image under its name.
+        cameras: each a plain name (the full frame at the default 128 x 128, for the policy) or a
+            `CameraConfig` mapping; after construction every entry is a `CameraConfig`. A policy
+            camera adds a uint8 (H, W, 3) image under its name, in this order.
     """
 
     state: list[str] = field(default_factory=lambda: ["tcp_pose", "tcp_twist", "tcp_wrench", "gripper"])
-    cameras: list[str] = field(default_factory=list)
+    # str is accepted so that `cameras: [front, wrist]` (and the override
+    # `env.observation.cameras=[front, wrist]`) keep working; __post_init__ normalises.
+    cameras: list[str | CameraConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for key in self.state:
             if key not in STATE_KEYS:
                 raise ValueError(f"unknown state block {key!r}; expected some of {', '.join(STATE_KEYS)}")
-        if len(set(self.state)) != len(self.state) or len(set(self.cameras)) != len(self.cameras):
+        self.cameras = [CameraConfig(c) if isinstance(c, str) else c for c in self.cameras]
+        names = self.camera_names
+        if len(set(self.state)) != len(self.state) or len(set(names)) != len(names):
             raise ValueError("state blocks and cameras must not repeat")
-        if "state" in self.cameras:
-            raise ValueError("a camera may not be called 'state'")
+
+    @property
+    def camera_configs(self) -> list[CameraConfig]:
+        """Every camera, as `CameraConfig` (policy and classifier)."""
+        return [c for c in self.cameras if isinstance(c, CameraConfig)]
+
+    @property
+    def camera_names(self) -> list[str]:
+        """Names of every camera (policy and classifier), in config order."""
+        return [c.name for c in self.camera_configs]
+
+    @property
+    def policy_cameras(self) -> list[CameraConfig]:
+        """Cameras in the policy observation, in config order."""
+        return [c for c in self.camera_configs if c.role == "policy"]
+
+    @property
+    def classifier_cameras(self) -> list[CameraConfig]:
+        """Cameras only for the reward classifier (in `info["classifier_images"]`)."""
+        return [c for c in self.camera_configs if c.role == "classifier"]
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """`RobotEnv`: the gymnasium environment around a robot (simulated or real).
 
 Space contract
-    observation: Dict{"state": Box(float32, (n,)), <camera>: Box(uint8, (H, W, 3)) per camera}
-        The state layout is `ObservationConfig.state` (see actor/config.py for each block).
+    observation: Dict{"state": Box(float32, (n,)), <camera>: Box(uint8, (H, W, 3)) per policy camera}
+        The state layout is `ObservationConfig.state` (see actor/config.py for each block). Each
+        camera's frame is cropped to its `crop` (x, y, width, height, source pixels) and resized
+        to its `size` (H, W) (actor/frames.py); uint8 throughout.
     action: Box(-1, 1, (3 [+3 rotation] [+1 gripper],), float32)
         xyz: TCP translation in the TCP frame, times `translation_scale_m`;
         rotation (when `rotation_scale_rad` > 0): rotation vector in the TCP frame, times the scale;
@@ -12,6 +14,15 @@ Space contract
         controller error (info["robot_errors"]). A time limit is never a termination.
     info: "succeeded", "intervened" (False here; intervention wrappers set it), "robot_time_s",
         "robot_errors"; after a step also "gripper_switched" (the action changed the gripper command).
+        With any camera configured, also:
+        "image_capture_time_s": {camera: capture time, s, on the clock of `Images.capture_time_s`};
+        "image_age_s": {"newest": s, "oldest": s}: robot_time_s of the state the observation was
+            built from minus the newest / oldest frame's capture time. The sim renders at its
+            current simulation time on the same clock, so both are ~0 there; a real camera's
+            frames are older by its latency. Negative means the frame was captured after the
+            state was read (frames are read just after the state).
+        "classifier_images": {camera: uint8 (H, W, 3)} for `role: classifier` cameras, which are
+            never in the observation (present only when such cameras are configured).
 
 One step: new TCP target = measured pose + scaled action, clipped to the workspace box, sent to the
 robot (which clips again); then either one lockstep `advance` (sim, lockstep clock) or a wait until
@@ -28,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 
 from actor.config import EnvConfig
+from actor.frames import check_crop, crop_resize
 from hardware.robot import RobotInterface
 from transport.robot_messages import RobotState
 from transport.spatial import (
@@ -61,7 +73,8 @@ class RobotEnv(gym.Env):
         self.lockstep = self.server_info.clock == "lockstep"
         self.control_period_s = self.server_info.control_period_s
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.control_period_s)}
-        missing = [c for c in config.observation.cameras if c not in self.server_info.cameras]
+        obs_config = config.observation
+        missing = [c for c in obs_config.camera_names if c not in self.server_info.cameras]
         if missing:
             raise ValueError(
                 f"env.observation.cameras: {missing} not provided by the robot (it has {self.server_info.cameras})"
@@ -75,12 +88,16 @@ class RobotEnv(gym.Env):
 
         self.action_space = gym.spaces.Box(-1.0, 1.0, (config.action_dim,), np.float32)
         spaces: dict[str, gym.Space] = {"state": gym.spaces.Box(-np.inf, np.inf, (config.state_dim,), np.float32)}
-        self._image_shape: tuple[int, int, int] | None = None
-        if config.observation.cameras or render_mode == "rgb_array":
-            probe = robot.render(config.observation.cameras or [self.server_info.cameras[0]])
-            self._image_shape = tuple(probe.pixels.shape[1:])
-        for cam in config.observation.cameras:
-            spaces[cam] = gym.spaces.Box(0, 255, self._image_shape, np.uint8)
+        # One render call per observation for every camera (policy and classifier alone, so
+        # classifier cameras cost nothing unless configured): the frames share one capture.
+        self._cameras = {c.name: c for c in obs_config.camera_configs}
+        if self._cameras:
+            # Crops are checked against the frame the robot really delivers, not a config value.
+            probe = robot.render(list(self._cameras))
+            for name in probe.cameras:
+                check_crop(name, self._cameras[name].crop, tuple(probe.pixels.shape[1:3]))
+        for cam in obs_config.policy_cameras:
+            spaces[cam.name] = gym.spaces.Box(0, 255, (*cam.size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
 
         self.robot_state: RobotState | None = None
@@ -90,6 +107,7 @@ class RobotEnv(gym.Env):
         self._steps = 0
         self._next_tick_s = 0.0
         self._last_frames: dict[str, np.ndarray] = {}
+        self._image_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ gymnasium API
 
@@ -116,7 +134,8 @@ class RobotEnv(gym.Env):
         self._steps = 0
         self._next_tick_s = time.monotonic() + self.control_period_s
         self.robot_state = state
-        return self._observe(state), self._info(state)
+        obs = self._observe(state)
+        return obs, self._info(state)
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         if self.robot_state is None:
@@ -152,9 +171,10 @@ class RobotEnv(gym.Env):
         if state.errors:
             log.warning("robot reported controller errors; ending the episode: %s", state.errors)
         reward = self.config.success_reward if succeeded else 0.0
+        obs = self._observe(state)  # first: it reads the frames whose times `_info` reports
         info = self._info(state)
         info["gripper_switched"] = gripper_switched
-        return self._observe(state), reward, terminated, truncated, info
+        return obs, reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
@@ -208,11 +228,26 @@ class RobotEnv(gym.Env):
                 # reaching or grasping policy needs directly.
                 blocks.append(np.asarray(state.object_state[:3]) - state.tcp_position_m)
         obs: dict[str, np.ndarray] = {"state": np.concatenate(blocks).astype(np.float32)}
-        cameras = self.config.observation.cameras
-        if cameras:
-            images = self.robot.render(cameras)
-            self._last_frames = {name: images.pixels[i] for i, name in enumerate(images.cameras)}
-            obs.update(self._last_frames)
+        if self._cameras:
+            images = self.robot.render(list(self._cameras))
+            policy: dict[str, np.ndarray] = {}
+            classifier: dict[str, np.ndarray] = {}
+            for i, name in enumerate(images.cameras):
+                cam = self._cameras[name]
+                frame = crop_resize(images.pixels[i], cam.crop, cam.size)
+                (policy if cam.role == "policy" else classifier)[name] = frame
+            self._last_frames = policy
+            obs.update(policy)
+            # One render call, one capture time for all; kept per camera because real cameras
+            # (one device each) will differ.
+            capture = {name: float(images.capture_time_s) for name in images.cameras}
+            ages = [state.robot_time_s - t for t in capture.values()]
+            self._image_info = {
+                "image_capture_time_s": capture,
+                "image_age_s": {"newest": min(ages), "oldest": max(ages)},
+            }
+            if classifier:
+                self._image_info["classifier_images"] = classifier
         return obs
 
     def _info(self, state: RobotState) -> dict[str, Any]:
@@ -222,4 +257,5 @@ class RobotEnv(gym.Env):
             "robot_time_s": state.robot_time_s,
             "robot_errors": list(state.errors),
             "gripper_switched": False,
+            **self._image_info,
         }

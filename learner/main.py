@@ -97,9 +97,9 @@ def observation_spec_from(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bo
     from actor.config import EnvConfig
 
     env = section(doc, "env", EnvConfig)
-    size = doc.get("robot_server", {}).get("sim", {})
-    h, w = int(size.get("image_height", 128)), int(size.get("image_width", 128))
-    cameras = {c: [h, w, 3] for c in env.observation.cameras}
+    # The env crops and resizes every frame to its camera's `size`, whatever the robot renders;
+    # classifier-only cameras are not in the observation.
+    cameras = {c.name: [*c.size, 3] for c in env.observation.policy_cameras}
     return ObservationSpec(state_dim=env.state_dim, cameras=cameras), env.action_dim, env.action.gripper
 
 

@@ -99,6 +99,12 @@ def _convert(tp: Any, value: Any, path: str, meta: Mapping, allow_arrays: bool) 
             try:
                 return _convert(option, value, path, meta, allow_arrays)
             except SchemaError as exc:
+                # A mapping given for a dataclass option, or an error below this path, means the
+                # value had this option's shape: report its own error (naming the key), not a
+                # list of every option's complaint.
+                deeper = exc.key.startswith(path) and exc.key != path
+                if deeper or (dataclasses.is_dataclass(option) and isinstance(value, Mapping)):
+                    raise
                 errors.append(str(exc))
         raise SchemaError(path, "; ".join(e.split(": ", 1)[-1] for e in errors))
     if origin is Literal:
