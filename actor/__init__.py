@@ -2,7 +2,9 @@
 
 Importing this package registers the simulated tasks with gymnasium:
 `hilrl/SimReach-v0`, `hilrl/SimPickCube-v0`, `hilrl/SimPegInsert-v0`
-(keyword arguments: `images=True` adds the front and wrist cameras; `overrides=[...]`).
+(keyword arguments: `images=True` adds the front and wrist cameras; `overrides=[...]`), and
+`hilrl/SimPickCubeVision-v0` (configs/sim_pick_cube_vision.yaml: two 64x64 cameras and
+proprioception, no object position).
 """
 
 import gymnasium as gym
@@ -12,3 +14,10 @@ _SIM_IDS = {"hilrl/SimReach-v0": "reach", "hilrl/SimPickCube-v0": "pick_cube", "
 for _env_id, _task in _SIM_IDS.items():
     if _env_id not in gym.registry:
         gym.register(id=_env_id, entry_point="actor.make:make_sim_env", kwargs={"task": _task})
+
+if "hilrl/SimPickCubeVision-v0" not in gym.registry:
+    gym.register(
+        id="hilrl/SimPickCubeVision-v0",
+        entry_point="actor.make:make_sim_env",
+        kwargs={"task": "pick_cube", "variant": "vision"},
+    )

@@ -89,5 +89,6 @@ def _bilinear(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
     if img.dtype.kind in "ui":
         info = np.iinfo(img.dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(img.dtype)
-    return out.astype(img.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    # Contiguous: the array codec and the replay buffer copy whole buffers.
+    return np.ascontiguousarray(out, dtype=img.dtype)

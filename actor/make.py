@@ -34,15 +34,23 @@ def make_env(
 
 
 def make_sim_env(
-    task: str, images: bool = False, overrides: Iterable[str] = (), render_mode: str | None = None
+    task: str,
+    images: bool = False,
+    overrides: Iterable[str] = (),
+    render_mode: str | None = None,
+    variant: str = "",
 ) -> RobotEnv:
     """The shipped sim config for `task` ("reach", "pick_cube", "peg_insert").
 
     Args:
-        images: add the front and wrist cameras to the observation.
+        images: add the front and wrist cameras (full frame, 128x128) to the observation, replacing
+            the config's camera list.
         overrides: dotted overrides, e.g. ["env.max_episode_steps=20"].
+        variant: a shipped variant of the task's config, configs/sim_<task>_<variant>.yaml
+            (e.g. "vision" for pick_cube); "" is configs/sim_<task>.yaml.
     """
     if task not in SIM_TASKS:
         raise ValueError(f"unknown sim task {task!r}; expected one of {', '.join(SIM_TASKS)}")
     extra = [f"env.observation.cameras=[{', '.join(SIM_CAMERAS)}]"] if images else []
-    return make_env(config_path(f"sim_{task}"), [*extra, *overrides], render_mode=render_mode)
+    name = f"sim_{task}_{variant}" if variant else f"sim_{task}"
+    return make_env(config_path(name), [*extra, *overrides], render_mode=render_mode)
