@@ -67,7 +67,7 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
     learner = doc.get("learner") or {}
     if not isinstance(learner, dict):
         raise SchemaError("learner", "expected a mapping")
-    return ActorSettings(
+    settings = ActorSettings(
         task=doc.get("task", ""),
         env=section(doc, "env", EnvConfig),
         actor=section(doc, "actor", ActorConfig),
@@ -75,6 +75,13 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
         sac=from_dict(SACConfig, learner.get("sac") or {}, "learner.sac"),
         config_hash=document_hash(doc),
     )
+    cameras = {c.name: c.size for c in settings.env.observation.policy_cameras}
+    if cameras:
+        try:
+            settings.sac.encoder.check_camera_sizes(cameras)
+        except ValueError as exc:
+            raise SchemaError("learner.sac.encoder.image_size", str(exc)) from None
+    return settings
 
 
 def observation_spec(env) -> ObservationSpec:
@@ -121,8 +128,9 @@ class Actor:
 
     def __init__(self, doc: dict[str, Any], run_dir: Path, stop: threading.Event | None = None):
         self.settings = s = load_settings(doc)
-        # Inference of a small MLP gains nothing from more threads, and spare ones would spin
-        # against the learner and the simulated robot on the same cores.
+        # Inference of one observation gains little from more threads (two 128x128 cameras through
+        # the small encoder take about 1 ms), and spare ones would spin against the learner and
+        # the simulated robot on the same cores.
         torch.set_num_threads(1)
         self.run_dir = run_dir / "actor"
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -136,7 +144,8 @@ class Actor:
         self.obs_spec = observation_spec(self.env)
         self.action_dim = int(self.env.action_space.shape[0])
         self.policy = Policy(
-            self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.sac, device=s.actor.device, seed=s.actor.seed
+            self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.sac, device=s.actor.device,
+            seed=s.actor.seed, cameras=[c.name for c in s.env.observation.policy_cameras],
         )
         self.policy_version = -1
         self._weights_session: str | None = None
@@ -248,7 +257,7 @@ class Actor:
     def _policy_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         if self.policy_version < 0 or self.env_steps < self.settings.actor.random_steps:
             return self.env.action_space.sample().astype(np.float32)
-        return self.policy.act(obs["state"], deterministic=False).astype(np.float32)
+        return self.policy.act(obs, deterministic=False).astype(np.float32)
 
     def _throttle(self) -> None:
         """Lockstep only: wait while the learner lags `throttle_updates_per_step` behind."""
@@ -287,7 +296,7 @@ class Actor:
             obs, _ = self.env.reset(seed=seed + i)
             done, steps, info = False, 0, {}
             while not done:
-                action = self.policy.act(obs["state"], deterministic=True)
+                action = self.policy.act(obs, deterministic=True)
                 obs, _, terminated, truncated, info = self.env.step(action)
                 steps += 1
                 done = terminated or truncated

@@ -98,8 +98,14 @@ def observation_spec_from(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bo
 
     env = section(doc, "env", EnvConfig)
     # The env crops and resizes every frame to its camera's `size`, whatever the robot renders;
-    # classifier-only cameras are not in the observation.
+    # classifier-only cameras are not in the observation. Config order: the encoder's order.
     cameras = {c.name: [*c.size, 3] for c in env.observation.policy_cameras}
+    if cameras:
+        sac = section(doc, "learner", LearnerConfig).sac
+        try:
+            sac.encoder.check_camera_sizes(cameras)
+        except ValueError as exc:
+            raise SchemaError("learner.sac.encoder.image_size", str(exc)) from None
     return ObservationSpec(state_dim=env.state_dim, cameras=cameras), env.action_dim, env.action.gripper
 
 
@@ -127,7 +133,10 @@ class Learner:
         self.device = resolve_device(c.device)
         self.obs_spec, self.action_dim, has_gripper = observation_spec_from(doc)
         cameras = {k: tuple(v) for k, v in self.obs_spec.cameras.items()}
-        self.agent = SACAgent(self.obs_spec.state_dim, self.action_dim, has_gripper, c.sac, self.device, seed=c.seed)
+        self.agent = SACAgent(
+            self.obs_spec.state_dim, self.action_dim, has_gripper, c.sac, self.device, seed=c.seed,
+            cameras=list(self.obs_spec.cameras),
+        )
         self.online = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
         self.demo = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
         self.intervention = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
@@ -251,6 +260,12 @@ class Learner:
 
     def run(self) -> None:
         c = self.config
+        static = self.agent.static_actor_tensors()
+        if static:
+            # A frozen backbone: each actor gets it once, not with every publish.
+            static_id = self.link.set_static_weights(static)
+            log.info("frozen encoder: %d tensors (%.1f MB) sent once per actor (static id %s)", len(static),
+                     sum(t.nbytes for t in static.values()) / 1e6, static_id[:12])
         self.link.start()
         self.publish()  # actors act on the (initial) policy at once, not on random actions
         last_report, updates_at_report = time.monotonic(), self.updates

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +36,9 @@ class EncoderConfig:
             checked before the file is read as arrays.
         num_spatial_embeddings: learned spatial kernels per backbone channel (K: the head sees
             channels x K numbers per image).
+        random_shift_pad_px: DrQ augmentation in training: each image is padded by this many
+            pixels (replicating the border) and cropped back at a random offset, per sample and
+            independently for obs and next obs. 0 turns it off. Never applied when acting.
     """
 
     kind: Literal["small", "resnet10"] = "small"
@@ -44,6 +48,7 @@ class EncoderConfig:
     weights_path: str | None = None
     weights_sha256: str | None = None
     num_spatial_embeddings: int = 8
+    random_shift_pad_px: int = 4
 
     def __post_init__(self) -> None:
         if self.kind not in ("small", "resnet10"):
@@ -54,6 +59,8 @@ class EncoderConfig:
             raise ValueError("feature_dim must be >= 1")
         if self.num_spatial_embeddings < 1:
             raise ValueError("num_spatial_embeddings must be >= 1")
+        if not 0 <= self.random_shift_pad_px <= self.image_size // 4:
+            raise ValueError("random_shift_pad_px must be in [0, image_size / 4]")
         if self.weights_sha256 is not None:
             self.weights_sha256 = self.weights_sha256.strip().lower()
             if not _SHA256_HEX.fullmatch(self.weights_sha256):
@@ -63,6 +70,17 @@ class EncoderConfig:
             raise ValueError("weights_sha256 is required with weights_path (run sha256sum on the file)")
         if self.weights_sha256 is not None and self.weights_path is None:
             raise ValueError("weights_sha256 is set but weights_path is not")
+
+    def check_camera_sizes(self, sizes: Mapping[str, Sequence[int]]) -> None:
+        """Raise ValueError naming the first camera whose [height, width] is not
+        image_size x image_size (the encoder's spatial embeddings are built for one size)."""
+        for name, size in sizes.items():
+            if tuple(size[:2]) != (self.image_size, self.image_size):
+                raise ValueError(
+                    f"camera {name!r} gives {size[0]}x{size[1]} images but the encoder is built for "
+                    f"{self.image_size}x{self.image_size}: set learner.sac.encoder.image_size to match "
+                    f"env.observation.cameras[*].size (square images)"
+                )
 
     @property
     def is_frozen(self) -> bool:

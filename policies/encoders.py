@@ -122,7 +122,7 @@ class SmallConvBackbone(nn.Module):
             # through the stack at random init, which matters when the backbone trains from scratch.
             nn.init.orthogonal_(conv.weight, gain=nn.init.calculate_gain("relu"))
             nn.init.zeros_(conv.bias)
-            layers += [conv, nn.ReLU()]
+            layers += [conv, nn.ReLU(inplace=True)]
             width = self.channels
         self.net = nn.Sequential(*layers)
 
@@ -347,7 +347,8 @@ class MultiCameraEncoder(nn.Module):
 
     The backbone weights come from config.weights_path (checked against config.weights_sha256)
     when set; without it the backbones start random, with a warning for resnet10 or a frozen
-    backbone.
+    backbone. `read_weights=False` skips both the file and the warning, for a caller that loads
+    every tensor itself (an actor's policy gets them from the learner).
 
     Attributes:
         cameras: camera names, the order of the output blocks.
@@ -358,7 +359,7 @@ class MultiCameraEncoder(nn.Module):
         ignored) -> (B, n_cams * feature_dim) float32.
     """
 
-    def __init__(self, cameras: Sequence[str], config: EncoderConfig):
+    def __init__(self, cameras: Sequence[str], config: EncoderConfig, read_weights: bool = True):
         super().__init__()
         cameras = list(cameras)
         if not cameras:
@@ -373,7 +374,9 @@ class MultiCameraEncoder(nn.Module):
         self.config = config
         self.frozen = config.is_frozen
         weights = None
-        if config.weights_path is not None:
+        if not read_weights:
+            pass  # the caller fills every tensor (e.g. an actor's policy, from the learner)
+        elif config.weights_path is not None:
             assert config.weights_sha256 is not None  # EncoderConfig enforces the pair
             weights = read_encoder_weights(config.weights_path, config.weights_sha256)
         elif config.kind == "resnet10" or self.frozen:

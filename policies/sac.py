@@ -21,6 +21,17 @@ Losses (per critic step; `critic_updates_per_actor_update` critic steps, then on
 Target networks (critic ensemble and grasp critic) follow by Polyak averaging with rate tau after
 every critic step.
 
+Images (an agent built with cameras). Every network reads s = [normalised state, encoder(images)],
+with ONE MultiCameraEncoder shared by actor, critics and grasp critic (DrQ-v2's layout):
+    - the critic loss trains the encoder's trainable part (the critic optimiser owns it); the
+      actor and the grasp critic read its features with the gradient stopped;
+    - s' comes from the same (online) encoder without gradient; the target critics are heads only,
+      there is no target encoder;
+    - in training, obs and next-obs images get independent DrQ random shifts (per sample, on the
+      learner's device); acting never augments;
+    - a frozen backbone runs once per batch (obs and next obs) and every network reads its
+      feature maps through the trainable heads.
+
 Serialisation never pickles: networks, optimiser state and RNG state travel as dict[str, ndarray].
 """
 
@@ -36,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.config import SACConfig
+from policies.encoders import MultiCameraEncoder, random_shift
 from policies.networks import (
     GRASP_ACTIONS,
     GRASP_CLOSE,
@@ -76,11 +88,43 @@ def index_to_gripper(index: torch.Tensor) -> torch.Tensor:
     return index.to(torch.float32) - 1.0
 
 
-def _as_batch(obs: np.ndarray, device: torch.device) -> tuple[torch.Tensor, bool]:
-    """obs (S,) or (B, S) -> float32 tensor (B, S) and whether the input was a single obs."""
-    array = np.array(obs, dtype=np.float32)  # a copy: wire buffers are read-only
+Observation = np.ndarray | Mapping[str, np.ndarray]
+
+
+def _as_batch(
+    obs: Observation, cameras: Sequence[str], device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], bool]:
+    """An env observation, single or batched -> (state (B, S) float32, {camera: (B, H, W, 3)
+    uint8}, whether the input was a single observation), on `device`.
+
+    obs: the env's dict {"state": (S,), camera: (H, W, 3) uint8, ...} (or the same with a leading
+    batch axis), or for a state-only agent the state array alone. Cameras not in `cameras` are
+    ignored; a missing one is a KeyError naming it.
+    """
+    state = obs["state"] if isinstance(obs, Mapping) else obs
+    array = np.array(state, dtype=np.float32)  # a copy: wire buffers are read-only
     single = array.ndim == 1
-    return torch.from_numpy(array.reshape(1, -1) if single else array).to(device), single
+    images: dict[str, torch.Tensor] = {}
+    for name in cameras:
+        if not isinstance(obs, Mapping) or name not in obs:
+            raise KeyError(f"the observation has no image for camera {name!r}")
+        image = np.asarray(obs[name])
+        if image.dtype != np.uint8:
+            raise TypeError(f"camera {name!r}: images must be uint8, got {image.dtype}")
+        image = image[None] if single else image
+        images[name] = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    state_t = torch.from_numpy(array.reshape(1, -1) if single else array).to(device)
+    return state_t, images, single
+
+
+def _features(
+    obs_norm: ObsNormalizer, encoder: MultiCameraEncoder | None, state: torch.Tensor, images: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
+    """What the MLPs read: normalised state (B, S), then the cameras' features when there is an
+    encoder -> (B, S + n_cams * feature_dim)."""
+    if encoder is None:
+        return obs_norm(state)
+    return torch.cat([obs_norm(state), encoder(images)], dim=-1)
 
 
 def _act(
@@ -111,6 +155,36 @@ def _act(
     return torch.cat([action, index_to_gripper(index).unsqueeze(-1)], dim=-1)
 
 
+def _acting_networks(
+    obs_norm: ObsNormalizer, encoder: MultiCameraEncoder | None, actor: TanhGaussianActor, grasp_critic: GraspCritic | None
+) -> dict[str, nn.Module]:
+    """The modules an actor runs, by tensor-name prefix (the same for SACAgent and Policy)."""
+    nets: dict[str, nn.Module] = {"obs_norm": obs_norm}
+    if encoder is not None:
+        nets["encoder"] = encoder
+    nets["actor"] = actor
+    if grasp_critic is not None:
+        nets["grasp_critic"] = grasp_critic
+    return nets
+
+
+def _is_static(prefix: str, name: str, nets: Mapping[str, nn.Module]) -> bool:
+    """Whether tensor `prefix.name` is part of a frozen backbone (never changes in training)."""
+    encoder = nets.get("encoder")
+    return prefix == "encoder" and isinstance(encoder, MultiCameraEncoder) and encoder.frozen and ".backbone." in f".{name}"
+
+
+def _actor_tensors(nets: Mapping[str, nn.Module], static: bool) -> dict[str, np.ndarray]:
+    """float32 copies of the acting networks' tensors by "prefix.name": the frozen backbone's
+    (static=True) or all the others (static=False)."""
+    return {
+        f"{prefix}.{name}": _to_numpy(t).astype(np.float32, copy=False)
+        for prefix, net in nets.items()
+        for name, t in net.state_dict().items()
+        if _is_static(prefix, name, nets) == static
+    }
+
+
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
     """A detached CPU copy that later training cannot change."""
     return t.detach().to("cpu", copy=True).numpy()
@@ -132,6 +206,9 @@ class SACAgent:
         device: "cpu", "cuda[:N]" or "auto".
         seed: seeds network initialisation (device-independent: built on the CPU) and the update
             and acting random streams.
+        cameras: policy camera names, in the order their features are concatenated (empty: a
+            state-only agent). With cameras the agent builds `config.encoder` (see "Images" in the
+            module docstring) and reads its backbone weights file when one is configured.
     """
 
     def __init__(
@@ -142,8 +219,10 @@ class SACAgent:
         config: SACConfig,
         device: str | torch.device = "cpu",
         seed: int = 0,
+        cameras: Sequence[str] = (),
     ):
         self.state_dim = state_dim
+        self.cameras = tuple(cameras)
         self.action_dim = action_dim
         self.has_gripper = has_gripper
         self.config = config
@@ -163,12 +242,15 @@ class SACAgent:
             torch.manual_seed(seed)
             hidden = list(config.hidden_dims)
             self.obs_norm = ObsNormalizer(state_dim)
-            self.actor = TanhGaussianActor(state_dim, self.continuous_dim, hidden)
-            self.critic = EnsembleCritic(state_dim, self.continuous_dim, hidden, config.ensemble_size)
-            self.grasp_critic = GraspCritic(state_dim, hidden) if has_gripper else None
+            self.encoder = MultiCameraEncoder(self.cameras, config.encoder) if self.cameras else None
+            feature_dim = state_dim + (self.encoder.out_dim if self.encoder is not None else 0)
+            self.actor = TanhGaussianActor(feature_dim, self.continuous_dim, hidden)
+            self.critic = EnsembleCritic(feature_dim, self.continuous_dim, hidden, config.ensemble_size)
+            self.grasp_critic = GraspCritic(feature_dim, hidden) if has_gripper else None
         self.critic_target = copy.deepcopy(self.critic)
         self.grasp_critic_target = copy.deepcopy(self.grasp_critic)
-        for net in (self.obs_norm, self.actor, self.critic, self.critic_target, self.grasp_critic, self.grasp_critic_target):
+        for net in (self.obs_norm, self.encoder, self.actor, self.critic, self.critic_target,
+                    self.grasp_critic, self.grasp_critic_target):
             if net is not None:
                 net.to(self.device)
         for target in (self.critic_target, self.grasp_critic_target):
@@ -179,7 +261,8 @@ class SACAgent:
         )
 
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        # The critic loss trains the encoder (its trainable part): the critic optimiser owns it.
+        self.critic_optimizer = torch.optim.Adam([p for _, p in self._critic_parameters()], lr=config.critic_lr)
         self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
         self.grasp_optimizer = (
             torch.optim.Adam(self.grasp_critic.parameters(), lr=config.grasp_lr) if has_gripper else None
@@ -189,6 +272,14 @@ class SACAgent:
         # the sequence of updates.
         self.update_generator = torch.Generator(device=self.device).manual_seed(seed)
         self.act_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
+
+    def _critic_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The critic optimiser's parameters with names, in its order: the critic's, then the
+        encoder's trainable ones as "encoder.<name>"."""
+        params = list(self.critic.named_parameters())
+        if self.encoder is not None:
+            params += [(f"encoder.{n}", p) for n, p in self.encoder.named_parameters() if p.requires_grad]
+        return params
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -207,13 +298,16 @@ class SACAgent:
     # ---------------------------------------------------------------- acting
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        """obs (S,) or (B, S) float32 -> env action (action_dim,) or (B, action_dim) float32.
+    def act(self, obs: Observation, deterministic: bool) -> np.ndarray:
+        """obs: the env's observation dict (or, state-only, the state (S,)), single or batched ->
+        env action (action_dim,) or (B, action_dim) float32.
 
-        deterministic=True is for evaluation and deployment (tanh(mean), grasp argmax).
+        deterministic=True is for evaluation and deployment (tanh(mean), grasp argmax). Images
+        are never augmented here.
         """
-        batch, single = _as_batch(obs, self.device)
-        action = _act(self.actor, self.grasp_critic, self.obs_norm(batch), deterministic, self.act_generator, GRASP_EPSILON)
+        state, images, single = _as_batch(obs, self.cameras, self.device)
+        features = _features(self.obs_norm, self.encoder, state, images)
+        action = _act(self.actor, self.grasp_critic, features, deterministic, self.act_generator, GRASP_EPSILON)
         out = action.cpu().numpy().astype(np.float32)
         return out[0] if single else out
 
@@ -226,9 +320,11 @@ class SACAgent:
         batch: a dict of tensors on self.device,
             obs (B, S) float32, action (B, action_dim) float32 (env format), reward (B,) float32,
             terminated (B,) float32 or bool, next_obs (B, S) float32, gripper_switched (B,) bool
-            (only read when has_gripper); other keys are ignored (e.g. truncated).
+            (only read when has_gripper); with cameras also obs_images, next_obs_images
+            {camera: (B, H, W, 3) uint8}; other keys are ignored (e.g. truncated).
             Or a sequence of such dicts, one per critic step (fresh data per step as in HIL-SERL);
-            the actor step uses the last. A single dict is reused for every critic step.
+            the actor step uses the last. A single dict is reused for every critic step (with
+            fresh augmentation each time).
         Returns metrics (floats): critic_loss, q_mean, td_error_abs, grasp_loss (averaged over the
             critic steps), actor_loss, temperature, entropy.
         """
@@ -236,22 +332,57 @@ class SACAgent:
         batches = [batch] * k if isinstance(batch, Mapping) else list(batch)
         if len(batches) != k:
             raise ValueError(f"got {len(batches)} batches, expected critic_updates_per_actor_update = {k}")
-        batches = [{**b, "obs": self.obs_norm(b["obs"]), "next_obs": self.obs_norm(b["next_obs"])} for b in batches]
 
         critic_metrics = []
         for b in batches:
-            step = self._critic_step(b)
+            features, next_features = self.batch_features(b)
+            step = self._critic_step(b, features, next_features)
             if self.has_gripper:
-                step["grasp_loss"] = self._grasp_step(b)
+                # Stop-gradient: only the critic loss shapes the encoder.
+                step["grasp_loss"] = self._grasp_step(b, features.detach(), next_features)
             self._update_targets()
             critic_metrics.append(step)
         metrics = {name: torch.stack([m[name] for m in critic_metrics]).mean() for name in critic_metrics[0]}
-        metrics.update(self._actor_temperature_step(batches[-1]))
+        # The last batch's features, from the encoder as it was before that critic step (as in
+        # DrQ-v2): recomputing them would cost a second encoder pass for no measurable gain.
+        metrics.update(self._actor_temperature_step(features.detach()))
         self.updates += 1
         # One device sync for all metrics.
         names = list(metrics)
         values = torch.stack([metrics[n].detach().float() for n in names]).tolist()
         return dict(zip(names, values, strict=True))
+
+    def augment(self, images: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """DrQ random shift of every camera's batch (B, H, W, 3) uint8, per sample, on the images'
+        device; identity when encoder.random_shift_pad_px is 0. Training only: acting never
+        augments."""
+        pad = self.config.encoder.random_shift_pad_px
+        if pad == 0:
+            return dict(images)
+        return {name: random_shift(images[name], pad, self.update_generator, channels_last=True) for name in self.cameras}
+
+    def batch_features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the MLPs read for obs and next_obs: (B, S [+ n_cams * feature_dim]) each.
+
+        State-only: the normalised states. With cameras: normalised state, then the encoder's
+        features of independently augmented images. `features` carries the graph into the
+        encoder's trainable part (the critic loss trains it); `next_features` has no graph (they
+        feed targets only). A frozen backbone runs once per batch for obs and once for next_obs;
+        its feature maps are shared by every network through the trainable heads.
+        """
+        state, next_state = self.obs_norm(batch["obs"]), self.obs_norm(batch["next_obs"])
+        if self.encoder is None:
+            return state, next_state
+        images, next_images = self.augment(batch["obs_images"]), self.augment(batch["next_obs_images"])
+        if self.encoder.frozen:
+            encoded = self.encoder.embed(self.encoder.encode_frozen(images))
+            with torch.no_grad():
+                next_encoded = self.encoder.embed(self.encoder.encode_frozen(next_images))
+        else:
+            encoded = self.encoder(images)
+            with torch.no_grad():
+                next_encoded = self.encoder(next_images)
+        return torch.cat([state, encoded], dim=-1), torch.cat([next_state, next_encoded], dim=-1)
 
     def _continuous(self, action: torch.Tensor) -> torch.Tensor:
         """Env actions (B, action_dim) -> the critic's continuous part (B, A)."""
@@ -268,25 +399,34 @@ class SACAgent:
         return perm[: self.subsample]
 
     @torch.no_grad()
-    def next_value(self, next_obs: torch.Tensor) -> torch.Tensor:
+    def next_value(self, next_features: torch.Tensor) -> torch.Tensor:
         """Soft value of the next observation for the critic target, (B,):
         min over (subsampled) target critics of Q'(s', a'), a' ~ pi(s') [- alpha log pi]."""
-        next_action, next_log_prob = self.actor.sample(next_obs, self.update_generator)
-        q = self.critic_target(next_obs, next_action, self.sample_members()).min(dim=0).values
+        next_action, next_log_prob = self.actor.sample(next_features, self.update_generator)
+        q = self.critic_target(next_features, next_action, self.sample_members()).min(dim=0).values
         if self.config.backup_entropy:
             q = q - self.alpha * next_log_prob
         return q
 
-    @torch.no_grad()
-    def compute_critic_target(self, batch: Batch) -> torch.Tensor:
-        """y = r + discount * (1 - terminated) * next_value(s'), (B,). Truncation is not read:
-        a truncated transition bootstraps like any other."""
-        not_done = 1.0 - batch["terminated"].float()
-        return batch["reward"] + self.config.discount * not_done * self.next_value(batch["next_obs"])
+    def _next_features(self, batch: Batch, next_features: torch.Tensor | None) -> torch.Tensor:
+        if next_features is not None:
+            return next_features
+        if self.encoder is not None:
+            raise ValueError("an image agent needs next_features (from batch_features)")
+        return self.obs_norm(batch["next_obs"])
 
-    def _critic_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        target = self.compute_critic_target(batch)  # (B,)
-        q = self.critic(batch["obs"], self._continuous(batch["action"]))  # (E, B)
+    @torch.no_grad()
+    def compute_critic_target(self, batch: Batch, next_features: torch.Tensor | None = None) -> torch.Tensor:
+        """y = r + discount * (1 - terminated) * next_value(s'), (B,). Truncation is not read:
+        a truncated transition bootstraps like any other. next_features: from batch_features
+        (None: the normalised next_obs of a state-only agent)."""
+        not_done = 1.0 - batch["terminated"].float()
+        next_v = self.next_value(self._next_features(batch, next_features))
+        return batch["reward"] + self.config.discount * not_done * next_v
+
+    def _critic_step(self, batch: Batch, features: torch.Tensor, next_features: torch.Tensor) -> dict[str, torch.Tensor]:
+        target = self.compute_critic_target(batch, next_features)  # (B,)
+        q = self.critic(features, self._continuous(batch["action"]))  # (E, B)
         td = q - target
         loss = td.pow(2).mean()
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -295,33 +435,34 @@ class SACAgent:
         return {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "td_error_abs": td.detach().abs().mean()}
 
     @torch.no_grad()
-    def compute_grasp_target(self, batch: Batch) -> torch.Tensor:
+    def compute_grasp_target(self, batch: Batch, next_features: torch.Tensor | None = None) -> torch.Tensor:
         """Double DQN target (B,): the online grasp critic picks the next action, the target one
-        values it; each gripper switch costs grasp_switch_penalty."""
-        next_obs = batch["next_obs"]
-        best_next = self.grasp_critic(next_obs).argmax(dim=-1, keepdim=True)
-        next_q = self.grasp_critic_target(next_obs).gather(-1, best_next).squeeze(-1)
+        values it; each gripper switch costs grasp_switch_penalty. next_features as for
+        compute_critic_target."""
+        next_features = self._next_features(batch, next_features)
+        best_next = self.grasp_critic(next_features).argmax(dim=-1, keepdim=True)
+        next_q = self.grasp_critic_target(next_features).gather(-1, best_next).squeeze(-1)
         reward = batch["reward"] - self.config.grasp_switch_penalty * batch["gripper_switched"].float()
         not_done = 1.0 - batch["terminated"].float()
         return reward + self.config.discount * not_done * next_q
 
-    def _grasp_step(self, batch: Batch) -> torch.Tensor:
-        target = self.compute_grasp_target(batch)
+    def _grasp_step(self, batch: Batch, features: torch.Tensor, next_features: torch.Tensor) -> torch.Tensor:
+        target = self.compute_grasp_target(batch, next_features)
         taken = gripper_to_index(batch["action"][:, -1])
-        q = self.grasp_critic(batch["obs"]).gather(-1, taken.unsqueeze(-1)).squeeze(-1)
+        q = self.grasp_critic(features).gather(-1, taken.unsqueeze(-1)).squeeze(-1)
         loss = F.mse_loss(q, target)
         self.grasp_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.grasp_optimizer.step()
         return loss.detach()
 
-    def _actor_temperature_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        obs = batch["obs"]
-        action, log_prob = self.actor.sample(obs, self.update_generator)
+    def _actor_temperature_step(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """features: (B, feature_dim) without graph (the actor's gradient stops at the encoder)."""
+        action, log_prob = self.actor.sample(features, self.update_generator)
         # The actor's loss must not leave gradients on the critic (its optimiser zeroes them
         # anyway, but skipping them saves the work).
         self.critic.requires_grad_(False)
-        q = self.critic(obs, action).mean(dim=0)  # RLPD: mean over the whole ensemble
+        q = self.critic(features, action).mean(dim=0)  # RLPD: mean over the whole ensemble
         self.critic.requires_grad_(True)
         alpha = self.alpha.detach()
         actor_loss = (alpha * log_prob - q).mean()
@@ -353,6 +494,8 @@ class SACAgent:
 
     def _networks(self) -> dict[str, nn.Module]:
         nets = {"obs_norm": self.obs_norm, "actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
+        if self.encoder is not None:
+            nets["encoder"] = self.encoder
         if self.has_gripper:
             nets["grasp_critic"] = self.grasp_critic
             nets["grasp_critic_target"] = self.grasp_critic_target
@@ -362,7 +505,7 @@ class SACAgent:
         """name -> (optimizer, its parameters with names, in the optimizer's order)."""
         opts = {
             "actor": (self.actor_optimizer, list(self.actor.named_parameters())),
-            "critic": (self.critic_optimizer, list(self.critic.named_parameters())),
+            "critic": (self.critic_optimizer, self._critic_parameters()),
             "temperature": (self.temperature_optimizer, [("log_alpha", self.log_alpha)]),
         }
         if self.has_gripper:
@@ -370,16 +513,16 @@ class SACAgent:
         return opts
 
     def actor_tensors(self) -> dict[str, np.ndarray]:
-        """What an actor needs to act, float32 by name: "actor.*" and (with a gripper)
-        "grasp_critic.*". Load with Policy.load_tensors."""
-        nets = {"obs_norm": self.obs_norm, "actor": self.actor}
-        if self.has_gripper:
-            nets["grasp_critic"] = self.grasp_critic
-        return {
-            f"{prefix}.{name}": _to_numpy(t).astype(np.float32, copy=False)
-            for prefix, net in nets.items()
-            for name, t in net.state_dict().items()
-        }
+        """What an actor needs to act and what changes with training, float32 by name:
+        "obs_norm.*", "actor.*", (with a gripper) "grasp_critic.*" and (with cameras) the
+        encoder's "encoder.*" except a frozen backbone, which is in static_actor_tensors.
+        Load with Policy.load_tensors."""
+        return _actor_tensors(_acting_networks(self.obs_norm, self.encoder, self.actor, self.grasp_critic), static=False)
+
+    def static_actor_tensors(self) -> dict[str, np.ndarray]:
+        """The frozen backbone's tensors ("encoder.*backbone*"), which never change: an actor needs
+        them once, not with every update (empty without a frozen encoder)."""
+        return _actor_tensors(_acting_networks(self.obs_norm, self.encoder, self.actor, self.grasp_critic), static=True)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Everything needed to resume bit-identically, as arrays by dotted name:
@@ -465,11 +608,13 @@ class SACAgent:
 
 
 class Policy:
-    """Inference-only policy for the actor process: the tanh-Gaussian actor and (with a gripper)
-    the grasp critic, loaded from SACAgent.actor_tensors().
+    """Inference-only policy for the actor process: the tanh-Gaussian actor, (with a gripper) the
+    grasp critic and (with cameras) the image encoder, loaded from SACAgent.actor_tensors() and,
+    once, SACAgent.static_actor_tensors().
 
     Args:
-        state_dim, action_dim, has_gripper, config: as for SACAgent (only hidden_dims is used).
+        state_dim, action_dim, has_gripper, config, cameras: as for SACAgent. The encoder's
+            weights file is never read here: every tensor comes from the learner.
         device: inference device ("cpu" by default: the actor's machine may have no GPU).
         seed: seeds exploration (action noise and the gripper's epsilon-greedy draw).
         grasp_epsilon: gripper exploration rate of act(deterministic=False).
@@ -484,10 +629,12 @@ class Policy:
         device: str | torch.device = "cpu",
         seed: int = 0,
         grasp_epsilon: float = GRASP_EPSILON,
+        cameras: Sequence[str] = (),
     ):
         self.state_dim = state_dim
         self.action_dim = action_dim
         self.has_gripper = has_gripper
+        self.cameras = tuple(cameras)
         self.device = resolve_device(device)
         self.grasp_epsilon = grasp_epsilon
         continuous_dim = action_dim - 1 if has_gripper else action_dim
@@ -497,37 +644,49 @@ class Policy:
             torch.manual_seed(seed)
             hidden = list(config.hidden_dims)
             self.obs_norm = ObsNormalizer(state_dim).to(self.device)
-            self.actor = TanhGaussianActor(state_dim, continuous_dim, hidden).to(self.device).eval()
+            self.encoder = (
+                MultiCameraEncoder(self.cameras, config.encoder, read_weights=False).to(self.device).eval()
+                if self.cameras else None
+            )
+            feature_dim = state_dim + (self.encoder.out_dim if self.encoder is not None else 0)
+            self.actor = TanhGaussianActor(feature_dim, continuous_dim, hidden).to(self.device).eval()
             self.grasp_critic = (
-                GraspCritic(state_dim, hidden).to(self.device).eval() if has_gripper else None
+                GraspCritic(feature_dim, hidden).to(self.device).eval() if has_gripper else None
             )
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-
-    def _networks(self) -> dict[str, nn.Module]:
-        nets: dict[str, nn.Module] = {"obs_norm": self.obs_norm, "actor": self.actor}
-        if self.grasp_critic is not None:
-            nets["grasp_critic"] = self.grasp_critic
-        return nets
+        self.static_loaded = False  # the frozen backbone's tensors arrived (always True without one)
+        self._nets = _acting_networks(self.obs_norm, self.encoder, self.actor, self.grasp_critic)
+        self._static_names = {
+            f"{p}.{n}" for p, net in self._nets.items() for n in net.state_dict() if _is_static(p, n, self._nets)
+        }
+        self.static_loaded = not self._static_names
 
     def load_tensors(self, tensors: Mapping[str, np.ndarray]) -> None:
-        """Load SACAgent.actor_tensors(). Raises ValueError on a missing, unknown or misshapen
-        tensor (before changing anything)."""
-        expected = {f"{p}.{n}": t for p, net in self._networks().items() for n, t in net.state_dict().items()}
-        missing = sorted(set(expected) - set(tensors))
+        """Load SACAgent.actor_tensors(), plus static_actor_tensors() the first time (later they
+        may be left out; when given, they are loaded again). Raises ValueError on a missing,
+        unknown or misshapen tensor (before changing anything)."""
+        expected = {f"{p}.{n}": t for p, net in self._nets.items() for n, t in net.state_dict().items()}
+        optional = self._static_names if self.static_loaded else set()
+        missing = sorted(set(expected) - set(tensors) - optional)
         unknown = sorted(set(tensors) - set(expected))
         if missing or unknown:
             raise ValueError(f"policy tensors: missing {missing[:5]}, unknown {unknown[:5]}")
-        for name, t in expected.items():
-            if tuple(np.shape(tensors[name])) != tuple(t.shape):
-                raise ValueError(f"policy tensor {name!r} has shape {np.shape(tensors[name])}, expected {tuple(t.shape)}")
+        for name, value in tensors.items():
+            if tuple(np.shape(value)) != tuple(expected[name].shape):
+                raise ValueError(f"policy tensor {name!r} has shape {np.shape(value)}, expected {tuple(expected[name].shape)}")
         with torch.no_grad():
-            for name, t in expected.items():
-                t.copy_(_from_numpy(tensors[name], np.float32))
+            for name, value in tensors.items():
+                expected[name].copy_(_from_numpy(value, np.float32))
+        self.static_loaded = True
 
     @torch.inference_mode()
-    def act(self, obs: np.ndarray, deterministic: bool) -> np.ndarray:
-        """obs (S,) or (B, S) float32 -> env action (action_dim,) or (B, action_dim) float32."""
-        batch, single = _as_batch(obs, self.device)
-        action = _act(self.actor, self.grasp_critic, self.obs_norm(batch), deterministic, self.generator, self.grasp_epsilon)
+    def act(self, obs: Observation, deterministic: bool) -> np.ndarray:
+        """obs: the env's observation dict (or, state-only, the state (S,)), single or batched ->
+        env action (action_dim,) or (B, action_dim) float32. Images are never augmented."""
+        if not self.static_loaded:
+            raise RuntimeError("the frozen encoder's weights have not arrived: load static_actor_tensors first")
+        state, images, single = _as_batch(obs, self.cameras, self.device)
+        features = _features(self.obs_norm, self.encoder, state, images)
+        action = _act(self.actor, self.grasp_critic, features, deterministic, self.generator, self.grasp_epsilon)
         out = action.cpu().numpy().astype(np.float32)
         return out[0] if single else out

@@ -28,7 +28,7 @@ import numpy as np
 
 from transport.schema import SchemaError, field_types, from_dict
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # Only plain numeric dtypes may cross the wire; object or structured dtypes could smuggle
 # arbitrary content and are refused.

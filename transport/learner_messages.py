@@ -7,7 +7,13 @@ Actor (DEALER) -> learner (ROUTER):
     WeightsRequest   "send me weights newer than version N"
     Heartbeat        both ways, so each side knows the other is alive
 
-Learner -> actor: Welcome | Refused (to Hello), ChunkAck, Weights, HelloRequired, Heartbeat.
+Learner -> actor: Welcome | Refused (to Hello), ChunkAck, StaticWeights, Weights, HelloRequired,
+Heartbeat.
+
+Weights come in two parts: `Weights` (what training changes, every publish) and `StaticWeights`
+(a frozen image backbone: never changes, sent once per actor). Each `Weights` names the static
+part it goes with by `static_id`; an actor that lacks it says so in `WeightsRequest` and gets it
+(first, then the weights) in reply.
 
 Transition records. A chunk holds K *records*, in the order the actor saw them. A record is one
 observation plus, when `has_action`, the transition that leaves it (action, reward, flags); the
@@ -185,16 +191,31 @@ class EpisodeStats:
 
 @dataclass
 class WeightsRequest:
-    """Ask for weights newer than `have_version`."""
+    """Ask for weights newer than `have_version`, and for the static part when the actor's
+    `have_static_id` ("" : none) is not the learner's."""
 
     have_version: int
+    have_static_id: str = ""
 
 
 @dataclass
 class Weights:
-    """Policy weights the actor needs (float32 tensors by name) with their version."""
+    """Policy weights the actor needs (float32 tensors by name) with their version.
+
+    static_id: the StaticWeights these go with ("" : none); an actor uses them only together."""
 
     version: int
+    tensors: dict[str, np.ndarray] = field(default_factory=dict, metadata={"dtype": "float32"})
+    static_id: str = ""
+
+
+@dataclass
+class StaticWeights:
+    """Tensors that never change during training (a frozen image backbone), float32 by name.
+
+    static_id: SHA-256 (hex) of the tensors' names, shapes and bytes: equal ids, equal tensors."""
+
+    static_id: str
     tensors: dict[str, np.ndarray] = field(default_factory=dict, metadata={"dtype": "float32"})
 
 
@@ -225,6 +246,7 @@ LEARNER_MESSAGES = Registry(
         "episode_stats": EpisodeStats,
         "weights_request": WeightsRequest,
         "weights": Weights,
+        "static_weights": StaticWeights,
         "heartbeat": Heartbeat,
     }
 )

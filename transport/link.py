@@ -37,6 +37,11 @@ Patterns, in the ZeroMQ guide's terms:
   heard from within `peer_timeout_s`, and answers `WeightsRequest(have_version)` with it when
   newer. The actor asks after each `Welcome` and whenever a heartbeat or ack shows a newer
   version than it has (the ZeroMQ guide's "late joiner" answer: ask for a snapshot).
+  A frozen image backbone travels apart, as `StaticWeights`, once per actor: the request carries
+  the static id the actor holds, and a learner whose id differs sends its static part first, then
+  the weights (in order on the one connection). Weights whose `static_id` the actor lacks are not
+  used; the actor asks again instead. `take_weights` hands the static tensors to the caller the
+  first time they go with a version (merged into `tensors`), and leaves them out afterwards.
 
 Sequence numbers: each actor session numbers its chunks and stats from 1 in one space. Chunks
 spilled by an earlier actor run keep their own session and seq and are resent first; acks name
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
 import os
 import threading
@@ -70,6 +76,7 @@ from transport.learner_messages import (
     Hello,
     HelloRequired,
     Refused,
+    StaticWeights,
     TransitionChunk,
     Weights,
     WeightsRequest,
@@ -100,7 +107,7 @@ _RECV_BATCH = 64  # messages handled per loop turn (the learner group-commits th
 _SPILLS_PER_TURN = 16  # disk writes per loop turn, so heartbeats keep flowing while spilling
 
 _ACTOR_TO_LEARNER = (Hello, TransitionChunk, EpisodeStats, WeightsRequest, Heartbeat)
-_LEARNER_TO_ACTOR = (Welcome, Refused, ChunkAck, Weights, HelloRequired, Heartbeat)
+_LEARNER_TO_ACTOR = (Welcome, Refused, ChunkAck, StaticWeights, Weights, HelloRequired, Heartbeat)
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -205,6 +212,16 @@ def _check_arrays(msg: Any) -> None:
             raise SchemaError(f"{type(msg).__name__}.{f.name}", f"non-finite number {value}")
 
 
+def static_weights_id(tensors: dict[str, np.ndarray]) -> str:
+    """SHA-256 (hex) over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        array = np.ascontiguousarray(tensors[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
 def handshake_mismatch(hello: Hello, expected: Hello) -> Refused | None:
     """The learner's handshake check: the first differing field, in the documented order."""
     checks = (
@@ -288,6 +305,8 @@ class ActorLink:
         self._unacked = 0
         self._latest_weights: Weights | None = None
         self._refused: Refused | None = None
+        self._static: StaticWeights | None = None  # written by the I/O thread, under the lock
+        self._static_taken_id = ""  # static part already handed to the caller
 
         # Owned by the I/O thread (or by the caller before start / after join).
         self._window: collections.OrderedDict[tuple[str, int], _Entry] = collections.OrderedDict()
@@ -405,10 +424,17 @@ class ActorLink:
         return seq
 
     def take_weights(self) -> Weights | None:
-        """The newest weights received and not yet taken (arrays are read-only), else None."""
+        """The newest weights received and not yet taken (arrays are read-only), else None.
+
+        The first weights of a static part (see the module docstring) carry its tensors too,
+        merged into `tensors`; later ones only what training changes."""
         with self._lock:
             weights, self._latest_weights = self._latest_weights, None
-        return weights
+            if weights is None or not weights.static_id or weights.static_id == self._static_taken_id:
+                return weights
+            assert self._static is not None and self._static.static_id == weights.static_id
+            self._static_taken_id = weights.static_id
+            return dataclasses.replace(weights, tensors={**self._static.tensors, **weights.tensors})
 
     def set_env_steps(self, env_steps: int) -> None:
         """Actor progress, reported in heartbeats."""
@@ -535,8 +561,14 @@ class ActorLink:
         elif isinstance(msg, Heartbeat):
             if self._welcomed and msg.session == self._learner_session:
                 self._progress(msg.updates_done, msg.weights_version, now)
+        elif isinstance(msg, StaticWeights):
+            with self._lock:
+                self._static = msg
         elif isinstance(msg, Weights):
-            if msg.version > self._have_version:
+            if msg.static_id and (self._static is None or self._static.static_id != msg.static_id):
+                # Unusable without its static part: ask for both (the request names what we hold).
+                self._request_weights(now, force=True)
+            elif msg.version > self._have_version:
                 self._have_version = msg.version
                 self._learner_weights_version = max(self._learner_weights_version, msg.version)
                 with self._lock:
@@ -600,7 +632,8 @@ class ActorLink:
         if not force and (wanted <= self._have_version or (
                 wanted <= self._requested_version and now - self._requested_at < self.config.peer_timeout_s)):
             return
-        if self._send(WeightsRequest(have_version=self._have_version)):
+        static_id = self._static.static_id if self._static is not None else ""
+        if self._send(WeightsRequest(have_version=self._have_version, have_static_id=static_id)):
             self._requested_version, self._requested_at = wanted, now
 
     def _admit(self) -> None:
@@ -827,6 +860,7 @@ class LearnerLink:
         self._chunks_out: collections.deque[TransitionChunk] = collections.deque()
         self._stats_out: collections.deque[EpisodeStats] = collections.deque()
         self._new_weights: tuple[int, list] | None = None
+        self._static: tuple[str, list] | None = None  # (static_id, encoded StaticWeights), set once
         self._updates_done = 0
         self._peers: dict[str, _Peer] = {}
 
@@ -940,11 +974,28 @@ class LearnerLink:
             self._stats_out.clear()
             return out
 
+    def set_static_weights(self, tensors: dict[str, np.ndarray]) -> str:
+        """The tensors that never change (a frozen backbone; float32, copied here), sent to each
+        actor once. Call before the first publish_weights, at most once. Returns their static_id
+        (static_weights_id), which every later Weights carries."""
+        if self._static is not None:
+            raise RuntimeError("the static weights are set already")
+        copied = {name: np.array(t, dtype=np.float32, order="C", copy=True) for name, t in tensors.items()}
+        static_id = static_weights_id(copied)
+        frames = encode(StaticWeights(static_id=static_id, tensors=copied), LEARNER_MESSAGES,
+                        sender=self.learner_session)
+        with self._lock:
+            self._static = (static_id, frames)
+        return static_id
+
     def publish_weights(self, version: int, tensors: dict[str, np.ndarray]) -> None:
         """Make `tensors` (float32, copied here) the latest weights, pushed to live actors and
         served on request. Versions should increase."""
         copied = {name: np.array(t, dtype=np.float32, order="C", copy=True) for name, t in tensors.items()}
-        frames = encode(Weights(version=int(version), tensors=copied), LEARNER_MESSAGES, sender=self.learner_session)
+        with self._lock:
+            static_id = self._static[0] if self._static is not None else ""
+        frames = encode(Weights(version=int(version), tensors=copied, static_id=static_id), LEARNER_MESSAGES,
+                        sender=self.learner_session)
         with self._lock:
             self._new_weights = (int(version), frames)
         self._waker.wake()
@@ -1076,7 +1127,12 @@ class LearnerLink:
                 continue
             peer.identity, peer.last_heard = identity, now
             if isinstance(msg, WeightsRequest):
-                if self._weights is not None and self._weights[0] > msg.have_version:
+                with self._lock:
+                    static = self._static
+                resend = static is not None and msg.have_static_id != static[0]
+                if resend:
+                    self._send_to(identity, static[1])
+                if self._weights is not None and (resend or self._weights[0] > msg.have_version):
                     self._send_to(identity, self._weights[1])
             elif isinstance(msg, (TransitionChunk, EpisodeStats)):
                 if isinstance(msg, TransitionChunk):

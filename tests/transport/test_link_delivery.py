@@ -25,7 +25,10 @@ from transport.learner_messages import (
     ChunkAck,
     Heartbeat,
     Hello,
+    StaticWeights,
     TransitionChunk,
+    Weights,
+    WeightsRequest,
     Welcome,
 )
 from transport.link import LearnerLink, SeqWindow
@@ -265,3 +268,51 @@ def test_learner_defers_chunks_when_the_trainer_does_not_keep_up(tmp_path, actor
         assert wait_until(lambda: actor.unacked == 0, 5)
     finally:
         learner.close()
+
+
+@pytest.mark.timeout(30)
+def test_static_weights_travel_once_per_actor_and_merge_into_the_first_weights(learners, actors):
+    learner = learners()
+    backbone = {"encoder.backbone.w": np.arange(12, dtype=np.float32).reshape(3, 4)}
+    static_id = learner.set_static_weights(backbone)
+    backbone["encoder.backbone.w"][:] = -1  # copied when set
+    with pytest.raises(RuntimeError, match="already"):
+        learner.set_static_weights(backbone)
+    learner.publish_weights(1, {"actor.w": np.ones(2, np.float32)})
+    actor = actors(learner.endpoint)
+    got = []
+    assert wait_until(lambda: got.append(actor.take_weights()) or got[-1] is not None, 5)
+    first = got[-1]
+    assert first.version == 1 and first.static_id == static_id
+    assert sorted(first.tensors) == ["actor.w", "encoder.backbone.w"]
+    np.testing.assert_array_equal(first.tensors["encoder.backbone.w"], np.arange(12).reshape(3, 4))
+
+    learner.publish_weights(2, {"actor.w": np.full(2, 2.0, np.float32)})
+    got = []
+    assert wait_until(lambda: got.append(actor.take_weights()) or got[-1] is not None, 5)
+    assert got[-1].version == 2 and sorted(got[-1].tensors) == ["actor.w"]  # static part left out
+
+
+@pytest.mark.timeout(30)
+def test_learner_sends_static_weights_only_to_an_actor_that_lacks_them(learners):
+    learner = learners()
+    static_id = learner.set_static_weights({"backbone": np.zeros(8, np.float32)})
+    learner.publish_weights(3, {"head": np.ones(2, np.float32)})
+    with RawActor(learner.endpoint, session="raw") as raw:
+        raw.send(make_hello("raw"))
+        assert raw.recv_kind(Welcome) is not None
+        raw.send(WeightsRequest(have_version=-1, have_static_id=""))
+        static = raw.recv_kind(StaticWeights)
+        assert static is not None and static.static_id == static_id
+        weights = raw.recv_kind(Weights)  # after the static part, on the same connection
+        assert weights is not None and weights.version == 3 and weights.static_id == static_id
+        # Holding the static part: only newer weights come back, and no static part.
+        raw.send(WeightsRequest(have_version=-1, have_static_id=static_id))
+        replies = []
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            msg = raw.recv(0.1)
+            if isinstance(msg, (StaticWeights, Weights)):
+                replies.append(type(msg).__name__)
+        assert replies == ["Weights"]
+

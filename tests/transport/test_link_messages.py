@@ -16,6 +16,7 @@ from transport.learner_messages import (
     Heartbeat,
     HelloRequired,
     Refused,
+    StaticWeights,
     TransitionChunk,
     Weights,
     WeightsRequest,
@@ -33,8 +34,10 @@ def _every_kind() -> list:
         make_chunk(2.0, cameras={"wrist": (128, 128, 3), "front": (64, 64, 3)}, session="a", seq=5),
         ChunkAck(seq=5, updates_done=7, weights_version=2, actor_session="a"),
         make_stats(3),
-        WeightsRequest(have_version=-1),
-        Weights(version=9, tensors={"layer0.weight": np.ones((256, 20), np.float32), "b": np.zeros(4, np.float32)}),
+        WeightsRequest(have_version=-1, have_static_id="ab" * 32),
+        Weights(version=9, tensors={"layer0.weight": np.ones((256, 20), np.float32), "b": np.zeros(4, np.float32)},
+                static_id="cd" * 32),
+        StaticWeights(static_id="cd" * 32, tensors={"encoder.conv.weight": np.ones((64, 3, 7, 7), np.float32)}),
         Heartbeat(session="L", updates_done=5, weights_version=1, env_steps=3),
     ]
 
