@@ -201,3 +201,23 @@ def test_the_vision_config_gives_its_declared_spaces_and_the_learner_agrees():
             assert space.contains(obs)
         finally:
             env.close()
+
+
+def test_encoder_size_and_weights_file_are_checked_before_anything_starts(tmp_path):
+    from learner.main import Learner
+    from transport.config import load_document
+    from transport.schema import SchemaError
+
+    config = "configs/sim_pick_cube_vision.yaml"
+    with pytest.raises(SchemaError, match="learner.sac.encoder.image_size.*'front' gives 64x64"):
+        Learner.validate(load_document(config, ["learner.sac.encoder.image_size=128"]))
+    missing = tmp_path / "nope.npz"
+    with pytest.raises(SchemaError, match="learner.sac.encoder.weights_path.*not found"):
+        Learner.validate(load_document(config, [f"learner.sac.encoder.weights_path={missing}",
+                                                f"learner.sac.encoder.weights_sha256={'a' * 64}"]))
+    wrong = tmp_path / "weights.npz"
+    wrong.write_bytes(b"not the file you hashed")
+    with pytest.raises(SchemaError, match="learner.sac.encoder.weights_path.*(SHA-256|sha256|hash)"):
+        Learner.validate(load_document(config, [f"learner.sac.encoder.weights_path={wrong}",
+                                                f"learner.sac.encoder.weights_sha256={'a' * 64}"]))
+    Learner.validate(load_document(config))  # the shipped config is consistent
