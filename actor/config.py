@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hardware.keyboard import KeyboardConfig
+from hardware.spacemouse import SpaceMouseConfig
+
 STATE_KEYS = ("tcp_pose", "tcp_twist", "tcp_wrench", "gripper", "object")
 # Width of each state block in the flat `state` vector, in the order of STATE_KEYS.
 STATE_WIDTHS = {"tcp_pose": 6, "tcp_twist": 6, "tcp_wrench": 6, "gripper": 1, "object": 3}
@@ -174,7 +177,9 @@ class InterventionConfig:
 
     Attributes:
         device: "none"; "scripted" (sim: the task's scripted expert takes over by `rule`);
-            "spacemouse" and "keyboard" arrive with the hardware issue.
+            "spacemouse" (a 3Dconnexion SpaceMouse, settings under `spacemouse`); "keyboard" (keys
+            in the actor's terminal, settings under `keyboard`). The SpaceMouse and keyboard can
+            also label an episode as succeeded or failed, which ends it.
         rule: scripted operator only. "drift": take over when the policy's commanded TCP motion
             points away from the expert's by more than `drift_angle_deg` for `patience_steps`
             steps in a row; "random": take over with probability `probability` per step.
@@ -182,6 +187,10 @@ class InterventionConfig:
         probability: the random rule's per-step takeover probability.
         takeover_steps: how long the operator drives once it takes over, in steps.
         max_per_episode: at most this many takeovers per episode.
+        spacemouse: the SpaceMouse's device, axes, deadzone, hold time and button gestures
+            (hardware/spacemouse.py `SpaceMouseConfig`); read only when device is "spacemouse".
+        keyboard: the keyboard's keys, speed and hold time (hardware/keyboard.py
+            `KeyboardConfig`); read only when device is "keyboard".
     """
 
     device: Literal["none", "scripted", "spacemouse", "keyboard"] = "none"
@@ -191,10 +200,10 @@ class InterventionConfig:
     probability: float = 0.05
     takeover_steps: int = 8
     max_per_episode: int = 3
+    spacemouse: SpaceMouseConfig = field(default_factory=SpaceMouseConfig)
+    keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
 
     def __post_init__(self) -> None:
-        if self.device in ("spacemouse", "keyboard"):
-            raise ValueError(f"intervention device {self.device!r} is not available yet; use 'scripted' or 'none'")
         if not 0 <= self.probability <= 1:
             raise ValueError("probability must be in [0, 1]")
         if self.takeover_steps < 1 or self.patience_steps < 1 or self.max_per_episode < 0:

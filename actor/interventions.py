@@ -2,29 +2,38 @@
 them.
 
 `InterventionDevice` is the one interface every operator input implements: the sim's scripted
-operator now, the SpaceMouse and keyboard in the hardware issue. Each step the device sees the
-policy's proposed action and either lets it through (returns None) or returns the operator's
-action, which replaces the policy's.
+operator, the SpaceMouse (hardware/spacemouse.py) and the keyboard (hardware/keyboard.py). Each
+step the device sees the policy's proposed action and either lets it through (returns None) or
+returns the operator's action, which replaces the policy's. A device may also let the operator
+label the episode (`label()`: "success" or "failure"), which ends it.
 
-`InterventionWrapper` (a gymnasium wrapper with that single job) executes the operator's action
-when there is one and reports it: `info["intervened"]` and `info["action_taken"]` (the action that
-actually ran, which is what gets recorded for learning).
+`InterventionWrapper` (a gymnasium wrapper) has one job: carry out what the operator does. It
+executes the operator's action when there is one and reports it: `info["intervened"]` and
+`info["action_taken"]` (the action that actually ran, which is what gets recorded for learning);
+and when the operator labels the episode it ends it there with the operator's verdict.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import gymnasium as gym
 import numpy as np
 
 from actor.config import InterventionConfig
 from actor.experts import Expert, make_expert
+from hardware.keyboard import KeyboardOperator
+from hardware.spacemouse import SpaceMouseOperator
 from transport.robot_messages import RobotState
+
+HumanLabel = Literal["success", "failure"]
 
 
 class InterventionDevice(Protocol):
-    """An operator input that can take over from the policy."""
+    """An operator input that can take over from the policy.
+
+    `label()` is optional: a device without it never labels episodes.
+    """
 
     def reset(self) -> None:
         """A new episode starts."""
@@ -37,6 +46,11 @@ class InterventionDevice(Protocol):
             state: the robot's latest state (the sim's includes privileged object state).
             policy_action: what the policy proposes, in the env's action space.
         """
+        ...
+
+    def label(self) -> HumanLabel | None:
+        """The operator's verdict on the episode since the last call ("success" / "failure"), or
+        None. Polled once per step, after the step; a label is returned once."""
         ...
 
     def close(self) -> None: ...
@@ -99,19 +113,33 @@ class ScriptedOperator:
         self._drifting = self._drifting + 1 if drifting else 0
         return self._drifting >= self.config.patience_steps
 
+    def label(self) -> HumanLabel | None:
+        return None  # the sim's success comes from the task itself
+
     def close(self) -> None:
         pass
 
 
 class InterventionWrapper(gym.Wrapper):
-    """Lets an `InterventionDevice` replace the policy's action.
+    """Carries out what an `InterventionDevice`'s operator does: takes over, and labels episodes.
 
-    info gains "intervened" (bool) and "action_taken" (the executed action, env action space).
+    Each step: the operator's action, when there is one, replaces the policy's; info gains
+    "intervened" (bool) and "action_taken" (the executed action, env action space). Then the
+    device's `label()` is polled once; a label ends the episode on this step and overrides the
+    env's own reward and termination (the operator is the judge):
+        "success": terminated, reward = the env's `success_reward` (1.0 by default),
+            info["succeeded"] = True;
+        "failure": terminated, reward = 0.0, info["succeeded"] = False;
+    in both cases truncated = False and info["human_label"] is the label. Without a label,
+    info["human_label"] is None and the env's results pass through unchanged.
     """
 
     def __init__(self, env: gym.Env, device: InterventionDevice):
         super().__init__(env)
         self.device = device
+        # `label` is optional in the protocol: a device without it never ends an episode.
+        self._label = getattr(device, "label", None)
+        self._success_reward = float(getattr(getattr(env.unwrapped, "config", None), "success_reward", 1.0))
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
         self.device.reset()
@@ -123,6 +151,15 @@ class InterventionWrapper(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(taken)
         info["intervened"] = operator_action is not None
         info["action_taken"] = taken
+        label = self._label() if self._label is not None else None
+        info["human_label"] = label
+        if label is not None:
+            if label not in ("success", "failure"):
+                raise ValueError(f"{type(self.device).__name__}.label() returned {label!r}; expected 'success', 'failure' or None")
+            succeeded = label == "success"
+            reward = self._success_reward if succeeded else 0.0
+            terminated, truncated = True, False
+            info["succeeded"] = succeeded
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
@@ -131,9 +168,19 @@ class InterventionWrapper(gym.Wrapper):
 
 
 def make_intervention_device(config: InterventionConfig, task: str, env: gym.Env, seed: int = 0) -> InterventionDevice | None:
-    """The device `config` names for this env (None when interventions are off)."""
+    """The device `config` names for this env (None when interventions are off).
+
+    Raises:
+        InputDeviceError (hardware.spacemouse): the SpaceMouse or the terminal cannot be used; the
+            message says how to fix it.
+    """
     if config.device == "none":
         return None
+    action = env.unwrapped.config.action
     if config.device == "scripted":
-        return ScriptedOperator(config, make_expert(task, env.unwrapped.config.action), seed)
-    raise ValueError(f"actor.intervention.device: {config.device!r} is not available yet")
+        return ScriptedOperator(config, make_expert(task, action), seed)
+    if config.device == "spacemouse":
+        return SpaceMouseOperator(config.spacemouse, action)
+    if config.device == "keyboard":
+        return KeyboardOperator(config.keyboard, action)
+    raise ValueError(f"actor.intervention.device: unknown device {config.device!r}")

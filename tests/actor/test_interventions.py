@@ -72,3 +72,54 @@ def test_random_rule_rate_matches_probability():
         assert 300 < hits < 500  # 400 expected
     finally:
         env.close()
+
+
+class _LabellingDevice:
+    """Never takes over; labels the episode on the step given."""
+
+    def __init__(self, label, on_step: int, with_label_method: bool = True):
+        self._verdict, self._on_step, self.steps = label, on_step, 0
+        if not with_label_method:
+            self.label = None  # type: ignore[assignment]
+
+    def reset(self) -> None:
+        self.steps = 0
+
+    def intervene(self, state, policy_action):
+        self.steps += 1
+        return None
+
+    def label(self):
+        return self._verdict if self.steps == self._on_step else None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_human_label_ends_the_episode_with_the_operators_verdict():
+    for verdict, reward in (("success", 1.0), ("failure", 0.0)):
+        wrapped = InterventionWrapper(make_sim_env("reach"), _LabellingDevice(verdict, on_step=3))
+        try:
+            wrapped.reset(seed=0)
+            for step in range(1, 4):
+                _, r, terminated, truncated, info = wrapped.step(np.zeros(3, np.float32))
+                assert not info["intervened"]
+                if step < 3:
+                    assert not terminated and info["human_label"] is None and r == 0.0
+            assert terminated and not truncated and r == reward
+            assert info["human_label"] == verdict and info["succeeded"] is (verdict == "success")
+        finally:
+            wrapped.close()
+
+
+def test_label_is_optional_and_the_scripted_operator_never_labels():
+    env = make_sim_env("reach")
+    try:
+        wrapped = InterventionWrapper(env, _LabellingDevice("success", on_step=1, with_label_method=False))
+        wrapped.reset(seed=0)
+        _, _, terminated, _, info = wrapped.step(np.zeros(3, np.float32))
+        assert not terminated and info["human_label"] is None
+        op = ScriptedOperator(InterventionConfig(device="scripted"), make_expert("reach", env.config.action))
+        assert op.label() is None
+    finally:
+        env.close()
