@@ -339,7 +339,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    actor = Actor(doc, args.run_dir, stop)
+    try:
+        actor = Actor(doc, args.run_dir, stop)
+    except (OSError, RuntimeError, ValueError) as exc:
+        # A missing device (SpaceMouse, terminal, robot) is a message with its fix, not a traceback.
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     try:
         result = actor.run(args.max_env_steps, args.eval_episodes)
         if result is not None:
