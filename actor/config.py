@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hardware.keyboard import KeyboardConfig
+from hardware.realsense import RealSenseConfig
 from hardware.spacemouse import SpaceMouseConfig
 
 STATE_KEYS = ("tcp_pose", "tcp_twist", "tcp_wrench", "gripper", "object")
@@ -140,6 +141,11 @@ class EnvConfig:
         success_reward: reward on the step that reaches success (0 otherwise).
         clear_errors_on_reset: clear latched controller errors at reset (logged, never silent).
             Sensible in the sim; on a real arm leave it off and clear errors deliberately.
+        realsense: RealSense cameras on the actor's machine, camera name -> RealSenseConfig
+            (serial, resolution, fps, exposure, ...). These names can then be used in
+            `observation.cameras` like the sim's cameras; empty in the sim.
+        max_frame_age_s: a RealSense frame older than this when an observation is taken is an
+            error naming the camera (the camera's own thread restarts a stalled stream).
     """
 
     connection: Literal["inprocess", "server"] = "inprocess"
@@ -152,8 +158,12 @@ class EnvConfig:
     clear_errors_on_reset: bool = False
     action: ActionConfig = field(default_factory=ActionConfig)
     observation: ObservationConfig = field(default_factory=ObservationConfig)
+    realsense: dict[str, RealSenseConfig] = field(default_factory=dict)
+    max_frame_age_s: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.max_frame_age_s <= 0:
+            raise ValueError("max_frame_age_s must be > 0")
         if self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be >= 1")
         if self.reset_position_noise_m < 0 or self.reset_rotation_noise_rad < 0:

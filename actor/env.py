@@ -94,8 +94,8 @@ class RobotEnv(gym.Env):
         if self._cameras:
             # Crops are checked against the frame the robot really delivers, not a config value.
             probe = robot.render(list(self._cameras))
-            for name in probe.cameras:
-                check_crop(name, self._cameras[name].crop, tuple(probe.pixels.shape[1:3]))
+            for i, name in enumerate(probe.cameras):
+                check_crop(name, self._cameras[name].crop, tuple(probe.pixels[i].shape[:2]))
         for cam in obs_config.policy_cameras:
             spaces[cam.name] = gym.spaces.Box(0, 255, (*cam.size, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
@@ -238,9 +238,10 @@ class RobotEnv(gym.Env):
                 (policy if cam.role == "policy" else classifier)[name] = frame
             self._last_frames = policy
             obs.update(policy)
-            # One render call, one capture time for all; kept per camera because real cameras
-            # (one device each) will differ.
-            capture = {name: float(images.capture_time_s) for name in images.cameras}
+            # The sim renders every camera at one time; real cameras (one device each, see
+            # hardware/cameras.py) report a capture time per frame.
+            times = getattr(images, "capture_times_s", None) or [images.capture_time_s] * len(images.cameras)
+            capture = {name: float(t) for name, t in zip(images.cameras, times, strict=True)}
             ages = [state.robot_time_s - t for t in capture.values()]
             self._image_info = {
                 "image_capture_time_s": capture,

@@ -9,7 +9,10 @@ from typing import Any
 from actor.config import EnvConfig
 from actor.env import RobotEnv
 from configs import config_path
+from hardware.cameras import RobotWithCameras
 from hardware.connect import open_robot
+from hardware.realsense import RealSenseRig
+from hardware.robot import RobotInterface
 from transport.config import load_document, parse_document, section
 
 SIM_TASKS = ("reach", "pick_cube", "peg_insert")
@@ -26,9 +29,24 @@ def make_env(
         doc = load_document(config, overrides)
     env_config = section(doc, "env", EnvConfig)
     robot = open_robot(doc, env_config.connection)
+    if env_config.realsense:
+        robot = _with_realsense(robot, env_config)
     try:
         return RobotEnv(env_config, robot, render_mode=render_mode)
     except Exception:
+        robot.close()
+        raise
+
+
+def _with_realsense(robot: RobotInterface, config: EnvConfig) -> RobotInterface:
+    """The robot with the config's RealSense cameras joined to it (started here; a missing serial
+    is an error listing the connected ones)."""
+    rig = RealSenseRig(config.realsense)
+    try:
+        rig.start()
+        return RobotWithCameras(robot, rig, max_frame_age_s=config.max_frame_age_s)
+    except BaseException:
+        rig.stop()
         robot.close()
         raise
 

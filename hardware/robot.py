@@ -112,7 +112,8 @@ class RobotInterface(Protocol):
         ...
 
     def render(self, cameras: Sequence[str]) -> Images:
-        """Render simulated cameras (sim only)."""
+        """Frames of the named cameras: the sim's rendered ones, or (hardware.cameras) real ones,
+        whose frames may differ in size and carry per-frame `capture_times_s`."""
         ...
 
     def advance(self, periods: int = 1) -> RobotState:
