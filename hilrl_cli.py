@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "learner": Subcommand("learner.main", "run the learner: SAC/RLPD training fed by actors"),
     "record-demos": Subcommand("actor.demos", "record successful demonstrations with the scripted expert"),
     "keys": Subcommand("transport.keys", "generate CurveZMQ keys for links that bind beyond loopback"),
+    "doctor": Subcommand("actor.doctor", "pre-flight check: robot, gripper, cameras, intervention device, learner, config"),
 }
 
 
