@@ -5,6 +5,7 @@ Every safety limit here is enforced by the server itself, whatever a client send
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,12 +69,109 @@ class SimConfig:
             raise ValueError("image_height and image_width must be >= 8")
 
 
+PANDA_READY_POSTURE_RAD: tuple[float, float, float, float, float, float, float] = (
+    0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4
+)
+"""The Panda's usual "ready" joint posture (libfranka's and panda-py's start posture), rad."""
+
+
+@dataclass
+class FrankaConfig:
+    """The real arm (`backend: franka`): a Franka Emika Panda / FR3 driven through panda-py.
+
+    Only read when `robot_server.backend` is "franka"; the safety limits stay in `safety` (shared
+    with the sim). See `robot_server/franka/backend.py` for how the impedance parameters map onto
+    panda-py's controller.
+
+    Attributes:
+        hostname: address of the robot's control box (the FCI interface, e.g. "172.16.0.2");
+            required for the franka backend.
+        realtime: "enforce": libfranka refuses to run without a realtime kernel and realtime
+            scheduling (what a robot PC should have); "ignore": run anyway (stock kernels; expect
+            `communication_constraints_violation` reflexes when the machine is busy).
+        home_joint_positions_rad: joint posture of the home pose, rad (7 values, base to flange);
+            `GoHome` moves there in joint space. The home TCP pose is this posture's forward
+            kinematics with the end effector configured in Desk.
+        home_speed_factor: speed of the joint-space move home, fraction of the robot's maximum
+            joint velocities (0, 1].
+        home_timeout_s: how long `GoHome` waits for the arm to reach a randomised start pose (the
+            offset is approached with the impedance controller after the joint move), seconds.
+        damping_ratio: Cartesian damping ratio of panda-py's controller (one ratio for all six
+            axes); null derives it from the translational stiffness and damping in `impedance`.
+        nullspace_stiffness_nm_per_rad: stiffness pulling the elbow towards the home posture,
+            N m/rad; null uses `impedance.nullspace_stiffness_nm_per_rad`.
+        filter_coeff: panda-py's first-order filter on references and gains, applied every 1 ms
+            (1.0: no filtering; the references are already bounded, see `reference_rate_hz`).
+        reference_rate_hz: how often the backend re-centres the controller's reference on the
+            measured pose so the pose error stays within `impedance.translational_clip_m` /
+            `rotational_clip_rad` (panda-py's controller has no clip of its own), Hz.
+        gripper: "franka_hand" (the Franka Hand through libfranka), "robotiq" (not wired into
+            the server yet) or "none".
+        gripper_force_n: grasp force when the gripper closes, N (the Franka Hand: 70 N
+            continuous, 140 N peak).
+        gripper_speed_m_per_s: finger speed of gripper moves and grasps, m/s (sum of both
+            fingers).
+        gripper_grasp_epsilon_m: tolerance of a grasp on the finger distance, m: a close counts as
+            a grasp (and keeps its force) for any object up to this wide.
+        gripper_homing: home the Franka Hand when the server starts (calibrates its width; the
+            fingers open and close once, a few seconds).
+    """
+
+    hostname: str = ""
+    realtime: Literal["enforce", "ignore"] = "enforce"
+    home_joint_positions_rad: tuple[float, float, float, float, float, float, float] = (
+        PANDA_READY_POSTURE_RAD
+    )
+    home_speed_factor: float = 0.2
+    home_timeout_s: float = 5.0
+    damping_ratio: float | None = None
+    nullspace_stiffness_nm_per_rad: float | None = None
+    filter_coeff: float = 1.0
+    reference_rate_hz: float = 200.0
+    gripper: Literal["franka_hand", "robotiq", "none"] = "franka_hand"
+    gripper_force_n: float = 40.0
+    gripper_speed_m_per_s: float = 0.1
+    gripper_grasp_epsilon_m: float = 0.08
+    gripper_homing: bool = True
+
+    def __post_init__(self) -> None:
+        if self.realtime not in ("enforce", "ignore"):
+            raise ValueError(f"realtime must be 'enforce' or 'ignore', got {self.realtime!r}")
+        if self.gripper not in ("franka_hand", "robotiq", "none"):
+            raise ValueError(f"gripper must be 'franka_hand', 'robotiq' or 'none', got {self.gripper!r}")
+        if len(self.home_joint_positions_rad) != 7 or not all(
+            math.isfinite(q) for q in self.home_joint_positions_rad
+        ):
+            raise ValueError("home_joint_positions_rad must be 7 finite joint positions (rad)")
+        if not 0.0 < self.home_speed_factor <= 1.0:
+            raise ValueError(f"home_speed_factor must be in (0, 1], got {self.home_speed_factor}")
+        if self.home_timeout_s <= 0:
+            raise ValueError(f"home_timeout_s must be > 0, got {self.home_timeout_s}")
+        if self.damping_ratio is not None and self.damping_ratio <= 0:
+            raise ValueError(f"damping_ratio must be > 0 (or null), got {self.damping_ratio}")
+        if self.nullspace_stiffness_nm_per_rad is not None and self.nullspace_stiffness_nm_per_rad < 0:
+            raise ValueError(
+                f"nullspace_stiffness_nm_per_rad must be >= 0 (or null), got {self.nullspace_stiffness_nm_per_rad}"
+            )
+        if not 0.0 < self.filter_coeff <= 1.0:
+            raise ValueError(f"filter_coeff must be in (0, 1], got {self.filter_coeff}")
+        if not 10.0 <= self.reference_rate_hz <= 1000.0:
+            raise ValueError(f"reference_rate_hz must be in [10, 1000], got {self.reference_rate_hz}")
+        if not 0.0 < self.gripper_force_n <= 140.0:
+            raise ValueError(f"gripper_force_n must be in (0, 140] N, got {self.gripper_force_n}")
+        if self.gripper_speed_m_per_s <= 0:
+            raise ValueError(f"gripper_speed_m_per_s must be > 0, got {self.gripper_speed_m_per_s}")
+        if self.gripper_grasp_epsilon_m < 0:
+            raise ValueError(f"gripper_grasp_epsilon_m must be >= 0, got {self.gripper_grasp_epsilon_m}")
+
+
 @dataclass
 class ServerConfig:
     """The `robot_server:` section.
 
     Attributes:
-        backend: "sim" (MuJoCo) or "franka" (later issue).
+        backend: "sim" (MuJoCo) or "franka" (a real Franka arm through panda-py; needs
+            `clock: realtime` and `franka.hostname`).
         clock: "lockstep": physics advances only on `Advance` requests (deterministic, for training
             in CI); "realtime": physics follows the wall clock, like a real arm.
         control_rate_hz: control rate of the actor; one lockstep `Advance` is one period.
@@ -82,6 +180,7 @@ class ServerConfig:
         request_timeout_s: how long clients wait for a reply before retrying.
         curve: CurveZMQ keys (`hilrl keys --server-name robot_server --section robot_server`);
             null on loopback.
+        franka: settings of the real arm (read only by the franka backend).
     """
 
     backend: Literal["sim", "franka"] = "sim"
@@ -93,6 +192,7 @@ class ServerConfig:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     curve: CurveConfig | None = None
+    franka: FrankaConfig = field(default_factory=FrankaConfig)
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.control_rate_hz <= 1000.0:

@@ -113,14 +113,24 @@ def make_backend(config: ServerConfig, task: str) -> ArmBackend:
     """Build the backend named by `config.backend`.
 
     Raises:
-        ConfigError: a backend that does not exist yet.
+        ConfigError: an unknown backend, or one that cannot start with this config or machine
+            (the message names the config key or the package to install).
     """
     if config.backend == "sim":
         # Imported here so the server module loads without MuJoCo (e.g. for `--help`).
         from robot_server.sim.backend import make_backend as make_sim_backend
 
         return make_sim_backend(config, task)
-    raise ConfigError(f"backend {config.backend!r} is not available yet (the franka backend comes in a later issue); use sim")
+    if config.backend == "franka":
+        # Imported here so the server module loads without panda-py (a sim-only machine).
+        from robot_server.franka.backend import FrankaSetupError
+        from robot_server.franka.backend import make_backend as make_franka_backend
+
+        try:
+            return make_franka_backend(config, task)
+        except FrankaSetupError as exc:
+            raise ConfigError(str(exc)) from None
+    raise ConfigError(f"backend {config.backend!r} does not exist; use sim or franka")
 
 
 # ---------------------------------------------------------------------------------- server
