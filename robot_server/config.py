@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from hardware.robotiq import RobotiqConfig
 from transport.link_config import CurveConfig
 from transport.robot_messages import ImpedanceParams
 
@@ -105,8 +106,10 @@ class FrankaConfig:
         reference_rate_hz: how often the backend re-centres the controller's reference on the
             measured pose so the pose error stays within `impedance.translational_clip_m` /
             `rotational_clip_rad` (panda-py's controller has no clip of its own), Hz.
-        gripper: "franka_hand" (the Franka Hand through libfranka), "robotiq" (not wired into
-            the server yet) or "none".
+        gripper: "franka_hand" (the Franka Hand through libfranka), "robotiq" (a 2F-85 or Hand-E
+            over Modbus, configured in `robotiq`) or "none".
+        robotiq: the Robotiq gripper's link and settings (hardware/robotiq.py), read only with
+            `gripper: robotiq`.
         gripper_force_n: grasp force when the gripper closes, N (the Franka Hand: 70 N
             continuous, 140 N peak).
         gripper_speed_m_per_s: finger speed of gripper moves and grasps, m/s (sum of both
@@ -133,6 +136,7 @@ class FrankaConfig:
     gripper_speed_m_per_s: float = 0.1
     gripper_grasp_epsilon_m: float = 0.08
     gripper_homing: bool = True
+    robotiq: RobotiqConfig = field(default_factory=RobotiqConfig)
 
     def __post_init__(self) -> None:
         if self.realtime not in ("enforce", "ignore"):

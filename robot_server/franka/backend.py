@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from robot_server.config import FrankaConfig, SafetyConfig, ServerConfig
-from robot_server.franka.gripper import FrankaHand, GripperDriver
+from robot_server.franka.gripper import FrankaHand, GripperDriver, RobotiqHand
 from transport.robot_messages import ImpedanceParams, RobotState
 from transport.spatial import orientation_error, quat_mul, quat_normalize, rotvec_to_quat
 
@@ -266,11 +266,12 @@ class FrankaBackend:
         if fc.gripper == "none":
             return None
         if fc.gripper == "robotiq":
-            raise FrankaSetupError(
-                "robot_server.franka.gripper: robotiq is not wired into the franka backend yet "
-                "(hardware/robotiq.py needs an adapter to robot_server.franka.gripper."
-                "GripperDriver); use franka_hand or none, or pass a driver to FrankaBackend(gripper=...)"
-            )
+            try:
+                return RobotiqHand(fc.robotiq)
+            except Exception as exc:
+                raise FrankaSetupError(
+                    f"cannot start the Robotiq gripper (robot_server.franka.robotiq): {type(exc).__name__}: {exc}"
+                ) from exc
         try:
             return FrankaHand(
                 self._libfranka,

@@ -201,3 +201,85 @@ class FrankaHand:
                 if not failing:  # once per failure streak: this runs every poll period
                     log.warning("cannot read the Franka Hand's state", exc_info=True)
                 failing = True
+
+
+class RobotiqHand:
+    """A Robotiq 2F-85 / Hand-E (hardware/robotiq.py) behind `GripperDriver`.
+
+    One I/O thread owns the Modbus link (pymodbus clients are not thread-safe): it sends the
+    newest pending command, and otherwise polls the status every `config.poll_period_s`, caching
+    the opening. `set_opening` / `grasp` only store the command, so they never wait for Modbus;
+    repeats of the command in flight are dropped. A link or fault error is logged once per kind
+    and kept in `last_error`; the thread keeps trying (the server reports the gripper's state,
+    the arm is not affected).
+
+    Args:
+        config: the gripper's RobotiqConfig. `activate` (True): activate at start, which sweeps
+            the fingers once, as the Franka Hand's homing does.
+        gripper: an already-built RobotiqGripper (tests); default: one made from `config`.
+    """
+
+    def __init__(self, config: Any, activate: bool = True, gripper: Any = None):
+        from hardware.robotiq import RobotiqGripper
+
+        self._gripper = gripper if gripper is not None else RobotiqGripper(config)
+        self._poll_s = float(getattr(config, "poll_period_s", 0.02))
+        self._gripper.connect()
+        if activate:
+            self._gripper.activate()
+        status = self._gripper.status()
+        self._opening = float(status.opening)
+        self.last_error: str | None = None
+        self._pending: float | None = None
+        self._sent: float | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="robotiq-io", daemon=True)
+        self._thread.start()
+
+    def set_opening(self, opening: float) -> None:
+        with self._lock:
+            self._pending = float(opening)
+        self._wake.set()
+
+    def grasp(self) -> None:
+        # A Robotiq closes to position 255 with the configured force and keeps squeezing whatever
+        # stops it (reported as "contact while closing"): that is its grasp.
+        self.set_opening(0.0)
+
+    def opening(self) -> float:
+        with self._lock:
+            return self._opening
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(_JOIN_TIMEOUT_S)
+        self._gripper.close()
+
+    def _run(self) -> None:
+        reported: set[str] = set()
+        while not self._stop.is_set():
+            with self._lock:
+                command, self._pending = self._pending, None
+            try:
+                if command is not None and command != self._sent:
+                    status = self._gripper.set_opening(command)
+                    self._sent = command
+                else:
+                    status = self._gripper.status()
+                with self._lock:
+                    self._opening = float(status.opening)
+                self.last_error = None
+                reported.clear()
+            except Exception as exc:  # the I/O thread must survive a flaky link
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if command is not None:
+                    with self._lock:
+                        self._pending = self._pending if self._pending is not None else command
+                if type(exc).__name__ not in reported:
+                    reported.add(type(exc).__name__)
+                    log.warning("robotiq gripper: %s (retrying)", self.last_error)
+            self._wake.wait(self._poll_s)
+            self._wake.clear()

@@ -14,7 +14,7 @@ import numpy as np
 import zmq
 
 from robot_server.process import ServerProcess, start_server_process
-from transport.codec import decode, encode
+from transport.codec import PROTOCOL_VERSION, decode, encode
 from transport.robot_messages import ROBOT_MESSAGES, SetPoseTarget
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ class RawClient:
         self.close()
 
 
-def _header(kind: str, body: dict, arrays: list, *, v: int = 1, seq: int = 7) -> bytes:
+def _header(kind: str, body: dict, arrays: list, *, v: int = PROTOCOL_VERSION, seq: int = 7) -> bytes:
     return json.dumps({"v": v, "kind": kind, "sender": "bad-input-test", "seq": seq, "time_s": 0.0,
                        "body": body, "arrays": arrays}).encode()
 
