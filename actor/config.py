@@ -146,6 +146,10 @@ class EnvConfig:
             `observation.cameras` like the sim's cameras; empty in the sim.
         max_frame_age_s: a RealSense frame older than this when an observation is taken is an
             error naming the camera (the camera's own thread restarts a stalled stream).
+        success_position_m: TCP position (base frame, m) that counts as success when reached
+            within `success_tolerance_m` (null: only the robot's own success signal, the sim's
+            task check; an operator's success/failure button always counts too).
+        success_tolerance_m: radius of the success region, m.
     """
 
     connection: Literal["inprocess", "server"] = "inprocess"
@@ -160,10 +164,14 @@ class EnvConfig:
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     realsense: dict[str, RealSenseConfig] = field(default_factory=dict)
     max_frame_age_s: float = 0.5
+    success_position_m: tuple[float, float, float] | None = None
+    success_tolerance_m: float = 0.005
 
     def __post_init__(self) -> None:
         if self.max_frame_age_s <= 0:
             raise ValueError("max_frame_age_s must be > 0")
+        if self.success_tolerance_m <= 0:
+            raise ValueError("success_tolerance_m must be > 0")
         if self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be >= 1")
         if self.reset_position_noise_m < 0 or self.reset_rotation_noise_rad < 0:

@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         # processes. (Config dataclasses only: this imports no other process's machinery.)
         load_settings(doc)
         section(doc, "robot_server", ServerConfig)
-        section(doc, "learner", LearnerConfig)
+        section(doc, "learner", LearnerConfig).check_files()
     except (SchemaError, FileNotFoundError, ValueError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2

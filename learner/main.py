@@ -38,7 +38,6 @@ import torch
 
 from learner.config import LearnerConfig
 from learner.replay import MixedSampler, ReplayBuffer, to_torch
-from policies.encoders import read_encoder_weights
 from policies.sac import SACAgent, resolve_device
 from transport.chunkfile import ChunkDirectory, read_message, write_json_atomic, write_message
 from transport.codec import PROTOCOL_VERSION, Registry
@@ -119,14 +118,8 @@ class Learner:
         config = section(doc, "learner", LearnerConfig)
         section(doc, "link", LinkConfig)
         spec, _, _ = observation_spec_from(doc)
-        encoder = config.sac.encoder
-        if spec.cameras and encoder.weights_path is not None:
-            # Checked here so that `hilrl run` stops before starting anything: the path exists
-            # and the file's SHA-256 matches.
-            try:
-                read_encoder_weights(encoder.weights_path, encoder.weights_sha256 or "")
-            except (FileNotFoundError, ValueError) as exc:
-                raise SchemaError("learner.sac.encoder.weights_path", str(exc)) from None
+        if spec.cameras:
+            config.check_files()
 
     def __init__(self, doc: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event | None = None):
         self.doc = doc

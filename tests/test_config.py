@@ -16,6 +16,7 @@ from robot_server.config import ServerConfig
 from robot_server.server import ConfigError, load_config
 from robot_server.sim.tasks import TASKS
 from transport.config import SECTIONS, document_hash, load_document, parse_document, section
+from transport.link_config import LinkConfig
 from transport.schema import SchemaError, to_dict
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -221,11 +222,14 @@ def test_parse_document_does_not_modify_its_input():
 # ---------------------------------------------------------------------------------- shipped
 
 
-def test_the_shipped_configs_are_the_sim_tasks():
-    # One sim_<task> per task, plus variants named sim_<task>_<variant> (e.g. _vision).
+def test_the_shipped_configs_are_the_sim_tasks_and_real_cells():
+    # One sim_<task> per task, plus variants named sim_<task>_<variant> (e.g. _vision), plus real
+    # cells named <robot>_<task> (e.g. franka_peg_insert).
     stems = {p.stem for p in SHIPPED}
     assert {f"sim_{t}" for t in TASKS} <= stems
-    assert all(any(s == f"sim_{t}" or s.startswith(f"sim_{t}_") for t in TASKS) for s in stems), stems
+    assert all(any(s == f"sim_{t}" or s.startswith(f"sim_{t}_") or s == f"franka_{t}" for t in TASKS)
+               for s in stems), stems
+    assert "franka_peg_insert" in stems
 
 
 def _assert_matches(raw, parsed, where: str) -> None:
@@ -246,7 +250,8 @@ def test_every_shipped_config_loads_and_validates(path):
     doc = load_document(path)
     assert set(doc) <= set(SECTIONS)
     assert doc["task"] in TASKS
-    assert path.stem == f"sim_{doc['task']}" or path.stem.startswith(f"sim_{doc['task']}_")
+    real = not path.stem.startswith("sim_")
+    assert path.stem in (f"sim_{doc['task']}", f"franka_{doc['task']}") or path.stem.startswith(f"sim_{doc['task']}_")
     raw = yaml.safe_load(path.read_text())
     for name, cls in SECTION_TYPES.items():
         assert name in doc, f"{path.name} has no {name}: section"
@@ -257,9 +262,16 @@ def test_every_shipped_config_loads_and_validates(path):
     env = section(doc, "env", EnvConfig)
     # The robot server's own loader agrees with the actor's.
     assert load_config(str(path)) == server
-    # Shipped sim configs stay safe to run anywhere: loopback, sim backend, in-process env.
-    assert server.backend == "sim" and server.address.startswith("tcp://127.0.0.1:")
-    assert env.connection == "inprocess"
+    if real:
+        # A real cell: the arm behind its server, keys on every non-loopback link, and the
+        # server's limits tighter than the sim's defaults would be.
+        assert server.backend == "franka" and server.clock == "realtime" and env.connection == "server"
+        assert server.curve is not None and section(doc, "link", LinkConfig).curve is not None
+        assert server.safety.max_force_n <= 50.0 and server.safety.watchdog_timeout_s <= 0.2
+    else:
+        # Shipped sim configs stay safe to run anywhere: loopback, sim backend, in-process env.
+        assert server.backend == "sim" and server.address.startswith("tcp://127.0.0.1:")
+        assert env.connection == "inprocess"
     # config_path finds it by name.
     assert config_path(path.stem).samefile(path)
 

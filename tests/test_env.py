@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import actor  # noqa: E402, F401  (registers the hilrl/Sim* ids)
-from actor.make import make_env  # noqa: E402
+from actor.make import make_env, make_sim_env  # noqa: E402
 from configs import config_path
 from robot_server.process import start_server_process  # noqa: E402
 from transport.spatial import quat_to_matrix  # noqa: E402
@@ -314,3 +314,31 @@ def test_env_runs_over_a_robot_server_process(reach_server):
     finally:
         env.close()
         local.close()
+
+
+def test_reaching_the_configured_success_position_ends_the_episode_with_the_reward():
+    """A real cell's geometric success: the TCP within success_tolerance_m of success_position_m."""
+    push = np.array([0.0, 0.0, 1.0], np.float32)
+    probe = make_sim_env("reach", overrides=["env.reset_position_noise_m=0.0"])
+    probe.reset(seed=0)
+    for _ in range(8):
+        probe.step(push)
+    goal = probe.robot_state.tcp_position_m.copy()  # where 8 steps of this action lead
+    start = probe.reset(seed=0) and probe.robot_state.tcp_position_m.copy()
+    probe.close()
+    assert np.linalg.norm(goal - start) > 0.05
+    env = make_sim_env("reach", overrides=[
+        f"env.success_position_m=[{goal[0]}, {goal[1]}, {goal[2]}]", "env.success_tolerance_m=0.01",
+        "env.reset_position_noise_m=0.0",
+    ])
+    try:
+        env.reset(seed=0)
+        steps, terminated, reward, info = 0, False, 0.0, {}
+        while not terminated and steps < 20:
+            _, reward, terminated, _, info = env.step(push)
+            steps += 1
+        assert terminated and info["succeeded"] and reward == env.config.success_reward
+        assert 5 <= steps <= 9  # not before the region is reached
+        assert np.linalg.norm(env.robot_state.tcp_position_m - goal) <= 0.01
+    finally:
+        env.close()
