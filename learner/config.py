@@ -21,6 +21,9 @@ class LearnerConfig:
         demos: folders of recorded demonstrations (chunk files) loaded into the demo buffer.
         weights_every_updates: publish actor weights every N updates.
         checkpoint_every_updates: write a checkpoint every N updates (and always at shutdown).
+        keep_checkpoints: besides the latest (RUN_DIR/learner/checkpoint.bin), keep the newest N
+            checkpoints as RUN_DIR/learner/checkpoints/checkpoint-<updates>.bin (hard links, no
+            extra write), for `hilrl eval --checkpoint <updates>`. 0 keeps only the latest.
         seed: seeds networks and sampling.
         torch_threads: CPU threads for torch (0: torch's default, all cores). When the actor and
             the simulated robot share the machine, 1 avoids threads fighting over the cores.
@@ -34,6 +37,7 @@ class LearnerConfig:
     demos: list[str] = field(default_factory=list)
     weights_every_updates: int = 50
     checkpoint_every_updates: int = 2000
+    keep_checkpoints: int = 0
     seed: int = 0
     torch_threads: int = 0
     sac: SACConfig = field(default_factory=SACConfig)
@@ -61,5 +65,7 @@ class LearnerConfig:
             raise ValueError("need training_starts >= 1 and replay_capacity >= batch_size")
         if self.torch_threads < 0:
             raise ValueError("torch_threads must be >= 0")
+        if self.keep_checkpoints < 0:
+            raise ValueError("keep_checkpoints must be >= 0")
         if self.weights_every_updates < 1 or self.checkpoint_every_updates < 1:
             raise ValueError("weights_every_updates and checkpoint_every_updates must be >= 1")

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shutil
 import signal
 import sys
 import threading
@@ -50,6 +52,13 @@ from transport.schema import SchemaError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.bin"
+CHECKPOINT_DIR = "checkpoints"  # numbered snapshots, with learner.keep_checkpoints > 0
+
+
+def numbered_checkpoint(learner_dir: Path, updates: int) -> Path:
+    """Where `keep_checkpoints` keeps the checkpoint written at `updates` gradient updates
+    (zero-padded, so names sort by updates)."""
+    return learner_dir / CHECKPOINT_DIR / f"checkpoint-{updates:09d}.bin"
 
 
 @dataclass
@@ -229,7 +238,25 @@ class Learner:
             ),
             CHECKPOINT_MESSAGES,
         )
+        if self.config.keep_checkpoints > 0:
+            self._keep_numbered()
         log.info("checkpoint at %d updates (%.0f ms)", self.updates, (time.monotonic() - started) * 1e3)
+
+    def _keep_numbered(self) -> None:
+        """Keep the checkpoint just written under its update count too, then prune to the newest
+        `keep_checkpoints`. A hard link costs no write: checkpoint.bin is replaced by rename, never
+        rewritten in place, so the linked file stays as it was."""
+        latest, target = self.dir / CHECKPOINT_FILE, numbered_checkpoint(self.dir, self.updates)
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(latest, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(latest, tmp)
+        os.replace(tmp, target)  # the final checkpoint may repeat the last periodic one's number
+        for old in sorted(target.parent.glob("checkpoint-*.bin"))[: -self.config.keep_checkpoints]:
+            old.unlink(missing_ok=True)
 
     def _resume(self) -> None:
         path = self.dir / CHECKPOINT_FILE
