@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from actor.config import ActorConfig, EnvConfig
+from actor.evaluate import run_episodes, summarize
 from actor.interventions import InterventionWrapper, make_intervention_device
 from actor.make import make_env
 from actor.recorder import ChunkRecorder
@@ -291,24 +292,13 @@ class Actor:
             self._take_new_weights()
         if self.policy_version < 0:
             raise RuntimeError(f"no weights arrived from the learner within {weights_wait_s:g} s: nothing to evaluate")
-        successes, lengths, times = 0, [], []
-        for i in range(episodes):
-            obs, _ = self.env.reset(seed=seed + i)
-            done, steps, info = False, 0, {}
-            while not done:
-                action = self.policy.act(obs, deterministic=True)
-                obs, _, terminated, truncated, info = self.env.step(action)
-                steps += 1
-                done = terminated or truncated
-            successes += bool(info.get("succeeded"))
-            lengths.append(steps)
-            if info.get("succeeded"):
-                times.append(steps * self.env.control_period_s)
+        # The bare env: the evaluation core shared with `hilrl eval` (actor/evaluate.py).
+        total = summarize(run_episodes(self.env, lambda obs: self.policy.act(obs, deterministic=True), episodes, seed))
         result = {
             "eval_episodes": episodes,
-            "eval_success_rate": successes / episodes,
-            "eval_mean_length": float(np.mean(lengths)),
-            "eval_mean_time_to_success_s": float(np.mean(times)) if times else None,
+            "eval_success_rate": total.success_rate,
+            "eval_mean_length": total.mean_length,
+            "eval_mean_time_to_success_s": total.mean_time_to_success_s,
             "policy_version": self.policy_version,
             "env_steps": self.env_steps,
         }
