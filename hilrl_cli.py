@@ -32,7 +32,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "run": Subcommand("actor.run", "the main job: train on the simulated robot (server, learner, actor on loopback)"),
     "actor": Subcommand("actor.loop", "run the actor: the policy on the robot, streaming to the learner"),
     "learner": Subcommand("learner.main", "run the learner: SAC/RLPD training fed by actors"),
-    "record-demos": Subcommand("actor.demos", "record successful demonstrations with the scripted expert"),
+    "record-demos": Subcommand("actor.demos", "record successful demonstrations (scripted expert in the sim, or an operator's SpaceMouse/keyboard)"),
+    "eval": Subcommand("actor.evaluate", "evaluate a run's checkpoint with the deterministic policy (RUN_DIR/eval/*.json)"),
+    "browse": Subcommand("actor.browse", "summarise a demo, label or run folder; export an episode's camera frames"),
+    "record-labels": Subcommand("actor.labels", "record camera frames labelled success / not, for the reward classifier"),
+    "train-classifier": Subcommand("learner.classifier_train", "train the reward classifier on recorded labels"),
     "keys": Subcommand("transport.keys", "generate CurveZMQ keys for links that bind beyond loopback"),
     "doctor": Subcommand("actor.doctor", "pre-flight check: robot, gripper, cameras, intervention device, learner, config"),
 }
