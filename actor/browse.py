@@ -21,7 +21,9 @@ cameras with image sizes, and disk size. `--list` adds one line per episode with
 observation included) to `--out`, or with `--sheet` one contact sheet per camera. PNGs are written
 with Pillow when it is installed, else by a small numpy + zlib encoder (no new dependency).
 
-For watching a run live rather than afterwards, use the rerun dashboard (see the README).
+For a run as it trains (camera images, actions, losses over time), use the rerun dashboard
+(`hilrl run --dashboard spawn|serve`, or `rerun RUN_DIR/dashboard/*.rrd` afterwards; see the
+README); browse points at the recordings a run has.
 """
 
 from __future__ import annotations
@@ -265,7 +267,18 @@ def _summarize_labels(path: Path, list_episodes: bool) -> dict[str, Any]:
             images[p.suffix.lower()] = images.get(p.suffix.lower(), 0) + 1
     if images:
         out["image_files"] = images
-    if _has_chunks(path):
+    # Message files by kind, from their headers alone: label sets store their own message kinds
+    # (actor/labels.py), which the transition reader does not know.
+    kinds: dict[str, int] = {}
+    for file in chunk_files(path).values():
+        try:
+            kind = str(read_header(file).get("kind", "?"))
+        except ChunkFileError:
+            kind = "unreadable"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    if kinds:
+        out["message_files"] = kinds
+    if kinds.get("transition_chunk"):
         episodes, totals = scan_chunks(path)
         out["chunks"] = totals
         if list_episodes:
@@ -343,6 +356,8 @@ def _summarize_run(path: Path, list_episodes: bool) -> dict[str, Any]:
     if runs:
         evaluations["hilrl_eval"] = runs
     out["evaluations"] = evaluations
+    # The rerun dashboard's recordings (actor/dashboard.py): the view of the run as it trained.
+    out["dashboard_recordings"] = len(list((path / "dashboard").glob("*.rrd")))
     return out
 
 
@@ -359,6 +374,18 @@ def _size(n: int) -> str:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
+
+
+def _manifest_value(value: Any) -> str:
+    """One manifest entry on one line: lists by length, small flat mappings inline."""
+    if isinstance(value, list):
+        return f"{len(value)} entries"
+    if isinstance(value, dict):
+        flat = all(not isinstance(v, (dict, list)) or (isinstance(v, list) and len(v) <= 4) for v in value.values())
+        if flat and len(value) <= 8:
+            return ", ".join(f"{k}={json.dumps(v)}" for k, v in value.items())
+        return f"{len(value)} keys"
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _chunk_lines(t: dict[str, Any], indent: str = "") -> list[str]:
@@ -391,15 +418,15 @@ def format_summary(s: dict[str, Any]) -> str:
         m = s["manifest"]
         if isinstance(m, dict):
             for key, value in m.items():
-                shown = (f"{len(value)} entries" if isinstance(value, list) else
-                         f"{len(value)} keys" if isinstance(value, dict) else json.dumps(value))
-                lines.append(f"{key:<15} {shown}")
+                lines.append(f"{key:<15} {_manifest_value(value)}" if len(key) < 16 else f"{key} {_manifest_value(value)}")
         elif isinstance(m, list):
             lines.append(f"manifest        {len(m)} entries")
         else:
             lines.append(f"manifest        {m}")
         for label, n in s.get("label_counts", {}).items():
             lines.append(f"  {label}: {n}")
+        if s.get("message_files"):
+            lines.append("message files   " + ", ".join(f"{n} {kind}" for kind, n in s["message_files"].items()))
         if s.get("image_files"):
             lines.append("image files     " + ", ".join(f"{n} {ext}" for ext, n in s["image_files"].items()))
         if "chunks" in s:
@@ -444,7 +471,11 @@ def format_summary(s: dict[str, Any]) -> str:
                 f"hilrl eval      {r['file']}: {_pct(r['success_rate'])} of {r['episodes']} at {r['checkpoint_updates']} "
                 f"updates, time to success {'-' if t is None else f'{t:.1f} s'}, {r['interventions']} takeovers"
             )
-        lines.append("live view       the rerun dashboard shows a run while it trains (see the README)")
+        recordings = s.get("dashboard_recordings", 0)
+        lines.append(
+            f"dashboard       rerun {s['path']}/dashboard/*.rrd ({recordings} recordings)" if recordings else
+            "dashboard       none recorded; to watch a run as it trains: hilrl run --dashboard spawn|serve (rerun)"
+        )
     for row in s.get("episode_list", []):
         lines.append(
             f"  episode {row['index']:4d}: {row['length']:4d} steps, {'success' if row['success'] else 'failure'}, "
@@ -504,8 +535,11 @@ def contact_sheet(frames: np.ndarray, gap: int = 2) -> np.ndarray:
 
 def frames_folder(path: Path) -> Path:
     """The chunk folder whose episodes `--frames` indexes: DIR itself, or a run's stored chunks."""
-    if detect_kind(path) == "run":
+    kind = detect_kind(path)
+    if kind == "run":
         return path / "learner" / "link" / "chunks"
+    if kind == "labels":
+        raise BrowseError(f"{path} is a label folder: --frames reads transition chunks (demo, run and chunk folders)")
     return path
 
 

@@ -1,10 +1,20 @@
 """Record demonstrations: `hilrl record-demos --config FILE --episodes N --out DIR`.
 
-In the sim the task's scripted expert drives (a real robot's operator devices come with the
-hardware issue). Only successful episodes are kept. Each kept episode is written as transition
-chunks in the same on-disk format the learner stores (transport/chunkfile.py), one atomic file per
-chunk, plus `demos.json` describing the set; the learner loads such a folder through
-`learner.demos`.
+Who drives (`--driver`, default auto):
+    expert    the task's scripted expert (the sim; it reads the sim's privileged object state);
+    operator  a person with the SpaceMouse or keyboard that `actor.intervention.device` names: the
+              device's action is the recorded action (no input: the arm holds still), and the
+              device's success/failure gesture (both SpaceMouse buttons clicked / held; y / n on
+              the keyboard) ends the episode with that verdict. The task's own success check (the
+              sim's, or `env.success_position_m` on a real cell) also ends it as a success;
+auto picks operator when the config names a SpaceMouse or keyboard, else the expert.
+
+Only successful episodes are kept; each attempt's outcome is printed as it ends. Each kept episode
+is written as transition chunks in the same on-disk format the learner stores
+(transport/chunkfile.py), one atomic file per chunk, plus `demos.json` describing the set; the
+learner loads such a folder through `learner.demos`. Demonstration records carry
+`intervened = False` and `policy_version = -1`: there is no policy to take over from. Ctrl-C keeps
+the episodes recorded so far (demos.json then says `"interrupted": true`).
 """
 
 from __future__ import annotations
@@ -17,51 +27,111 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
+
+from actor.config import ActorConfig
 from actor.experts import make_expert
+from actor.interventions import InterventionDevice, InterventionWrapper, make_intervention_device
 from actor.make import make_env
 from actor.recorder import ChunkRecorder
 from transport.chunkfile import ChunkDirectory, write_json_atomic
-from transport.config import document_hash, load_document
+from transport.config import document_hash, load_document, section
 from transport.learner_messages import LEARNER_MESSAGES
 from transport.schema import SchemaError
 
 log = logging.getLogger(__name__)
 
+Driver = Literal["auto", "expert", "operator"]
+OPERATOR_DEVICES = ("spacemouse", "keyboard")
 
-def record_demos(doc: dict[str, Any], episodes: int, out_dir: Path, seed: int = 0, max_attempts: int | None = None) -> dict:
-    """Record `episodes` successful expert episodes into `out_dir`; returns the summary.
 
+def record_demos(
+    doc: dict[str, Any],
+    episodes: int,
+    out_dir: Path,
+    seed: int = 0,
+    max_attempts: int | None = None,
+    driver: Driver = "auto",
+    device: InterventionDevice | None = None,
+) -> dict:
+    """Record `episodes` successful episodes into `out_dir`; returns the summary (also written to
+    OUT/demos.json).
+
+    Args:
+        driver: "expert", "operator" or "auto" (see the module docstring).
+        device: the operator's device (any `InterventionDevice` with `label()`); None builds the
+            one `actor.intervention` names. Closed when recording ends.
+        max_attempts: stop after this many episodes, kept or not (default: 3 x episodes for the
+            expert; unlimited for an operator, who stops with Ctrl-C).
     Raises:
-        RuntimeError: fewer successes than asked within `max_attempts` (default 3 x episodes).
+        RuntimeError: fewer successes than asked within `max_attempts`.
+        KeyboardInterrupt: after writing demos.json for the episodes kept so far.
+        InputDeviceError (a RuntimeError): the SpaceMouse or terminal cannot be used.
     """
     task = doc.get("task", "")
+    intervention = section(doc, "actor", ActorConfig).intervention
+    if driver == "auto":
+        driver = "operator" if device is not None or intervention.device in OPERATOR_DEVICES else "expert"
+    if driver == "operator" and device is None and intervention.device not in OPERATOR_DEVICES:
+        raise ValueError(
+            f"an operator drives with actor.intervention.device spacemouse or keyboard; this config has "
+            f"{intervention.device!r} (set it, e.g. actor.intervention.device=keyboard)"
+        )
+    # What the summary names: the configured device, or the class of one passed in (a test's, a script's).
+    device_name = "expert"
+    if driver == "operator":
+        device_name = intervention.device if device is None else type(device).__name__
     env = make_env(doc)
-    expert = make_expert(task, env.config.action)
+    runner: Any = env  # what gets closed: the env, or the wrapper that closes the device too
+    try:
+        if driver == "operator":
+            if device is None:
+                device = make_intervention_device(intervention, task, env, seed=seed)
+            runner = InterventionWrapper(env, device)
+            expert = None
+            print(f"drive the arm with the {device_name}; mark each episode a success or a failure with its "
+                  "label gesture (only successes are kept; Ctrl-C stops)", flush=True)
+        else:
+            expert = make_expert(task, env.config.action)
+    except BaseException:
+        runner.close()
+        raise
+    if max_attempts is None and driver == "expert":
+        max_attempts = 3 * episodes
     cameras = tuple(c for c in env.observation_space.spaces if c != "state")
     recorder = ChunkRecorder(env.action_space.shape[0], chunk_steps=10, cameras=cameras)
+    idle = np.zeros(env.action_space.shape, np.float32)  # the operator's "policy": hold still
     store = ChunkDirectory(out_dir)
     session = f"demos-{uuid.uuid4().hex[:12]}"
     seq, kept, attempts, transitions = 0, 0, 0, 0
-    max_attempts = max_attempts or 3 * episodes
     started = time.monotonic()
+    interrupted = False
     try:
-        while kept < episodes and attempts < max_attempts:
-            obs, _ = env.reset(seed=seed + attempts)
-            expert.reset()
+        while kept < episodes and (max_attempts is None or attempts < max_attempts):
+            obs, _ = runner.reset(seed=seed + attempts)
+            if expert is not None:
+                expert.reset()
             recorder.start_episode(kept, obs)
-            chunks, done, info = [], False, {}
+            chunks, done, info, steps = [], False, {}, 0
             while not done:
-                action = expert.act(env.robot_state)
-                obs, reward, terminated, truncated, info = env.step(action)
+                if expert is not None:
+                    action = expert.act(env.robot_state)
+                    obs, reward, terminated, truncated, info = runner.step(action)
+                else:
+                    obs, reward, terminated, truncated, info = runner.step(idle)
+                    action = info["action_taken"]  # the device's action, or the idle one
                 chunks += recorder.add_step(
                     action, reward, terminated, truncated, False, bool(info["gripper_switched"]), -1, obs
                 )
+                steps += 1
                 done = terminated or truncated
             attempts += 1
             if not info["succeeded"]:
-                log.warning("attempt %d failed; not kept", attempts)
+                why = "labelled a failure" if info.get("human_label") == "failure" else (
+                    "time limit" if truncated else "ended without success")
+                print(f"attempt {attempts}: {why} after {steps} steps; not kept", flush=True)
                 continue
             for chunk in chunks:
                 seq += 1
@@ -69,11 +139,15 @@ def record_demos(doc: dict[str, Any], episodes: int, out_dir: Path, seed: int = 
                 store.append(chunk, LEARNER_MESSAGES)
                 transitions += int(chunk.has_action.sum())
             kept += 1
-            print(f"demo {kept}/{episodes} recorded ({transitions} transitions so far)", flush=True)
+            how = " (labelled)" if info.get("human_label") == "success" else ""
+            print(f"demo {kept}/{episodes} recorded{how}: {steps} steps, attempt {attempts} "
+                  f"({transitions} transitions so far)", flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
-        env.close()
+        runner.close()
         store.close()
-    if kept < episodes:
+    if kept < episodes and not interrupted:
         raise RuntimeError(f"only {kept} of {episodes} demonstrations succeeded in {attempts} attempts")
     summary = {
         "task": task,
@@ -81,19 +155,37 @@ def record_demos(doc: dict[str, Any], episodes: int, out_dir: Path, seed: int = 
         "attempts": attempts,
         "transitions": transitions,
         "cameras": list(cameras),
+        "driver": driver,
+        "device": device_name,
         "config_hash": document_hash(doc),
         "wall_time_s": round(time.monotonic() - started, 3),
     }
+    if interrupted:
+        summary["interrupted"] = True
+        if kept:
+            write_json_atomic(out_dir / "demos.json", summary, fsync=True)
+        raise KeyboardInterrupt
     write_json_atomic(out_dir / "demos.json", summary, fsync=True)
     return summary
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Record successful demonstrations with the scripted expert (sim).")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Record successful demonstrations: the scripted expert in the sim, or an operator "
+        "with the SpaceMouse/keyboard that actor.intervention.device names.",
+    )
     parser.add_argument("--config", required=True, help="task YAML file")
     parser.add_argument("--episodes", type=int, default=20, help="successful episodes to keep (default 20)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="attempt i resets with SEED + i")
+    parser.add_argument(
+        "--driver", choices=["auto", "expert", "operator"], default="auto",
+        help="who drives: auto (default: the operator when the config names a spacemouse or keyboard, "
+        "else the scripted expert), expert, operator",
+    )
+    parser.add_argument("--max-attempts", type=int, help="give up after this many episodes (default: 3 x "
+                        "--episodes for the expert, unlimited for an operator)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -101,9 +193,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error("--episodes must be >= 1")
     try:
         doc = load_document(args.config, args.overrides)
-        summary = record_demos(doc, args.episodes, args.out, args.seed)
+        summary = record_demos(doc, args.episodes, args.out, args.seed, args.max_attempts, args.driver)
     except (SchemaError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: the demonstrations kept so far are in {args.out}", file=sys.stderr)
+        return 130
     print(json.dumps(summary))
     return 0
