@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -12,6 +13,7 @@ from hardware.spacemouse import SpaceMouseConfig
 STATE_KEYS = ("tcp_pose", "tcp_twist", "tcp_wrench", "gripper", "object")
 # Width of each state block in the flat `state` vector, in the order of STATE_KEYS.
 STATE_WIDTHS = {"tcp_pose": 6, "tcp_twist": 6, "tcp_wrench": 6, "gripper": 1, "object": 3}
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -128,6 +130,32 @@ class ObservationConfig:
 
 
 @dataclass
+class RewardClassifierRef:
+    """`env.reward_classifier`: a trained reward classifier decides success instead of the task.
+
+    Attributes:
+        path: the classifier's JSON file written by `hilrl train-classifier` (classifier.json; it
+            names its weights file, which sits next to it). Relative paths are relative to the
+            working directory.
+        sha256: lowercase hex SHA-256 of that JSON file, as train-classifier prints it. The JSON
+            holds the weights file's SHA-256 in turn, so the config pins the threshold, the
+            cameras and the weights: a changed file is refused when the env is built.
+        device: where the classifier runs: "cpu", "cuda", or "auto" (cuda when present).
+    """
+
+    path: str
+    sha256: str
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.path:
+            raise ValueError("path must name the classifier's JSON file (from hilrl train-classifier)")
+        self.sha256 = self.sha256.strip().lower()
+        if not _SHA256_HEX.fullmatch(self.sha256):
+            raise ValueError("sha256 must be 64 hex digits (hilrl train-classifier prints it; or sha256sum the JSON file)")
+
+
+@dataclass
 class EnvConfig:
     """The `env:` section.
 
@@ -150,6 +178,12 @@ class EnvConfig:
             within `success_tolerance_m` (null: only the robot's own success signal, the sim's
             task check; an operator's success/failure button always counts too).
         success_tolerance_m: radius of the success region, m.
+        reward_classifier: null: success is the task's own check (above). Set: a trained reward
+            classifier (`RewardClassifierRef`: its file and hash) sees each step's classifier
+            frames (the `role: classifier` cameras, or the policy cameras when there are none)
+            and success is its probability >= the threshold stored with it; the task's own check
+            is then only reported (info["task_succeeded"]). An operator's success/failure label
+            still overrides both (actor/interventions.py).
     """
 
     connection: Literal["inprocess", "server"] = "inprocess"
@@ -166,6 +200,7 @@ class EnvConfig:
     max_frame_age_s: float = 0.5
     success_position_m: tuple[float, float, float] | None = None
     success_tolerance_m: float = 0.005
+    reward_classifier: RewardClassifierRef | None = None
 
     def __post_init__(self) -> None:
         if self.max_frame_age_s <= 0:

@@ -10,6 +10,11 @@ Space contract
         rotation (when `rotation_scale_rad` > 0): rotation vector in the TCP frame, times the scale;
         gripper (when enabled, last): >= 0.5 closes, <= -0.5 opens, in between keeps the command.
     reward: `success_reward` on the step the task succeeds, else 0.
+        Success is the task's own check (`task_succeeded`: the robot's task signal, e.g. the sim's,
+        or the geometric `success_position_m`), or, with `env.reward_classifier` set, the reward
+        classifier's decision on this step's classifier frames: probability >= the threshold
+        stored with the classifier (policies/classifier.py). An operator's success/failure label
+        comes after the env's step and overrides either (InterventionWrapper).
     terminated: the task succeeded. truncated: the time limit was reached or the robot reported a
         controller error (info["robot_errors"]). A time limit is never a termination.
     info: "succeeded", "intervened" (False here; intervention wrappers set it), "robot_time_s",
@@ -23,6 +28,9 @@ Space contract
             state was read (frames are read just after the state).
         "classifier_images": {camera: uint8 (H, W, 3)} for `role: classifier` cameras, which are
             never in the observation (present only when such cameras are configured).
+        With `env.reward_classifier`, also "classifier_probability" (float in [0, 1], of the
+        observation's frames; "succeeded" is it >= the classifier's threshold) and
+        "task_succeeded" (the task's own check, reported only: ground truth in the sim).
 
 One step: new TCP target = measured pose + scaled action, clipped to the workspace box, sent to the
 robot (which clips again); then either one lockstep `advance` (sim, lockstep clock) or a wait until
@@ -42,6 +50,7 @@ from actor.config import EnvConfig
 from actor.frames import check_crop, crop_resize
 from hardware.robot import RobotInterface
 from transport.robot_messages import RobotState
+from transport.schema import SchemaError
 from transport.spatial import (
     orientation_error,
     quat_mul,
@@ -108,6 +117,8 @@ class RobotEnv(gym.Env):
         self._next_tick_s = 0.0
         self._last_frames: dict[str, np.ndarray] = {}
         self._image_info: dict[str, Any] = {}
+        self.reward_classifier = self._load_reward_classifier() if config.reward_classifier else None
+        self._classifier_probability = 0.0
 
     # ------------------------------------------------------------------ gymnasium API
 
@@ -165,13 +176,15 @@ class RobotEnv(gym.Env):
         self.robot_state = state
         self._steps += 1
 
+        # First: it reads the frames whose times `_info` reports, and that a reward classifier
+        # judges success on.
+        obs = self._observe(state)
         succeeded = self._succeeded(state)
         terminated = succeeded
         truncated = not terminated and (self._steps >= self.config.max_episode_steps or bool(state.errors))
         if state.errors:
             log.warning("robot reported controller errors; ending the episode: %s", state.errors)
         reward = self.config.success_reward if succeeded else 0.0
-        obs = self._observe(state)  # first: it reads the frames whose times `_info` reports
         info = self._info(state)
         info["gripper_switched"] = gripper_switched
         return obs, reward, terminated, truncated, info
@@ -249,18 +262,63 @@ class RobotEnv(gym.Env):
             }
             if classifier:
                 self._image_info["classifier_images"] = classifier
+            if self.reward_classifier is not None:
+                # Classifier cameras first, else the policy camera of that name (a classifier
+                # trained on policy frames when no camera has role classifier).
+                frames = {name: classifier.get(name, policy.get(name)) for name in self.reward_classifier.cameras}
+                self._classifier_probability = self.reward_classifier.probability(frames)
+                self._image_info["classifier_probability"] = self._classifier_probability
         return obs
 
-    def _succeeded(self, state: RobotState) -> bool:
-        """The robot says so (the sim's task check), or the TCP is within `success_tolerance_m`
-        of `success_position_m` (a real cell's geometric success, e.g. a peg in its hole)."""
+    def task_succeeded(self, state: RobotState) -> bool:
+        """The task's own success check: the robot says so (the sim's task check), or the TCP is
+        within `success_tolerance_m` of `success_position_m` (a real cell's geometric success,
+        e.g. a peg in its hole)."""
         goal = self.config.success_position_m
         if goal is not None and np.linalg.norm(state.tcp_position_m - np.asarray(goal)) <= self.config.success_tolerance_m:
             return True
         return bool(state.task_success)
 
+    def _succeeded(self, state: RobotState) -> bool:
+        """Success of the latest observation: the reward classifier's decision on its frames
+        when one is configured (call after `_observe`), else `task_succeeded`."""
+        if self.reward_classifier is not None:
+            return self._classifier_probability >= self.reward_classifier.threshold
+        return self.task_succeeded(state)
+
+    def _load_reward_classifier(self) -> Any:
+        """The classifier `env.reward_classifier` names, hash-checked, its cameras checked
+        against this env's. Errors name the config key."""
+        # torch is imported only when a classifier is configured.
+        from policies.classifier import ClassifierHashError, load_classifier
+
+        ref = self.config.reward_classifier
+        assert ref is not None
+        try:
+            classifier = load_classifier(ref.path, ref.sha256, ref.device)
+        except ClassifierHashError as exc:
+            raise SchemaError("env.reward_classifier.sha256", str(exc)) from None
+        except (FileNotFoundError, ValueError) as exc:
+            raise SchemaError("env.reward_classifier.path", str(exc)) from None
+        for name, size in classifier.cameras.items():
+            cam = self._cameras.get(name)
+            if cam is None:
+                raise SchemaError(
+                    "env.reward_classifier",
+                    f"the classifier {ref.path} sees camera {name!r}, which env.observation.cameras does not "
+                    f"configure (it has {sorted(self._cameras) or 'none'})",
+                )
+            if tuple(cam.size) != tuple(size):
+                raise SchemaError(
+                    "env.reward_classifier",
+                    f"the classifier {ref.path} takes {size[0]}x{size[1]} frames from camera {name!r}, but "
+                    f"env.observation.cameras gives it {cam.size[0]}x{cam.size[1]}",
+                )
+        log.info("reward classifier %s: cameras %s, threshold %.4f", ref.path, list(classifier.cameras), classifier.threshold)
+        return classifier
+
     def _info(self, state: RobotState) -> dict[str, Any]:
-        return {
+        info = {
             "succeeded": self._succeeded(state),
             "intervened": False,
             "robot_time_s": state.robot_time_s,
@@ -268,3 +326,6 @@ class RobotEnv(gym.Env):
             "gripper_switched": False,
             **self._image_info,
         }
+        if self.reward_classifier is not None:
+            info["task_succeeded"] = self.task_succeeded(state)
+        return info

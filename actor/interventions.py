@@ -5,12 +5,22 @@ them.
 operator, the SpaceMouse (hardware/spacemouse.py) and the keyboard (hardware/keyboard.py). Each
 step the device sees the policy's proposed action and either lets it through (returns None) or
 returns the operator's action, which replaces the policy's. A device may also let the operator
-label the episode (`label()`: "success" or "failure"), which ends it.
+label the episode (`label()`: "success" or "failure"), which ends it, and may report whether the
+operator is holding a "success" control right now (`success_held()`: SpaceMouse
+`success_hold_button`, keyboard `success_toggle`), which `hilrl record-labels` (actor/labels.py)
+uses to label frames for the reward classifier.
 
 `InterventionWrapper` (a gymnasium wrapper) has one job: carry out what the operator does. It
 executes the operator's action when there is one and reports it: `info["intervened"]` and
 `info["action_taken"]` (the action that actually ran, which is what gets recorded for learning);
 and when the operator labels the episode it ends it there with the operator's verdict.
+
+Order of judges within one step: the env decides success first (its task check, or the reward
+classifier on the step's frames when `env.reward_classifier` is set, actor/env.py); the wrapper
+then polls the operator's label, which overrides the env's reward, termination and "succeeded".
+So a human label always wins over the classifier: a classifier false positive the operator marks
+"failure" ends the episode with reward 0, and a success the classifier misses still pays when the
+operator marks it.
 """
 
 from __future__ import annotations
@@ -32,7 +42,9 @@ HumanLabel = Literal["success", "failure"]
 class InterventionDevice(Protocol):
     """An operator input that can take over from the policy.
 
-    `label()` is optional: a device without it never labels episodes.
+    `label()` and `success_held()` are optional: a device without `label` never labels episodes;
+    one without `success_held` cannot label frames for the reward classifier (`hilrl
+    record-labels` then needs the sim's ground truth: the scripted operator).
     """
 
     def reset(self) -> None:
@@ -51,6 +63,11 @@ class InterventionDevice(Protocol):
     def label(self) -> HumanLabel | None:
         """The operator's verdict on the episode since the last call ("success" / "failure"), or
         None. Polled once per step, after the step; a label is returned once."""
+        ...
+
+    def success_held(self) -> bool:
+        """Whether the operator is signalling "the scene shows success" right now (a button held,
+        or a key toggled on). Polled once per recorded frame by `hilrl record-labels`."""
         ...
 
     def close(self) -> None: ...
@@ -126,7 +143,8 @@ class InterventionWrapper(gym.Wrapper):
     Each step: the operator's action, when there is one, replaces the policy's; info gains
     "intervened" (bool) and "action_taken" (the executed action, env action space). Then the
     device's `label()` is polled once; a label ends the episode on this step and overrides the
-    env's own reward and termination (the operator is the judge):
+    env's own reward and termination, whether they came from the task check or from the reward
+    classifier (the operator is the judge; "classifier_probability" stays in info as it was):
         "success": terminated, reward = the env's `success_reward` (1.0 by default),
             info["succeeded"] = True;
         "failure": terminated, reward = 0.0, info["succeeded"] = False;

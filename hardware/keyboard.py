@@ -12,6 +12,8 @@ Default keys (lower and upper case alike; all configurable):
     w / s: +x / -x      a / d: +y / -y      r / f: +z / -z      (the env's TCP-frame action axes)
     c: close the gripper      o: open it
     y: success (ends the episode)      n: failure (ends the episode)
+    h: toggles "the scene shows success" for `hilrl record-labels` (a terminal reports no key
+       releases, so this key toggles where a SpaceMouse button is held)
 
 The key source is injectable (`KeySource`): `TerminalKeySource` reads stdin in cbreak mode (keys
 arrive without Enter and are not echoed; Ctrl-C still interrupts) and restores the terminal on
@@ -51,7 +53,7 @@ MOTION_KEYS = {
     "y_plus": (1, 1.0), "y_minus": (1, -1.0),
     "z_plus": (2, 1.0), "z_minus": (2, -1.0),
 }
-KEY_FIELDS = (*MOTION_KEYS, "close_gripper", "open_gripper", "success", "failure")
+KEY_FIELDS = (*MOTION_KEYS, "close_gripper", "open_gripper", "success", "failure", "success_toggle")
 
 
 @dataclass
@@ -68,6 +70,8 @@ class KeyboardConfig:
         x_plus ... z_minus: keys moving the TCP along +-x, +-y, +-z of the env's action.
         close_gripper / open_gripper: keys closing / opening the gripper (+1 / -1 for one step).
         success / failure: keys ending the episode with a human label.
+        success_toggle: `hilrl record-labels` only: toggles whether the recorded frames show
+            success (`KeyboardOperator.success_held`); off at each episode start.
         Keys are single printable characters, matched case-insensitively, all different.
     """
 
@@ -84,6 +88,7 @@ class KeyboardConfig:
     open_gripper: str = "o"
     success: str = "y"
     failure: str = "n"
+    success_toggle: str = "h"
 
     def __post_init__(self) -> None:
         if not 0 < self.speed <= 1:
@@ -270,6 +275,7 @@ class KeyboardOperator:
         self._last_key_s = -math.inf
         self._gripper_cmd = 0.0
         self._label: Label | None = None
+        self._success_held = False
 
     def _take_keys(self, now: float) -> None:
         for char in plain_keys(self.source.read_keys()):
@@ -285,6 +291,9 @@ class KeyboardOperator:
                 self._gripper_cmd = 1.0
             elif name == "open_gripper":
                 self._gripper_cmd = -1.0
+            elif name == "success_toggle":
+                self._success_held = not self._success_held
+                log.info("success %s", "shown" if self._success_held else "no longer shown")
             else:
                 self._label = name  # type: ignore[assignment]
                 log.info("operator labelled the episode: %s", name)
@@ -307,6 +316,11 @@ class KeyboardOperator:
         self._take_keys(self._clock())
         label, self._label = self._label, None
         return label
+
+    def success_held(self) -> bool:
+        """Whether `success_toggle` is toggled on (for `hilrl record-labels`)."""
+        self._take_keys(self._clock())
+        return self._success_held
 
     def close(self) -> None:
         self.source.close()

@@ -151,6 +151,11 @@ class SpaceMouseConfig:
             measured opening), for one-button use; None disables.
         success / failure: gestures that end the episode with a human label (success: reward as
             for task success; failure: reward 0).
+        success_hold_button: `hilrl record-labels` only: a button index that, while held, marks
+            the recorded frames as showing success (`SpaceMouseOperator.success_held`); None
+            disables. It must not be part of any enabled gesture (its release would fire that
+            gesture): on a two-button SpaceMouse free one, e.g. toggle_gripper: {buttons: [0]},
+            close_gripper/open_gripper/success/failure: null, success_hold_button: 1.
         stale_timeout_s: the device counts as gone when its axes stay deflected past the deadzone
             with no new report for this long, s (it streams while deflected); 0 disables.
         reconnect: keep trying to reopen a device that disappeared.
@@ -173,6 +178,7 @@ class SpaceMouseConfig:
     toggle_gripper: ButtonBinding | None = None
     success: ButtonBinding | None = field(default_factory=lambda: ButtonBinding([0, 1]))
     failure: ButtonBinding | None = field(default_factory=lambda: ButtonBinding([0, 1], long=True))
+    success_hold_button: int | None = None
     stale_timeout_s: float = 0.5
     reconnect: bool = True
     reconnect_initial_s: float = 0.5
@@ -209,6 +215,13 @@ class SpaceMouseConfig:
             if key in seen:
                 raise ValueError(f"{name} uses the same gesture as {seen[key]}: buttons {binding.buttons}, long={binding.long}")
             seen[key] = name
+            if self.success_hold_button is not None and self.success_hold_button in binding.buttons:
+                raise ValueError(
+                    f"success_hold_button {self.success_hold_button} is also in the {name} gesture "
+                    f"(buttons {binding.buttons}); set {name}: null or hold another button"
+                )
+        if self.success_hold_button is not None and self.success_hold_button < 0:
+            raise ValueError(f"success_hold_button must be a button index >= 0, got {self.success_hold_button}")
 
     @property
     def gestures(self) -> dict[str, ButtonBinding]:
@@ -627,6 +640,13 @@ class SpaceMouseOperator:
         self._update_gestures(self._clock())
         label, self._label = self._label, None
         return label
+
+    def success_held(self) -> bool:
+        """Whether `success_hold_button` is held in the newest sample (False when it is not
+        configured or the device is disconnected). For `hilrl record-labels`."""
+        button = self.config.success_hold_button
+        sample = self.reader.latest() if button is not None else None
+        return sample is not None and button < len(sample.buttons) and bool(sample.buttons[button])
 
     def _update_gestures(self, now: float) -> None:
         disconnects = self.reader.disconnects

@@ -6,6 +6,7 @@
     link: {...}              # transport.link_config.LinkConfig
     learner: {...}           # learner.config.LearnerConfig
     actor: {...}             # actor.config.ActorConfig
+    reward_classifier: {...} # policies.classifier_config.RewardClassifierConfig (labels, training)
 
 Each process validates the sections it uses with `section()`; this module checks the top level
 and applies dotted command-line overrides such as `env.max_episode_steps=50`. The document's
@@ -29,7 +30,7 @@ from transport.schema import SchemaError, from_dict
 
 T = TypeVar("T")
 
-SECTIONS = ("task", "robot_server", "env", "link", "learner", "actor")
+SECTIONS = ("task", "robot_server", "env", "link", "learner", "actor", "reward_classifier")
 
 
 def load_document(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
