@@ -136,7 +136,7 @@ def test_a_classifier_camera_is_in_info_not_in_the_observation():
     finally:
         env.close()
     # The learner leaves it out too.
-    doc = load_document(config_path("sim_pick_cube"), _cameras(spec))
+    doc = load_document(config_path("sim_pick_cube"), [*_cameras(spec), "learner.sac.encoder.image_size=32"])
     assert observation_spec_from(doc)[0].cameras == {"wrist": [32, 32, 3]}
 
 
