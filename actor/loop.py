@@ -34,6 +34,13 @@ import numpy as np
 import torch
 
 from actor.config import ActorConfig, EnvConfig
+from actor.dashboard import (
+    ActorDashboard,
+    DashboardConfig,
+    action_names,
+    add_dashboard_argument,
+    dashboard_overrides,
+)
 from actor.evaluate import run_episodes, summarize
 from actor.interventions import InterventionWrapper, make_intervention_device
 from actor.make import make_env
@@ -60,6 +67,7 @@ class ActorSettings:
     actor: ActorConfig
     link: LinkConfig
     sac: SACConfig
+    dashboard: DashboardConfig
     config_hash: str
 
 
@@ -74,6 +82,7 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
         actor=section(doc, "actor", ActorConfig),
         link=section(doc, "link", LinkConfig),
         sac=from_dict(SACConfig, learner.get("sac") or {}, "learner.sac"),
+        dashboard=section(doc, "dashboard", DashboardConfig),
         config_hash=document_hash(doc),
     )
     cameras = {c.name: c.size for c in settings.env.observation.policy_cameras}
@@ -109,6 +118,11 @@ class PeriodStats:
     def reset(self) -> None:
         self._last = None
         self.periods_ms = []
+
+    @property
+    def last_ms(self) -> float | None:
+        """The latest period, ms (None before the second tick)."""
+        return self.periods_ms[-1] if self.periods_ms else None
 
     def percentiles(self) -> tuple[float, float, float]:
         """(p50, p99, max) in milliseconds."""
@@ -167,6 +181,7 @@ class Actor:
         self.env_steps = 0
         self.episodes = 0
         self._throttle_base_steps: int | None = None
+        self.dashboard = ActorDashboard(s.dashboard, run_dir, s.task, action_names(s.env.action))
 
     # ------------------------------------------------------------------ main loop
 
@@ -182,11 +197,14 @@ class Actor:
                     point = self.evaluate(self.settings.actor.eval_episodes, write=False)
                     with open(self.run_dir / "eval_curve.jsonl", "a") as f:
                         f.write(json.dumps(point) + "\n")
+                    self.dashboard.evaluation(self.env_steps, point)
                     next_eval = self.env_steps + every
                 if self.link.refused is not None:
                     raise RuntimeError(f"the learner refused this actor: {self.link.refused.field}: {self.link.refused.message}")
             if eval_episodes > 0 and not self.stop.is_set():
-                return self.evaluate(eval_episodes)
+                result = self.evaluate(eval_episodes)
+                self.dashboard.evaluation(self.env_steps, result)
+                return result
             return None
         finally:
             self.link.close()
@@ -207,6 +225,7 @@ class Actor:
             intervened = bool(info.get("intervened", False))
             taken = info.get("action_taken", action)
             self.env_steps += 1
+            self.dashboard.step(self.env_steps, obs, action, info, reward, periods.last_ms)
             length += 1
             ret += reward
             intervention_steps += intervened
@@ -225,24 +244,24 @@ class Actor:
                 done = True
             self._throttle()
         p50, p99, worst = periods.percentiles()
-        self.link.send_stats(
-            EpisodeStats(
-                actor_session=self.session,
-                seq=0,
-                episode_id=episode_id,
-                episode_return=float(ret),
-                success=bool(info.get("succeeded", False)),
-                length=length,
-                interventions=int(interventions),
-                intervention_steps=int(intervention_steps),
-                intervention_fraction=intervention_steps / max(length, 1),
-                period_p50_ms=p50,
-                period_p99_ms=p99,
-                period_max_ms=worst,
-                policy_version=self.policy_version,
-                env_steps=self.env_steps,
-            )
+        stats = EpisodeStats(
+            actor_session=self.session,
+            seq=0,
+            episode_id=episode_id,
+            episode_return=float(ret),
+            success=bool(info.get("succeeded", False)),
+            length=length,
+            interventions=int(interventions),
+            intervention_steps=int(intervention_steps),
+            intervention_fraction=intervention_steps / max(length, 1),
+            period_p50_ms=p50,
+            period_p99_ms=p99,
+            period_max_ms=worst,
+            policy_version=self.policy_version,
+            env_steps=self.env_steps,
         )
+        self.link.send_stats(stats)
+        self.dashboard.episode(self.env_steps, stats)
 
     def _take_new_weights(self) -> None:
         weights = self.link.take_weights()
@@ -307,6 +326,7 @@ class Actor:
         return result
 
     def close(self) -> None:
+        self.dashboard.close()
         self.train_env.close()
 
 
@@ -317,11 +337,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--max-env-steps", type=int, help="stop training after this many env steps")
     parser.add_argument("--eval-episodes", type=int, default=0, help="deterministic evaluation episodes at the end")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_dashboard_argument(parser)
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. actor.chunk_steps=5")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        doc = load_document(args.config, args.overrides)
+        doc = load_document(args.config, [*args.overrides, *dashboard_overrides(args.dashboard)])
         load_settings(doc)
     except (SchemaError, FileNotFoundError, ValueError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from actor.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides, describe
 from actor.demos import record_demos
 from actor.loop import load_settings
 from learner.config import LearnerConfig
@@ -108,6 +109,7 @@ def run(
     doc = load_document(config, overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
     task = doc.get("task", "")
+    print(f"dashboard: {describe(section(doc, 'dashboard', DashboardConfig), run_dir)}", flush=True)
     learner_section = doc.setdefault("learner", {})
     if not learner_section.get("demos"):
         demo_dir = run_dir / "demos"
@@ -141,7 +143,11 @@ def run(
             if learner.poll() is not None:
                 raise RuntimeError(f"the learner exited with {learner.returncode}; see {run_dir / 'learner.log'}")
             if time.monotonic() - last_report >= report_every_s:
-                print(_progress_line(_read_json(run_dir / "learner" / "progress.json"), started), flush=True)
+                progress = _read_json(run_dir / "learner" / "progress.json")
+                line = _progress_line(progress, started)
+                if eval_episodes > 0 and progress and progress["env_steps"] >= max_env_steps:
+                    line += f" | evaluating the final policy ({eval_episodes} episodes)"
+                print(line, flush=True)
                 last_report = time.monotonic()
             time.sleep(0.2)
         if actor.returncode != 0:
@@ -180,11 +186,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, help="output directory (default runs/<task>-<time>)")
     parser.add_argument("--max-env-steps", type=int, default=10_000, help="env steps of training (default 10000)")
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic evaluation episodes (default 20)")
+    add_dashboard_argument(parser)
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. learner.batch_size=128")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = [*args.overrides, *dashboard_overrides(args.dashboard)]
     try:
-        doc = load_document(args.config, args.overrides)
+        doc = load_document(args.config, overrides)
         # Every section is checked here, before a second is spent recording demos or starting
         # processes. (Config dataclasses only: this imports no other process's machinery.)
         load_settings(doc)
@@ -203,7 +211,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_sigint)
     try:
-        summary = run(args.config, run_dir, args.max_env_steps, args.eval_episodes, args.overrides)
+        summary = run(args.config, run_dir, args.max_env_steps, args.eval_episodes, overrides)
     except KeyboardInterrupt:
         print(f"interrupted: actor, learner (final checkpoint) and robot server stopped; run in {run_dir}", file=sys.stderr)
         return 130

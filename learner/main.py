@@ -38,7 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from actor.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
 from learner.config import LearnerConfig
+from learner.dashboard import LearnerDashboard
 from learner.replay import MixedSampler, ReplayBuffer, to_torch
 from policies.sac import SACAgent, resolve_device
 from transport.chunkfile import ChunkDirectory, read_message, write_json_atomic, write_message
@@ -126,6 +128,7 @@ class Learner:
         """Check every section the learner reads (raises SchemaError naming the key)."""
         config = section(doc, "learner", LearnerConfig)
         section(doc, "link", LinkConfig)
+        section(doc, "dashboard", DashboardConfig)
         spec, _, _ = observation_spec_from(doc)
         if spec.cameras:
             config.check_files()
@@ -157,6 +160,8 @@ class Learner:
         self.weights_version = -1
         self.progress = Progress()
         self._recent: list[tuple[bool, float]] = []
+        # Newest weights version that chose an action in a received chunk (-1: none yet).
+        self._acting_version = -1
         self._load_demos()
 
         self.link = LearnerLink(
@@ -173,6 +178,7 @@ class Learner:
         )
         if resume:
             self._resume()
+        self.dashboard = LearnerDashboard(section(doc, "dashboard", DashboardConfig), run_dir, doc.get("task", ""))
 
     # ------------------------------------------------------------------ data
 
@@ -199,6 +205,8 @@ class Learner:
         self.online.add_chunk(chunk)
         self.intervention.add_chunk(chunk, select=chunk.intervened)
         self.progress.env_steps += int(chunk.has_action.sum())
+        # Intervened and random steps carry -1: only the policy's own actions say how old it was.
+        self._acting_version = max(self._acting_version, int(chunk.policy_version.max(initial=-1)))
 
     def _drain_link(self) -> None:
         for chunk in self.link.poll_chunks():
@@ -314,6 +322,7 @@ class Learner:
                     self.progress.metrics = self.agent.update(batches)
                     self.updates += 1
                     self.link.set_progress(self.updates)
+                    self.dashboard.training(self.updates, self.progress.env_steps, self.progress.metrics)
                     if self.updates % c.weights_every_updates == 0:
                         self.publish()
                     if self.updates % c.checkpoint_every_updates == 0:
@@ -326,6 +335,7 @@ class Learner:
             self.checkpoint()
             self._report(0.0)
             self.link.close()
+            self.dashboard.close()
 
     def _report(self, updates_per_s: float) -> None:
         p = self.progress
@@ -336,6 +346,12 @@ class Learner:
             p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
             p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))
         write_json_atomic(self.dir / "progress.json", vars(p))
+        self.dashboard.status(
+            p.updates, p.env_steps, p.updates_per_s,
+            {"online": p.online_transitions, "demo": p.demo_transitions, "intervention": p.intervention_transitions},
+            p.weights_version, p.weights_version - self._acting_version if self._acting_version >= 0 else None,
+            p.recent_success_rate, p.recent_intervention_fraction,
+        )
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -344,8 +360,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, help="new run directory")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_dashboard_argument(parser)
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. learner.batch_size=128")
     args = parser.parse_args(argv)
+    overrides = [*args.overrides, *dashboard_overrides(args.dashboard)]
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if (args.run_dir is None) == (args.resume is None):
         parser.error("give exactly one of --run-dir (new run) or --resume RUN_DIR")
@@ -353,11 +371,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     saved = run_dir / "config.json"
     try:
         if args.config:
-            doc = load_document(args.config, args.overrides)
+            doc = load_document(args.config, overrides)
         elif args.resume and saved.exists():
             from transport.config import parse_document
 
-            doc = parse_document(json.loads(saved.read_text()), args.overrides, where=str(saved))
+            doc = parse_document(json.loads(saved.read_text()), overrides, where=str(saved))
         else:
             parser.error("--config is required for a new run")
         Learner.validate(doc)

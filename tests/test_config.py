@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from actor.config import EnvConfig
+from actor.dashboard import DashboardConfig
 from actor.make import make_env
 from configs import config_path
 from robot_server.config import ServerConfig
@@ -21,7 +22,7 @@ from transport.schema import SchemaError, to_dict
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
-SECTION_TYPES = {"robot_server": ServerConfig, "env": EnvConfig}
+SECTION_TYPES = {"robot_server": ServerConfig, "env": EnvConfig, "dashboard": DashboardConfig}
 
 
 def _write(tmp_path: Path, text: str, name: str = "task.yaml") -> Path:

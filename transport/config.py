@@ -7,6 +7,7 @@
     learner: {...}           # learner.config.LearnerConfig
     actor: {...}             # actor.config.ActorConfig
     reward_classifier: {...} # policies.classifier_config.RewardClassifierConfig (labels, training)
+    dashboard: {...}         # actor.dashboard.DashboardConfig (each process's rerun recording)
 
 Each process validates the sections it uses with `section()`; this module checks the top level
 and applies dotted command-line overrides such as `env.max_episode_steps=50`. The document's
@@ -30,7 +31,7 @@ from transport.schema import SchemaError, from_dict
 
 T = TypeVar("T")
 
-SECTIONS = ("task", "robot_server", "env", "link", "learner", "actor", "reward_classifier")
+SECTIONS = ("task", "robot_server", "env", "link", "learner", "actor", "reward_classifier", "dashboard")
 
 
 def load_document(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
@@ -92,14 +93,20 @@ def section(doc: dict[str, Any], name: str, cls: type[T]) -> T:
 # Per-machine settings that legitimately differ between peers of one run (each actor has its own
 # key files), so they do not take part in the handshake's config hash.
 _LOCAL_KEYS = (("link", "curve"), ("robot_server", "curve"))
+# Sections that only change what a process shows, never what it learns or sends: an actor started
+# with `--dashboard spawn` must still shake hands with a learner started without it.
+_LOCAL_SECTIONS = ("dashboard",)
 
 
 def document_hash(doc: dict[str, Any]) -> str:
     """Stable short hash of a document (sorted-key JSON), for handshakes and run records.
 
-    Key-file paths (`link.curve`, `robot_server.curve`) are left out: they differ per machine.
+    Key-file paths (`link.curve`, `robot_server.curve`) are left out (they differ per machine),
+    and so is the `dashboard` section.
     """
     shared = copy.deepcopy(doc)
+    for section_name in _LOCAL_SECTIONS:
+        shared.pop(section_name, None)
     for section_name, key in _LOCAL_KEYS:
         if isinstance(shared.get(section_name), dict):
             shared[section_name].pop(key, None)
