@@ -100,6 +100,7 @@ def run_episodes(
     seed: int = DEFAULT_SEED,
     control_period_s: float | None = None,
     stop: Event | None = None,
+    progress: Callable[[int, EpisodeResult], None] | None = None,
 ) -> list[EpisodeResult]:
     """Run `episodes` episodes with `act` choosing every action; episode i resets with seed + i.
 
@@ -109,6 +110,7 @@ def run_episodes(
         act: observation -> action (the deterministic policy, for an evaluation).
         control_period_s: for `time_s`; default the env's own control period.
         stop: when set, no further episode starts (the current one finishes).
+        progress: called after each episode with its index and result (terminal progress).
     """
     period = control_period_s if control_period_s is not None else env.unwrapped.control_period_s
     results = []
@@ -137,7 +139,23 @@ def run_episodes(
                 label=info.get("human_label"),
             )
         )
+        if progress is not None:
+            progress(i, results[-1])
     return results
+
+
+def print_progress(episodes: int) -> Callable[[int, EpisodeResult], None]:
+    """A `progress` callback printing one line per evaluation episode to stderr (stdout carries
+    the JSON result), with the running success count."""
+    successes = 0
+
+    def report(i: int, result: EpisodeResult) -> None:
+        nonlocal successes
+        successes += result.success
+        print(f"evaluation {i + 1}/{episodes}: {'success' if result.success else 'failure'} in "
+              f"{result.length} steps | success so far {successes}/{i + 1}", file=sys.stderr, flush=True)
+
+    return report
 
 
 def summarize(results: Sequence[EpisodeResult]) -> EvalSummary:
@@ -319,7 +337,8 @@ def evaluate_run(
             print(f"operator device: {device_name} (label success/failure to end an episode; taking over is counted)",
                   file=sys.stderr, flush=True)
         results = run_episodes(
-            runner, lambda obs: policy.act(obs, deterministic=True), episodes, seed, env.control_period_s
+            runner, lambda obs: policy.act(obs, deterministic=True), episodes, seed, env.control_period_s,
+            progress=print_progress(episodes),
         )
     finally:
         runner.close()

@@ -312,7 +312,11 @@ class Actor:
         if self.policy_version < 0:
             raise RuntimeError(f"no weights arrived from the learner within {weights_wait_s:g} s: nothing to evaluate")
         # The bare env: the evaluation core shared with `hilrl eval` (actor/evaluate.py).
-        total = summarize(run_episodes(self.env, lambda obs: self.policy.act(obs, deterministic=True), episodes, seed))
+        total = summarize(run_episodes(
+            self.env, lambda obs: self.policy.act(obs, deterministic=True), episodes, seed,
+            progress=lambda i, r: log.info("evaluation %d/%d: %s in %d steps", i + 1, episodes,
+                                           "success" if r.success else "failure", r.length),
+        ))
         result = {
             "eval_episodes": episodes,
             "eval_success_rate": total.success_rate,
