@@ -53,6 +53,7 @@ from policies.encoders import (
     load_state_arrays,
     random_shift,
     read_encoder_weights,
+    read_pinned_file,
     save_encoder_weights,
     sha256_bytes,
 )
@@ -515,16 +516,11 @@ def load_classifier(path: str | Path, sha256: str, device: str = "cpu") -> Loade
             a reward classifier of this version (names what is wrong).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"reward classifier file not found: {path}")
-    data = path.read_bytes()
-    expected = sha256.strip().lower()
-    actual = sha256_bytes(data)
-    if actual != expected:
-        raise ClassifierHashError(
-            f"reward classifier {path}: SHA-256 mismatch: expected {expected}, actual {actual}; the file is not "
-            "the one the config pins (retrained or altered): check it, then put its hash in the config"
-        )
+    data = read_pinned_file(
+        path, sha256, "reward classifier file",
+        hint="; the file is not the one the config pins (retrained or altered): check it, then put its hash in the config",
+        error=ClassifierHashError,
+    )
     try:
         meta = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:

@@ -435,6 +435,28 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_pinned_file(
+    path: str | os.PathLike, sha256: str, what: str, hint: str = "", error: type[ValueError] = ValueError
+) -> bytes:
+    """The bytes of `path` after checking their SHA-256 against `sha256` (hex, any case).
+
+    Read once: the caller parses the very bytes that were checked. `what` names the file in the
+    messages ("encoder weights file"); `hint` is appended to a mismatch message.
+    Raises:
+        FileNotFoundError: no file at `path`.
+        `error` (a ValueError): the hash differs (names the file, expected and actual hash).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    data = path.read_bytes()
+    expected = sha256.strip().lower()
+    actual = sha256_bytes(data)
+    if actual != expected:
+        raise error(f"{what} {path}: SHA-256 mismatch: expected {expected}, actual {actual}{hint}")
+    return data
+
+
 def save_encoder_weights(module: nn.Module, path: str | os.PathLike) -> str:
     """Write module.state_dict() to `path` as an .npz archive and return its SHA-256 (hex).
 
@@ -474,15 +496,7 @@ def read_encoder_weights(path: str | os.PathLike, sha256: str) -> dict[str, np.n
             content is not an .npz of plain numeric arrays (e.g. a pickle, or object arrays).
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder weights file not found: {path}")
-    data = path.read_bytes()
-    expected = sha256.strip().lower()
-    actual = sha256_bytes(data)
-    if actual != expected:
-        raise ValueError(
-            f"encoder weights file {path}: SHA-256 mismatch: expected {expected}, actual {actual}"
-        )
+    data = read_pinned_file(path, sha256, "encoder weights file")
     not_npz = f"encoder weights file {path} is not an .npz archive of numeric arrays"
     try:
         loaded = np.load(io.BytesIO(data), allow_pickle=False)
