@@ -43,6 +43,14 @@ def test_run_learns_reach_to_90_percent(tmp_path):
     assert (run_dir / "config.yaml").exists()
     assert "env steps" in done.stdout and "updates" in done.stdout
     assert not list(run_dir.rglob("*.tmp")), "results must be written atomically"
+    # The saved resolved config is the one the processes ran: its hash is the handshake's, which
+    # the learner also stored in its checkpoint.
+    from learner.main import CHECKPOINT_FILE, CHECKPOINT_MESSAGES
+    from transport.chunkfile import read_message
+    from transport.config import document_hash, load_document
+
+    _, checkpoint = read_message(run_dir / "learner" / CHECKPOINT_FILE, CHECKPOINT_MESSAGES)
+    assert checkpoint.config_hash == document_hash(load_document(run_dir / "config.yaml"))
 
 
 @pytest.mark.timeout(60)
