@@ -654,11 +654,11 @@ class Policy:
                 GraspCritic(feature_dim, hidden).to(self.device).eval() if has_gripper else None
             )
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.static_loaded = False  # the frozen backbone's tensors arrived (always True without one)
         self._nets = _acting_networks(self.obs_norm, self.encoder, self.actor, self.grasp_critic)
         self._static_names = {
             f"{p}.{n}" for p, net in self._nets.items() for n in net.state_dict() if _is_static(p, n, self._nets)
         }
+        # Whether the frozen backbone's tensors have arrived (always True without one).
         self.static_loaded = not self._static_names
 
     def load_tensors(self, tensors: Mapping[str, np.ndarray]) -> None:
