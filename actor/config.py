@@ -274,6 +274,9 @@ class ActorConfig:
             than this many updates per env step (after its warm-up), so the learning curve does not
             depend on how fast the machine is. 0 disables. Never waits on a learner that is gone.
         throttle_slack_steps: env steps the actor may run ahead of the throttle.
+        learner_wait_s: throttled lockstep runs only: the longest the actor waits for the learner,
+            either for its first welcome at start or for its next update, before stepping on
+            without it (logged; the throttle resumes once the learner makes progress).
         device: policy inference device (the actor runs its policy on the CPU by default).
         seed: seeds episodes and exploration.
         eval_every_steps: every this many env steps, evaluate the deterministic policy for
@@ -287,6 +290,7 @@ class ActorConfig:
     random_steps: int = 0
     throttle_updates_per_step: float = 0.0
     throttle_slack_steps: int = 20
+    learner_wait_s: float = 60.0
     device: str = "cpu"
     seed: int = 0
     eval_every_steps: int = 0
@@ -296,7 +300,7 @@ class ActorConfig:
     def __post_init__(self) -> None:
         if self.chunk_steps < 1:
             raise ValueError("chunk_steps must be >= 1")
-        if self.throttle_updates_per_step < 0 or self.throttle_slack_steps < 0:
-            raise ValueError("throttle settings must be >= 0")
+        if self.throttle_updates_per_step < 0 or self.throttle_slack_steps < 0 or not self.learner_wait_s >= 0:
+            raise ValueError("throttle settings (throttle_updates_per_step, throttle_slack_steps, learner_wait_s) must be >= 0")
         if self.eval_every_steps < 0 or self.eval_episodes < 1:
             raise ValueError("eval_every_steps must be >= 0 and eval_episodes >= 1")

@@ -45,6 +45,8 @@ from actor.evaluate import run_episodes, summarize
 from actor.interventions import InterventionWrapper, make_intervention_device
 from actor.make import make_env
 from actor.recorder import ChunkRecorder
+from actor.throttle import LockstepThrottle
+from learner.config import LearnerConfig
 from policies.config import SACConfig
 from policies.sac import Policy
 from transport.chunkfile import write_json_atomic
@@ -53,7 +55,7 @@ from transport.config import document_hash, load_document, section
 from transport.learner_messages import EpisodeStats, Hello, ObservationSpec
 from transport.link import ActorLink
 from transport.link_config import LinkConfig
-from transport.schema import SchemaError, from_dict
+from transport.schema import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +69,22 @@ class ActorSettings:
     actor: ActorConfig
     link: LinkConfig
     sac: SACConfig
+    training_starts: int
     dashboard: DashboardConfig
     config_hash: str
 
 
 def load_settings(doc: dict[str, Any]) -> ActorSettings:
-    """Validate the sections the actor uses (the learner's `sac` subsection shapes the policy)."""
-    learner = doc.get("learner") or {}
-    if not isinstance(learner, dict):
-        raise SchemaError("learner", "expected a mapping")
+    """Validate the sections the actor uses (the learner's `sac` subsection shapes the policy, and
+    its `training_starts` tells the throttle how long the learner's warm-up lasts)."""
+    learner = section(doc, "learner", LearnerConfig)
     settings = ActorSettings(
         task=doc.get("task", ""),
         env=section(doc, "env", EnvConfig),
         actor=section(doc, "actor", ActorConfig),
         link=section(doc, "link", LinkConfig),
-        sac=from_dict(SACConfig, learner.get("sac") or {}, "learner.sac"),
+        sac=learner.sac,
+        training_starts=learner.training_starts,
         dashboard=section(doc, "dashboard", DashboardConfig),
         config_hash=document_hash(doc),
     )
@@ -180,7 +183,10 @@ class Actor:
         self.rng = np.random.default_rng(s.actor.seed)
         self.env_steps = 0
         self.episodes = 0
-        self._throttle_base_steps: int | None = None
+        self.throttle = (
+            LockstepThrottle(s.actor, s.training_starts, s.link.address)
+            if self.lockstep and s.actor.throttle_updates_per_step > 0 else None
+        )
         self.dashboard = ActorDashboard(s.dashboard, run_dir, s.task, action_names(s.env.action))
 
     # ------------------------------------------------------------------ main loop
@@ -188,6 +194,8 @@ class Actor:
     def run(self, max_env_steps: int | None = None, eval_episodes: int = 0) -> dict[str, Any] | None:
         """Train until `max_env_steps` or `stop`, then evaluate; the link is closed (flushed) at the end."""
         self.link.start()
+        if self.throttle is not None:
+            self.throttle.wait_for_learner(self.link, self.stop)
         every = self.settings.actor.eval_every_steps
         next_eval = every
         try:
@@ -242,7 +250,8 @@ class Actor:
                 for chunk in self.recorder.end_episode():
                     self.link.send_chunk(chunk)
                 done = True
-            self._throttle()
+            if self.throttle is not None:
+                self.throttle.wait(self.env_steps, self.link, self.stop)
         p50, p99, worst = periods.percentiles()
         stats = EpisodeStats(
             actor_session=self.session,
@@ -278,22 +287,6 @@ class Actor:
         if self.policy_version < 0 or self.env_steps < self.settings.actor.random_steps:
             return self.env.action_space.sample().astype(np.float32)
         return self.policy.act(obs, deterministic=False).astype(np.float32)
-
-    def _throttle(self) -> None:
-        """Lockstep only: wait while the learner lags `throttle_updates_per_step` behind."""
-        ratio = self.settings.actor.throttle_updates_per_step
-        if not self.lockstep or ratio <= 0:
-            return
-        while not self.stop.is_set() and self.link.learner_alive:
-            updates = self.link.learner_updates_done
-            if updates <= 0:
-                return  # the learner is still warming up: its data must come from us
-            if self._throttle_base_steps is None:
-                self._throttle_base_steps = self.env_steps
-            owed = ratio * (self.env_steps - self._throttle_base_steps - self.settings.actor.throttle_slack_steps)
-            if updates >= owed:
-                return
-            time.sleep(0.002)
 
     # ------------------------------------------------------------------ evaluation
 
