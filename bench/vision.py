@@ -138,7 +138,7 @@ def main() -> None:
         result[f"actor_act_ms_{kind}"] = median_ms(lambda p=policy: p.act(obs, deterministic=True), args.runs)
         images = {c: torch.from_numpy(obs[c][None]) for c in CAMERAS}
         with torch.inference_mode():
-            result[f"encoder_ms_{kind}"] = median_ms(lambda e=policy.encoder: e(images), args.runs)
+            result[f"encoder_ms_{kind}"] = median_ms(lambda e=policy.encoder, i=images: e(i), args.runs)
     batch_images = torch.from_numpy(rng.integers(0, 256, (256, SIZE, SIZE, 3), dtype=np.uint8))
     result["random_shift_ms_batch256"] = median_ms(lambda: random_shift(batch_images, 4, channels_last=True), 10)
 

@@ -6,10 +6,7 @@ learner process, and browse must count what the recorders wrote."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +23,7 @@ from transport.chunkfile import ChunkDirectory
 from transport.config import load_document
 from transport.learner_messages import LEARNER_MESSAGES
 
-REPO = Path(__file__).resolve().parents[1]
 RUN_STEPS = 150
-
-
-def hilrl(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "hilrl_cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s
-    )
 
 
 def chunks_of(folder: Path) -> list:
@@ -49,7 +38,7 @@ def demos(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, demos) -> Path:
+def run_dir(tmp_path_factory, demos, hilrl) -> Path:
     run = tmp_path_factory.mktemp("run") / "run"
     done = hilrl(
         "run", "--config", "configs/sim_reach.yaml", "--run-dir", str(run), "--max-env-steps", str(RUN_STEPS),
@@ -65,7 +54,7 @@ def run_dir(tmp_path_factory, demos) -> Path:
 
 
 @pytest.mark.timeout(150)
-def test_eval_writes_the_results_next_to_the_run_and_repeats_them_exactly(run_dir):
+def test_eval_writes_the_results_next_to_the_run_and_repeats_them_exactly(run_dir, hilrl):
     first = hilrl("eval", "--run-dir", str(run_dir), "--episodes", "3")
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(first.stdout.splitlines()[0])
@@ -101,7 +90,7 @@ def test_eval_writes_the_results_next_to_the_run_and_repeats_them_exactly(run_di
 
 
 @pytest.mark.timeout(150)  # may set up the module's run
-def test_eval_errors_are_messages_with_exit_code_2(run_dir, tmp_path, capsys):
+def test_eval_errors_are_messages_with_exit_code_2(run_dir, tmp_path, capsys, hilrl):
     missing = hilrl("eval", "--run-dir", str(tmp_path / "nope"), "--episodes", "1")
     assert missing.returncode == 2 and "no such run directory" in missing.stderr
     assert "Traceback" not in missing.stderr

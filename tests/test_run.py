@@ -14,15 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def hilrl(*args: str, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "hilrl_cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s
-    )
-
-
 @pytest.mark.timeout(600)
-def test_run_learns_reach_to_90_percent(tmp_path):
+def test_run_learns_reach_to_90_percent(tmp_path, hilrl):
     run_dir = tmp_path / "run"
     done = hilrl(
         "run", "--config", "configs/sim_reach.yaml", "--run-dir", str(run_dir),
@@ -54,7 +47,7 @@ def test_run_learns_reach_to_90_percent(tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_run_names_a_misspelt_config_key(tmp_path):
+def test_run_names_a_misspelt_config_key(tmp_path, hilrl):
     done = hilrl("run", "--config", "configs/sim_reach.yaml", "learner.batch_sise=64", "--run-dir", str(tmp_path / "r"))
     assert done.returncode == 2
     assert "learner.batch_sise" in done.stderr and "batch_size" in done.stderr
@@ -63,7 +56,7 @@ def test_run_names_a_misspelt_config_key(tmp_path):
 
 
 @pytest.mark.timeout(120)
-def test_record_demos_keeps_successful_episodes(tmp_path):
+def test_record_demos_keeps_successful_episodes(tmp_path, hilrl):
     out = tmp_path / "demos"
     done = hilrl("record-demos", "--config", "configs/sim_pick_cube.yaml", "--episodes", "3", "--out", str(out))
     assert done.returncode == 0, done.stderr[-3000:]

@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,19 +11,10 @@ import pytest
 from transport.chunkfile import ChunkDirectory
 from transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def hilrl(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "hilrl_cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s
-    )
-
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("frozen", [False, True], ids=["trained_encoder", "frozen_backbone"])
-def test_short_image_run_trains_sends_weights_and_the_actor_acts_on_them(tmp_path, frozen):
+def test_short_image_run_trains_sends_weights_and_the_actor_acts_on_them(tmp_path, frozen, hilrl):
     run_dir = tmp_path / "run"
     done = hilrl(
         "run", "--config", "configs/sim_pick_cube_vision.yaml", "--run-dir", str(run_dir),
