@@ -14,6 +14,13 @@ the initial value once the stream has been healthy for a second) and starts a ne
 never prompts and never gives up; `stop()` interrupts a backoff wait at once and joins the thread
 within a bounded time even while a restart is in progress.
 
+A restart is not always enough: a RealSense can stop delivering frames until its cable is
+replugged. After `hardware_reset_after` consecutive stalls or failed starts of a connected camera
+(with no healthy stream in between), the thread sends the device a USB hardware reset, the
+software equivalent of replugging it; the camera drops off the bus, re-enumerates a few seconds
+later, and the ordinary restart-with-backoff picks it up again. While the camera is absent, the
+failed restarts do not count towards another reset (a reset cannot reach an absent device).
+
 pyrealsense2 is imported lazily (it is the `real` extra: `pip install -e ".[real]"`), so this
 module imports on machines without it; every class also takes the module as `rs_module`, which is
 how the tests drive this code against a fake with the same API.
@@ -113,6 +120,9 @@ class RealSenseConfig:
         restart_backoff_s: wait before the first restart after a stall, s; doubles with each
             consecutive failed restart up to `restart_backoff_max_s`.
         restart_backoff_max_s: cap of the restart wait, s.
+        hardware_reset_after: consecutive stalls or failed starts of the connected camera (no
+            healthy stream in between) after which it gets a USB hardware reset, as if its cable
+            were replugged; 0 never resets.
         warmup_frames: frames dropped after every (re)start while auto exposure settles.
     """
 
@@ -128,6 +138,7 @@ class RealSenseConfig:
     max_frame_age_s: float = 0.5
     restart_backoff_s: float = 0.5
     restart_backoff_max_s: float = 8.0
+    hardware_reset_after: int = 3
     warmup_frames: int = 5
 
     def __post_init__(self) -> None:
@@ -156,6 +167,9 @@ class RealSenseConfig:
                 f"restart_backoff_max_s must be >= restart_backoff_s ({self.restart_backoff_s}), "
                 f"got {self.restart_backoff_max_s}"
             )
+        if int(self.hardware_reset_after) < 0:
+            raise ValueError(f"hardware_reset_after must be >= 0 (0: never), got {self.hardware_reset_after}")
+        self.hardware_reset_after = int(self.hardware_reset_after)
         if int(self.warmup_frames) < 0:
             raise ValueError(f"warmup_frames must be >= 0, got {self.warmup_frames}")
         self.warmup_frames = int(self.warmup_frames)
@@ -204,6 +218,7 @@ class RealSenseCamera:
     Attributes:
         config: the camera's config.
         restarts: pipeline restarts since `start()` (diagnostics; successful or not).
+        hardware_resets: USB hardware resets sent since `start()`.
         depth_scale_m: metres per depth unit (None until started, or without depth).
         timestamp_domain: the librealsense timestamp domain of `device_time_ms` ("" until the first
             frame).
@@ -214,6 +229,8 @@ class RealSenseCamera:
         self.config = config
         self._rs_module = rs_module
         self.restarts = 0
+        self.hardware_resets = 0
+        self._failures = 0  # consecutive stalls and failed starts of the connected camera
         self.depth_scale_m: float | None = None
         self.timestamp_domain = ""
         self.last_error = ""
@@ -413,6 +430,7 @@ class RealSenseCamera:
                 if reason is None:
                     break  # stop requested
                 self.last_error = reason
+                self._failures += 1
                 log.warning(
                     "RealSense %s stalled: %s; restarting the pipeline in %.3g s (restart %d)",
                     self.config.serial,
@@ -442,9 +460,15 @@ class RealSenseCamera:
             connected = _serials(self._rs, ctx)
             if self.config.serial not in connected:
                 raise CameraNotFoundError([self.config.serial], connected)
+            if 0 < self.config.hardware_reset_after <= self._failures:
+                self._hardware_reset(ctx)
+                self._backoff_wait()
+                return None
             pipe = self._open(ctx)
         except Exception as exc:  # any failure is retried, never fatal
             self.last_error = f"restart failed: {exc}"
+            if not isinstance(exc, CameraNotFoundError):
+                self._failures += 1
             log.warning(
                 "RealSense %s: restart %d failed (%s); next try in %.3g s",
                 self.config.serial,
@@ -456,6 +480,20 @@ class RealSenseCamera:
             return None
         log.info("RealSense %s: pipeline restarted (restart %d)", self.config.serial, self.restarts)
         return pipe
+
+    def _hardware_reset(self, ctx: Any) -> None:
+        """Send the connected device a USB hardware reset; it re-enumerates on its own."""
+        assert self._rs is not None
+        device = next(d for d in ctx.query_devices()
+                      if str(d.get_info(self._rs.camera_info.serial_number)) == self.config.serial)
+        log.warning(
+            "RealSense %s: %d stalls or failed starts in a row; sending a hardware reset (as if the cable "
+            "were replugged); it re-enumerates in a few seconds",
+            self.config.serial, self._failures,
+        )
+        self._failures = 0  # whatever happens next, the next reset waits for as many failures again
+        self.hardware_resets += 1
+        device.hardware_reset()
 
     def _stream(self, pipe: Any) -> str | None:
         """Pull frames until a stall (returns the reason) or stop() (returns None)."""
@@ -492,6 +530,7 @@ class RealSenseCamera:
                     if not healthy and now - self._stream_start_s >= _HEALTHY_AFTER_S:
                         healthy = True
                         self._backoff_s = self.config.restart_backoff_s
+                        self._failures = 0
             silent = now - last_new
             if silent > max_age:
                 why = f"; last error: {last_error}" if last_error else ""
@@ -630,13 +669,15 @@ class RealSenseRig:
         return out
 
     def diagnostics(self) -> dict[str, dict[str, Any]]:
-        """Per camera: serial, measured fps, frame age (s), restarts, last error (for doctor)."""
+        """Per camera: serial, measured fps, frame age (s), restarts, hardware resets, last error
+        (for doctor)."""
         return {
             name: {
                 "serial": cam.config.serial,
                 "fps": cam.fps,
                 "age_s": cam.age_s(),
                 "restarts": cam.restarts,
+                "hardware_resets": cam.hardware_resets,
                 "last_error": cam.last_error,
             }
             for name, cam in self.cameras.items()

@@ -17,13 +17,16 @@ bindings, wrappers/python/pyrs_*.cpp):
   copy sees its old frames change), `get_timestamp()` (ms), `get_frame_timestamp_domain()`,
   `get_frame_number()`; frameset `get_color_frame()` / `get_depth_frame()`.
 - `align(stream.color).process(frameset)`: depth resampled onto the colour image grid.
+- `device.hardware_reset()`: the device drops off the bus (absent from `query_devices`, its
+  running pipeline stalls) and re-enumerates `reenumerate_s` later, no longer wedged.
 
 Pixel content identifies the frame: colour channel 0 = frame number % 256, channel 1 =
 (frame number // 256) % 256, channel 2 = the device's `tag`; depth = 1000 + frame number.
 
 Knobs (on `FakeDevice`, reachable as `module.fake.devices[serial]`): frame rate, a stall after N
 frames of a pipeline start (blocking until the timeout, or raising at once), how many starts
-stall, failing starts, unplugging, timestamp domain and lag. Built per test by
+stall, a wedged device (every start stalls until a hardware reset, as a camera that needs its cable
+replugged), failing starts, unplugging, timestamp domain and lag. Built per test by
 `make_fake_realsense`; nothing is shared between modules.
 """
 
@@ -122,6 +125,9 @@ class FakeDevice:
         stall_mode: "block": a stalled wait_for_frames blocks its timeout_ms, then raises;
             "error": it raises at once.
         fail_starts: the next this-many pipeline.start calls raise RuntimeError (device busy).
+        wedged: every pipeline start delivers no frame at all, until a hardware reset.
+        reenumerate_s: how long a hardware reset keeps the device off the bus, s.
+        hardware_resets: hardware resets received so far.
         tag: channel 2 of every colour pixel.
         depth_scale: metres per depth unit.
         domain: timestamp domain of the frames.
@@ -138,6 +144,9 @@ class FakeDevice:
     stall_starts: int | None = None
     stall_mode: Literal["block", "error"] = "block"
     fail_starts: int = 0
+    wedged: bool = False
+    reenumerate_s: float = 0.2
+    hardware_resets: int = 0
     tag: int = 7
     depth_scale: float = 0.001
     domain: timestamp_domain = timestamp_domain.hardware_clock
@@ -181,6 +190,17 @@ class FakeWorld:
     def plug(self, serial: str) -> None:
         self.connected.append(serial)
 
+    def hardware_reset(self, serial: str) -> None:
+        dev = self.devices[serial]
+        if serial not in self.connected:
+            raise RuntimeError("hardware_reset: device is disconnected")
+        dev.hardware_resets += 1
+        self.unplug(serial)
+        dev.wedged = False
+        timer = threading.Timer(dev.reenumerate_s, self.plug, args=(serial,))
+        timer.daemon = True
+        timer.start()
+
 
 class _Frame:
     def __init__(self, data: np.ndarray, number: int, ts_ms: float, domain: timestamp_domain):
@@ -219,8 +239,11 @@ class _Frameset:
 
 
 class _DeviceHandle:
-    def __init__(self, dev: FakeDevice):
-        self._dev = dev
+    def __init__(self, dev: FakeDevice, world: FakeWorld):
+        self._dev, self._world = dev, world
+
+    def hardware_reset(self) -> None:
+        self._world.hardware_reset(self._dev.serial)
 
     def get_info(self, info: camera_info) -> str:
         return self._dev.serial if info == camera_info.serial_number else "Intel RealSense D435 (fake)"
@@ -233,11 +256,11 @@ class _DeviceHandle:
 
 
 class _Profile:
-    def __init__(self, dev: FakeDevice):
-        self._dev = dev
+    def __init__(self, dev: FakeDevice, world: FakeWorld):
+        self._dev, self._world = dev, world
 
     def get_device(self) -> _DeviceHandle:
-        return _DeviceHandle(self._dev)
+        return _DeviceHandle(self._dev, self._world)
 
 
 class _Context:
@@ -245,7 +268,7 @@ class _Context:
         self._world = world
 
     def query_devices(self) -> list[_DeviceHandle]:
-        return [_DeviceHandle(self._world.devices[s]) for s in list(self._world.connected)]
+        return [_DeviceHandle(self._world.devices[s], self._world) for s in list(self._world.connected)]
 
 
 class _Config:
@@ -293,13 +316,13 @@ class _Pipeline:
         self._t0 = time.monotonic()
         self._delivered = 0
         stalls = dev.stall_starts is None or len(dev.start_times) < dev.stall_starts
-        self._stall_after = dev.stall_after if stalls else None
+        self._stall_after = 0 if dev.wedged else dev.stall_after if stalls else None
         self._stalled_logged = False
         dev.start_times.append(self._t0)
         self._dev = dev
         with w.lock:
             w.active += 1
-        return _Profile(dev)
+        return _Profile(dev, w)
 
     def stop(self) -> None:
         if self._dev is None:

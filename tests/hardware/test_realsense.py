@@ -83,6 +83,7 @@ def cameras():
         ("restart_backoff_s", -1),
         ("restart_backoff_max_s", 0.01),
         ("warmup_frames", -1),
+        ("hardware_reset_after", -1),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):
@@ -267,7 +268,7 @@ def test_backoff_doubles_while_the_stream_keeps_stalling(cameras, caplog):
     # Every start delivers 2 frames, then wait_for_frames raises at once (no busy loop allowed).
     rs = make_fake_realsense([FakeDevice("111", stall_after=2, stall_mode="error")])
     dev = rs.fake.devices["111"]
-    cam = cameras(cfg(max_frame_age_s=0.1, restart_backoff_s=0.02, restart_backoff_max_s=0.08), rs)
+    cam = cameras(cfg(max_frame_age_s=0.1, restart_backoff_s=0.02, restart_backoff_max_s=0.08, hardware_reset_after=0), rs)
     cam.start()
     wait_until(lambda: cam.restarts >= 5, timeout_s=5)
     delays = [
@@ -303,6 +304,52 @@ def test_unplugged_camera_is_retried_until_it_returns(cameras, caplog):
     assert frame.image.shape == (6, 8, 3)
     assert any("Device or resource busy" in r.message for r in caplog.records)
     assert rs.fake.active == 1
+    # Failed restarts of an absent camera do not count towards a hardware reset: nothing to reset.
+    assert dev.hardware_resets == 0 and cam.hardware_resets == 0
+
+
+@pytest.mark.timeout(10)
+def test_a_camera_that_restarts_cannot_cure_gets_a_hardware_reset(cameras, caplog):
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    # Wedged: every pipeline starts but delivers nothing until the device is reset (the
+    # "frame didn't arrive until the cable is replugged" failure).
+    rs = make_fake_realsense([FakeDevice("111", wedged=True, reenumerate_s=0.2)])
+    dev = rs.fake.devices["111"]
+    cam = cameras(cfg(hardware_reset_after=2), rs)
+    cam.start()
+    frame = cam.wait_for_frame(5.0)
+    # Two stalls (the first pipeline and one restart), then the reset, then frames again.
+    assert len(dev.stall_times) == 2
+    assert dev.hardware_resets == 1 and cam.hardware_resets == 1
+    assert frame.capture_time_s > dev.start_times[-1]
+    reset = [r.message for r in caplog.records if "hardware reset" in r.message]
+    assert len(reset) == 1 and "111" in reset[0] and "2 stalls or failed starts in a row" in reset[0]
+    # It was off the bus for a while: those restarts failed as "not found" and were retried.
+    assert any("not found" in r.message for r in caplog.records)
+    assert rs.fake.active == 1
+
+
+@pytest.mark.timeout(10)
+def test_hardware_reset_after_0_never_resets(cameras):
+    rs = make_fake_realsense([FakeDevice("111", wedged=True)])
+    dev = rs.fake.devices["111"]
+    cam = cameras(cfg(hardware_reset_after=0, restart_backoff_max_s=0.05), rs)
+    cam.start()
+    wait_until(lambda: cam.restarts >= 4, timeout_s=5)
+    assert dev.hardware_resets == 0 and cam.latest() is None
+
+
+@pytest.mark.timeout(15)
+def test_a_healthy_stream_between_stalls_resets_the_count(cameras):
+    # Two stalls, but each after 1.5 s of frames (healthy after 1 s): not "in a row".
+    rs = make_fake_realsense([FakeDevice("111", stall_after=150, stall_starts=2)])
+    dev = rs.fake.devices["111"]
+    cam = cameras(cfg(hardware_reset_after=2), rs)
+    cam.start()
+    wait_until(lambda: len(dev.start_times) >= 3, timeout_s=8)
+    frame = cam.wait_for_frame(3.0, newer_than=dev.start_times[2])
+    assert frame.capture_time_s > dev.start_times[2]
+    assert dev.hardware_resets == 0 and len(dev.stall_times) == 2
 
 
 @pytest.mark.timeout(10)
@@ -364,6 +411,7 @@ def test_rig_returns_each_cameras_newest_image():
         assert abs(t_front - time.monotonic()) < 1.0 and abs(t_wrist - time.monotonic()) < 1.0
         diag = rig.diagnostics()
         assert diag["front"]["serial"] == "111" and diag["front"]["restarts"] == 0
+        assert diag["front"]["hardware_resets"] == 0
         # A camera that stops delivering is named when its frame is too old.
         rs.fake.unplug("222")
         time.sleep(0.1)
