@@ -55,6 +55,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -155,13 +156,26 @@ class _LogLimiter:
         self._suppressed: collections.Counter[str] = collections.Counter()
 
     def warning(self, key: str, msg: str, *args: Any) -> None:
+        self._emit(logging.WARNING, key, msg, *args)
+
+    def error(self, key: str, msg: str, *args: Any) -> None:
+        self._emit(logging.ERROR, key, msg, *args)
+
+    def _emit(self, level: int, key: str, msg: str, *args: Any) -> None:
         now = time.monotonic()
         if now - self._last.get(key, -1e9) >= self._every_s:
             n = self._suppressed.pop(key, 0)
-            self._log.warning(msg + (f" ({n} more like this suppressed)" if n else ""), *args)
+            self._log.log(level, msg + (f" ({n} more like this suppressed)" if n else ""), *args)
             self._last[key] = now
         else:
             self._suppressed[key] += 1
+
+
+def _free_space(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path).free / 1e9:.2f} GB"
+    except OSError:
+        return "unknown space"
 
 
 def _set_heartbeat_options(sock: zmq.Socket, config: LinkConfig) -> None:
@@ -870,6 +884,7 @@ class LearnerLink:
         self.dropped_messages = 0
         self.duplicates = 0
         self.deferred = 0
+        self.store_failures = 0  # batches the store refused (disk full, I/O error), not acked
 
         self._limiter = _LogLimiter(log)
         self._waker = _Waker()
@@ -1169,8 +1184,12 @@ class LearnerLink:
         try:
             directory.append_frames([item.frames for item in items], fsync=self.fsync)
         except OSError as exc:
-            # Not acknowledged, so the actors keep and resend them: nothing is lost.
-            log.error("learner link: cannot store %d %s message(s) in %s: %s", len(items), kind, directory.path, exc)
+            # Not acknowledged, so the actors keep and resend them: nothing is lost. A full disk
+            # fails every batch until space is freed, hence the rate limit.
+            self.store_failures += 1
+            self._limiter.error("store", "learner link: cannot store %d %s message(s) in %s: %s (%s free there); "
+                                "not acknowledged, so the actors keep them and resend", len(items), kind,
+                                directory.path, exc, _free_space(directory.path))
             return
         with self._lock:
             out = self._chunks_out if kind == "transition_chunk" else self._stats_out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import time
 
 import numpy as np
@@ -268,6 +269,36 @@ def test_learner_defers_chunks_when_the_trainer_does_not_keep_up(tmp_path, actor
         assert wait_until(lambda: actor.unacked == 0, 5)
     finally:
         learner.close()
+
+
+@pytest.mark.timeout(30)
+def test_a_full_disk_loses_nothing_the_actor_resends_once_space_is_back(learners, actors, tmp_path, caplog):
+    store = tmp_path / "store"
+    learner = learners(store=store)
+    actor = actors(learner.endpoint, peer_timeout_s=0.2, heartbeat_s=0.05)
+    actor.send_chunk(make_chunk(0.0))
+    assert wait_until(lambda: actor.unacked == 0, 5)
+
+    # The disk fills: every store fails at the filesystem boundary, as write(2) would.
+    real_append = learner._chunks.append_frames
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    learner._chunks.append_frames = no_space
+    for i in range(1, 6):
+        actor.send_chunk(make_chunk(float(i)))
+    assert wait_until(lambda: learner.store_failures >= 2, 5)  # refused, and tried again after a resend
+    assert actor.unacked == 5 and learner.stored_chunks == 1
+    refusals = [r.message for r in caplog.records if "cannot store" in r.message]
+    assert refusals and "No space left on device" in refusals[0] and "free there" in refusals[0]
+    assert len(refusals) < learner.store_failures  # rate-limited, not one line per batch
+
+    learner._chunks.append_frames = real_append  # space freed
+    assert wait_until(lambda: actor.unacked == 0, 10)
+    delivered = learner.poll_chunks()
+    assert sorted(c.seq for c in delivered) == list(range(1, 7))
+    assert stored_seqs(store) == {(actor.session, seq): 1 for seq in range(1, 7)}
 
 
 @pytest.mark.timeout(30)
