@@ -27,6 +27,9 @@ class LearnerConfig:
         seed: seeds networks and sampling.
         torch_threads: CPU threads for torch (0: torch's default, all cores). When the actor and
             the simulated robot share the machine, 1 avoids threads fighting over the cores.
+        min_free_disk_gb: disk space, GB, the learner keeps free in its run directory: below it,
+            received experience is not stored or acknowledged (the actors keep it and resend it
+            once space is freed), so checkpoints still fit. 0: no reserve.
     """
 
     device: str = "auto"
@@ -40,6 +43,7 @@ class LearnerConfig:
     keep_checkpoints: int = 0
     seed: int = 0
     torch_threads: int = 0
+    min_free_disk_gb: float = 1.0
     sac: SACConfig = field(default_factory=SACConfig)
 
     def check_files(self) -> None:
@@ -65,6 +69,8 @@ class LearnerConfig:
             raise ValueError("need training_starts >= 1 and replay_capacity >= batch_size")
         if self.torch_threads < 0:
             raise ValueError("torch_threads must be >= 0")
+        if not self.min_free_disk_gb >= 0:
+            raise ValueError("min_free_disk_gb must be >= 0")
         if self.keep_checkpoints < 0:
             raise ValueError("keep_checkpoints must be >= 0")
         if self.weights_every_updates < 1 or self.checkpoint_every_updates < 1:

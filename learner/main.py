@@ -175,7 +175,9 @@ class Learner:
             ),
             store_dir=self.dir / "link",
             learner_session=f"learner-{uuid.uuid4().hex[:12]}",
+            min_free_bytes=int(c.min_free_disk_gb * 1e9),
         )
+        self._log_disk_room()
         if resume:
             self._resume()
         self.dashboard = LearnerDashboard(section(doc, "dashboard", DashboardConfig), run_dir, doc.get("task", ""))
@@ -288,6 +290,20 @@ class Learner:
         # the newest version they used, so the next publish is newer than anything they have.
         self.weights_version = max(self.weights_version, newest_seen)
         log.info("resumed at %d updates, weights v%d, %d online transitions", self.updates, self.weights_version, len(self.online))
+
+    def _log_disk_room(self) -> None:
+        """How much experience fits on the store's disk: image runs fill disks (two 128x128 cameras
+        are about 100 kB per env step, 3.5 GB per 10 Hz hour), and an operator should know before."""
+        spec = self.obs_spec
+        record_bytes = 4 * (spec.state_dim + self.action_dim) + 16 + sum(
+            int(np.prod(shape)) for shape in spec.cameras.values())
+        room = shutil.disk_usage(self.dir).free - self.config.min_free_disk_gb * 1e9
+        log.info("store %s: %.1f GB free above the %.1f GB reserve (learner.min_free_disk_gb): about %d env "
+                 "steps at %.1f kB each", self.dir / "link", max(room, 0) / 1e9, self.config.min_free_disk_gb,
+                 max(room, 0) // record_bytes, record_bytes / 1e3)
+        if room < 1000 * record_bytes:
+            log.warning("the disk of %s is nearly full: experience will not be stored (the actors keep it) "
+                        "until space is freed", self.dir)
 
     # ------------------------------------------------------------------ loop
 

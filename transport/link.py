@@ -52,8 +52,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import errno
 import hashlib
 import logging
+import math
 import os
 import shutil
 import threading
@@ -838,6 +840,9 @@ class LearnerLink:
             crash durability (not atomicity) for speed.
         max_undelivered: chunks received but not yet taken by `poll_chunks`; beyond it new chunks
             are not acknowledged (actors resend them later), which bounds memory.
+        min_free_bytes: stop storing (and acknowledging) while the store's disk has less free space
+            than this, bytes: the reserve keeps room for checkpoints, and the actors keep what is
+            not stored and resend it once space is freed. 0: no reserve.
 
     The trainer calls `poll_chunks` / `poll_stats` / `publish_weights` / `set_progress`; none
     blocks on the network.
@@ -854,12 +859,16 @@ class LearnerLink:
         *,
         fsync: bool = True,
         max_undelivered: int = 1024,
+        min_free_bytes: int = 0,
     ):
         self.config = config
         self.expected = expected
         self.learner_session = learner_session
         self.fsync = fsync
         self.max_undelivered = max_undelivered
+        self.min_free_bytes = int(min_free_bytes)
+        self._free_checked_at = -math.inf
+        self._free_bytes = 0
         store_dir = Path(store_dir)
         self._chunks = ChunkDirectory(store_dir / "chunks", limits=LEARNER_RECV_LIMITS)
         self._stats = ChunkDirectory(store_dir / "stats", limits=LEARNER_RECV_LIMITS)
@@ -1182,6 +1191,7 @@ class LearnerLink:
         """Group commit: store every message of the batch durably, then ack and deliver them."""
         directory = self._chunks if kind == "transition_chunk" else self._stats
         try:
+            self._check_reserve(directory.path)
             directory.append_frames([item.frames for item in items], fsync=self.fsync)
         except OSError as exc:
             # Not acknowledged, so the actors keep and resend them: nothing is lost. A full disk
@@ -1197,6 +1207,18 @@ class LearnerLink:
         for item in items:
             self._window_of(item.key[0]).add(item.key[1])
             self._ack(item.identity, item.key)
+
+    def _check_reserve(self, path: Path) -> None:
+        """Raise ENOSPC while the disk has less than `min_free_bytes` free (looked up at most once a
+        second: statvfs on every batch would cost more than it saves)."""
+        if self.min_free_bytes <= 0:
+            return
+        now = time.monotonic()
+        if now - self._free_checked_at >= 1.0:
+            self._free_bytes, self._free_checked_at = shutil.disk_usage(path).free, now
+        if self._free_bytes < self.min_free_bytes:
+            raise OSError(errno.ENOSPC, f"below the reserve of {self.min_free_bytes / 1e9:.2f} GB free "
+                                        f"(learner.min_free_disk_gb)")
 
     def _ack(self, identity: bytes, key: tuple[str, int]) -> None:
         self._reply(identity, ChunkAck(seq=key[1], updates_done=self._updates_done,

@@ -302,6 +302,22 @@ def test_a_full_disk_loses_nothing_the_actor_resends_once_space_is_back(learners
 
 
 @pytest.mark.timeout(30)
+def test_the_learner_keeps_a_disk_reserve_and_stores_again_above_it(learners, actors, tmp_path, caplog):
+    # A reserve larger than any disk: the store is "full" from the start.
+    learner = learners(store=tmp_path / "store", min_free_bytes=10**18)
+    actor = actors(learner.endpoint, peer_timeout_s=0.2, heartbeat_s=0.05)
+    for i in range(3):
+        actor.send_chunk(make_chunk(float(i)))
+    assert wait_until(lambda: learner.store_failures >= 1, 5)
+    time.sleep(0.3)
+    assert learner.stored_chunks == 0 and actor.unacked == 3 and learner.poll_chunks() == []
+    assert any("below the reserve" in r.message and "learner.min_free_disk_gb" in r.message for r in caplog.records)
+    learner.min_free_bytes = 0  # space freed (or the reserve lowered)
+    assert wait_until(lambda: actor.unacked == 0, 10)
+    assert sorted(c.seq for c in learner.poll_chunks()) == [1, 2, 3]
+
+
+@pytest.mark.timeout(30)
 def test_static_weights_travel_once_per_actor_and_merge_into_the_first_weights(learners, actors):
     learner = learners()
     backbone = {"encoder.backbone.w": np.arange(12, dtype=np.float32).reshape(3, 4)}
