@@ -15,6 +15,11 @@ is written as transition chunks in the same on-disk format the learner stores
 learner loads such a folder through `learner.demos`. Demonstration records carry
 `intervened = False` and `policy_version = -1`: there is no policy to take over from. Ctrl-C keeps
 the episodes recorded so far (demos.json then says `"interrupted": true`).
+
+Between an operator's episodes the arm goes home and waits while the operator puts the scene back by
+hand; the operator's first input (SpaceMouse motion or a button, a motion key) starts the next
+episode from a fresh reset, so the time limit never runs while the operator's hands are busy
+(`--no-wait` starts each episode at once).
 """
 
 from __future__ import annotations
@@ -33,7 +38,12 @@ import numpy as np
 
 from actor.config import ActorConfig
 from actor.experts import make_expert
-from actor.interventions import InterventionDevice, InterventionWrapper, make_intervention_device
+from actor.interventions import (
+    InterventionDevice,
+    InterventionWrapper,
+    make_intervention_device,
+    wait_for_operator,
+)
 from actor.make import make_env
 from actor.recorder import ChunkRecorder
 from transport.chunkfile import ChunkDirectory, write_json_atomic
@@ -55,6 +65,7 @@ def record_demos(
     max_attempts: int | None = None,
     driver: Driver = "auto",
     device: InterventionDevice | None = None,
+    wait_for_input: bool = True,
 ) -> dict:
     """Record `episodes` successful episodes into `out_dir`; returns the summary (also written to
     OUT/demos.json).
@@ -65,6 +76,8 @@ def record_demos(
             one `actor.intervention` names. Closed when recording ends.
         max_attempts: stop after this many episodes, kept or not (default: 3 x episodes for the
             expert; unlimited for an operator, who stops with Ctrl-C).
+        wait_for_input: operator only: before each episode, wait at home for the operator's first
+            input (see the module docstring).
     Raises:
         RuntimeError: fewer successes than asked within `max_attempts`.
         KeyboardInterrupt: after writing demos.json for the episodes kept so far.
@@ -111,6 +124,12 @@ def record_demos(
     try:
         while kept < episodes and (max_attempts is None or attempts < max_attempts):
             obs, _ = runner.reset(seed=seed + attempts)
+            if expert is None and wait_for_input:
+                print(f"attempt {attempts + 1}: the arm is home; set the scene up, then give any input on the "
+                      f"{device_name} (a SpaceMouse motion or button, a key) to start; Ctrl-C stops", flush=True)
+                wait_for_operator(device, env.robot_state, idle, env.control_period_s)
+                # A fresh look at the scene as the operator left it, and the time limit from now.
+                obs, _ = runner.reset(seed=seed + attempts)
             if expert is not None:
                 expert.reset()
             recorder.start_episode(kept, obs)
@@ -186,6 +205,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     )
     parser.add_argument("--max-attempts", type=int, help="give up after this many episodes (default: 3 x "
                         "--episodes for the expert, unlimited for an operator)")
+    parser.add_argument("--no-wait", action="store_true", help="operator: start each episode at once after the "
+                        "reset, instead of waiting at home for the operator's first input")
     parser.add_argument("overrides", nargs="*", help="dotted overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -193,7 +214,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error("--episodes must be >= 1")
     try:
         doc = load_document(args.config, args.overrides)
-        summary = record_demos(doc, args.episodes, args.out, args.seed, args.max_attempts, args.driver)
+        summary = record_demos(doc, args.episodes, args.out, args.seed, args.max_attempts, args.driver,
+                               wait_for_input=not args.no_wait)
     except (SchemaError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1

@@ -25,6 +25,8 @@ operator marks it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import gymnasium as gym
@@ -202,3 +204,26 @@ def make_intervention_device(config: InterventionConfig, task: str, env: gym.Env
     if config.device == "keyboard":
         return KeyboardOperator(config.keyboard, action)
     raise ValueError(f"actor.intervention.device: unknown device {config.device!r}")
+
+
+def wait_for_operator(device: InterventionDevice, state: RobotState, idle_action: np.ndarray, period_s: float,
+                      sleep: Callable[[float], None] = time.sleep) -> int:
+    """Block until the operator gives any input on `device` (SpaceMouse motion or a button, a
+    motion key), polling it every `period_s` seconds with `idle_action` as the proposal; returns
+    the number of polls.
+
+    Between operator-driven episodes the arm holds at home while the operator puts the scene back
+    by hand; the next episode starts when the operator is ready, so the time limit does not run
+    while the operator's hands are busy. Nothing is sent to the robot meanwhile (a server at home
+    holds its pose), and Ctrl-C interrupts the wait. Any input starts, a label gesture too, but the
+    label itself is dropped: it belongs to no episode.
+    """
+    polls = 0
+    while True:
+        polls += 1
+        started = device.intervene(state, idle_action) is not None
+        if hasattr(device, "label"):
+            device.label()
+        if started:
+            return polls
+        sleep(period_s)

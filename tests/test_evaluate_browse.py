@@ -15,7 +15,7 @@ import pytest
 from actor import browse, evaluate
 from actor.config import ActionConfig
 from actor.demos import record_demos
-from actor.interventions import InterventionWrapper
+from actor.interventions import InterventionWrapper, wait_for_operator
 from actor.make import make_sim_env
 from configs import config_path
 from hardware.keyboard import KeyboardConfig, KeyboardOperator, QueuedKeySource
@@ -286,7 +286,7 @@ def test_operator_demos_keep_only_the_episodes_labelled_a_success(tmp_path, caps
     doc = load_document(config_path("sim_pick_cube"), ["env.max_episode_steps=12"])
     device = _FakeOperator([("success", 5), ("failure", 4), None, ("success", 3)])
     out = tmp_path / "demos"
-    summary = record_demos(doc, 2, out, device=device)
+    summary = record_demos(doc, 2, out, device=device, wait_for_input=False)
     assert device.closed
     assert (summary["episodes"], summary["attempts"], summary["driver"], summary["device"]) == (
         2, 4, "operator", "_FakeOperator")
@@ -336,8 +336,67 @@ def test_keyboard_operator_records_demos_with_its_keys(tmp_path):
     doc = load_document(config_path("sim_pick_cube"))  # moving along x never lifts the cube: no task success
     # attempt 0: w (move +x), then n (failure) on the fourth step; attempt 1: w, then y on the third
     device = _KeyScript({(0, 0): "w", (0, 3): "n", (1, 0): "w", (1, 2): "y"})
-    summary = record_demos(doc, 1, tmp_path / "kb", device=device)
+    summary = record_demos(doc, 1, tmp_path / "kb", device=device, wait_for_input=False)
     assert (summary["episodes"], summary["attempts"]) == (1, 2)
     (chunk,) = chunks_of(tmp_path / "kb")
     assert int(chunk.has_action.sum()) == 3 and chunk.terminated[2] and chunk.reward[2] == 1.0
     np.testing.assert_allclose(chunk.action[:3], [[0.5, 0, 0, 0]] * 3)  # w: +x at the keyboard's speed
+
+
+class _KeyTimeline:
+    """The real keyboard operator, its keys typed on the N-th poll overall: {poll: keys}."""
+
+    def __init__(self, keys: dict[int, str]):
+        self.source = QueuedKeySource()
+        self.keyboard = KeyboardOperator(KeyboardConfig(), ActionConfig(gripper=True), self.source)
+        self.keys, self.polls, self.resets_at = keys, 0, []
+
+    def reset(self) -> None:
+        self.resets_at.append(self.polls)
+        self.keyboard.reset()
+
+    def intervene(self, state, policy_action):
+        self.source.feed(self.keys.get(self.polls, ""))
+        self.polls += 1
+        return self.keyboard.intervene(state, policy_action)
+
+    def label(self):
+        return self.keyboard.label()
+
+    def close(self) -> None:
+        self.keyboard.close()
+
+
+@pytest.mark.timeout(60)
+def test_operator_demos_wait_at_home_for_the_operators_first_input(tmp_path, capsys):
+    doc = load_document(config_path("sim_pick_cube"), ["env.max_episode_steps=20"])
+    # Polls 0-3: the operator is busy with the scene; poll 4: a key (ready). The episode then
+    # starts from a fresh reset: w moves on its first step, y (success) on its third.
+    device = _KeyTimeline({4: "w", 5: "w", 7: "y"})
+    summary = record_demos(doc, 1, tmp_path / "wait", device=device)
+    assert (summary["episodes"], summary["attempts"]) == (1, 1)
+    assert "attempt 1: the arm is home; set the scene up" in capsys.readouterr().out
+    # Reset, five polls of waiting, reset again: the recorded episode starts after the wait.
+    assert device.resets_at == [0, 5]
+    (chunk,) = chunks_of(tmp_path / "wait")
+    steps = int(chunk.has_action.sum())
+    assert steps == 3 and chunk.terminated[steps - 1] and chunk.reward[steps - 1] == 1.0
+    np.testing.assert_allclose(chunk.action[0], [0.5, 0, 0, 0])  # the first step is the operator's
+
+
+def test_wait_for_operator_polls_until_any_input_and_drops_stray_labels():
+    source = QueuedKeySource()
+    keyboard = KeyboardOperator(KeyboardConfig(), ActionConfig(gripper=True), source)
+    keyboard.reset()
+    sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        if len(sleeps) == 2:
+            source.feed("x")  # not a bound key: not an input
+        if len(sleeps) == 4:
+            source.feed("n")  # the failure gesture: an input, but there is no episode to label
+
+    polls = wait_for_operator(keyboard, None, np.zeros(4, np.float32), 0.1, sleep=sleep)
+    assert polls == 5 and sleeps == [0.1] * 4
+    assert keyboard.label() is None
