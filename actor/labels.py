@@ -17,7 +17,9 @@ Who drives and who labels, from `actor.intervention.device`:
         `success_held()`: the SpaceMouse's `success_hold_button` held, or the keyboard's
         `success_toggle` key toggled on, at the moment the frame is taken. The operator's
         success/failure gesture ends the episode early (it labels no frame).
-An episode ends at the env's time limit or a controller error, at the operator's end gesture, or
+Between an operator's episodes the arm waits at home while the scene is set up by hand; the
+operator's first input starts the next one (`--no-wait`: at once). An episode ends at the env's
+time limit or a controller error, at the operator's end gesture, or
 `reward_classifier.labels.steps_after_success` steps after its first success frame. The env's own
 termination on success is ignored here: showing the success for a while is the point.
 
@@ -231,6 +233,7 @@ def record_labels(
     frames: int | None = None,
     seed: int = 0,
     device: Any = None,
+    wait_for_input: bool = True,
 ) -> dict[str, Any]:
     """Record labelled frames into `out_dir` (see the module docstring); returns the manifest.
 
@@ -242,6 +245,8 @@ def record_labels(
         seed: episode i resets with seed + i.
         device: an InterventionDevice to use instead of building `actor.intervention.device`
             (tests, scripts); it must have success_held().
+        wait_for_input: an operator's episodes start when the operator gives a first input after
+            the reset (the scene is set up by hand meanwhile; see actor.interventions.wait_for_operator).
     Raises:
         SchemaError / ValueError: bad config, no camera, no operator, a non-empty `out_dir`.
     """
@@ -300,7 +305,9 @@ def record_labels(
                 if frames is not None and episode >= MAX_EPISODES:
                     log.warning("stopping after %d episodes without reaching %d balanced frames", episode, frames)
                     break
-                msg = _record_episode(env, labeller, cameras, label_cfg.steps_after_success, max_steps, seed + episode)
+                wait = wait_for_input and isinstance(labeller, OperatorLabeller)
+                msg = _record_episode(env, labeller, cameras, label_cfg.steps_after_success, max_steps, seed + episode,
+                                      wait, episode + 1)
                 msg.session, msg.episode = session, episode
                 staging.append(msg, LABEL_MESSAGES)
                 recorded.append(np.array(msg.label))
@@ -379,11 +386,21 @@ def record_labels(
 
 def _record_episode(
     env: Any, labeller: ExpertLabeller | OperatorLabeller, cameras: dict[str, tuple[int, int]],
-    steps_after_success: int, max_steps: int, seed: int,
+    steps_after_success: int, max_steps: int, seed: int, wait_for_input: bool = False, number: int = 1,
 ) -> LabelledFrames:
     """One episode: a frame and its label at the reset and after every step (module docstring)."""
     obs, info = env.reset(seed=seed)
     labeller.reset()
+    if wait_for_input:
+        from actor.interventions import wait_for_operator
+
+        assert isinstance(labeller, OperatorLabeller)
+        print(f"episode {number}: the arm is home; set the scene up, then give any input on the operator's device "
+              "to start; Ctrl-C stops", flush=True)
+        wait_for_operator(labeller.device, env.unwrapped.robot_state, np.zeros(env.action_space.shape, np.float32),
+                          env.unwrapped.control_period_s)
+        obs, info = env.reset(seed=seed)  # the scene as the operator left it; the time limit from now
+        labeller.reset()
     images: dict[str, list[np.ndarray]] = {cam: [] for cam in cameras}
     labels: list[bool] = []
     step, first_success = 0, None
@@ -518,6 +535,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     amount.add_argument("--episodes", type=int, help="episodes to record (default 20)")
     amount.add_argument("--frames", type=int, help="record whole episodes until the balanced set holds this many frames")
     parser.add_argument("--seed", type=int, default=0, help="episode i resets with seed + i")
+    parser.add_argument("--no-wait", action="store_true", help="operator: start each episode at once after the "
+                        "reset, instead of waiting at home for the operator's first input")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. env.max_episode_steps=50")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -526,7 +545,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         parser.error("--episodes / --frames must be >= 1")
     try:
         doc = load_document(args.config, args.overrides)
-        manifest = record_labels(doc, args.out, episodes=episodes, frames=args.frames, seed=args.seed)
+        manifest = record_labels(doc, args.out, episodes=episodes, frames=args.frames, seed=args.seed,
+                                 wait_for_input=not args.no_wait)
     except (SchemaError, FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1

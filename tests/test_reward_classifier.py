@@ -197,7 +197,7 @@ def test_record_labels_refuses_a_used_folder_and_needs_an_operator(workdir, reco
 
 
 @pytest.mark.timeout(60)
-def test_an_operator_device_drives_and_labels_frames_with_success_held(tmp_path):
+def test_an_operator_device_drives_and_labels_frames_with_success_held(tmp_path, capsys):
     """The device path: the operator's action runs (None holds the arm still), `success_held()`
     labels the frames, and the operator's end gesture ends the episode."""
 
@@ -225,6 +225,9 @@ def test_an_operator_device_drives_and_labels_frames_with_success_held(tmp_path)
     doc["reward_classifier"]["labels"] = {"max_negative_ratio": None, "steps_after_success": 0}
     manifest = record_labels(doc, tmp_path / "op", episodes=2, device=Operator())
     assert manifest["label_source"].startswith("operator")
+    # Each episode waited at home for the operator's first input (its second poll), then reset.
+    printed = capsys.readouterr().out
+    assert "episode 1: the arm is home" in printed and "episode 2: the arm is home" in printed
     labels = read_label_set(tmp_path / "op")
     for e in manifest["episodes"]:
         y = labels.labels[labels.episodes == e["episode"]]
