@@ -308,20 +308,24 @@ def test_operator_demos_keep_only_the_episodes_labelled_a_success(tmp_path, caps
 
 
 class _KeyScript:
-    """The real keyboard operator, its keys typed on scripted steps: {(attempt, step): keys}."""
+    """The real keyboard operator, its keys typed when `when(self)` names them in `keys`: by
+    default on (attempt, step) of an episode; `polls` counts every call to intervene."""
 
-    def __init__(self, keys: dict[tuple[int, int], str]):
+    def __init__(self, keys: dict, when=lambda script: (script.attempt, script.steps)):
         self.source = QueuedKeySource()
         self.keyboard = KeyboardOperator(KeyboardConfig(), ActionConfig(gripper=True), self.source)
-        self.keys, self.attempt, self.steps = keys, -1, 0
+        self.keys, self.when = keys, when
+        self.attempt, self.steps, self.polls, self.resets_at = -1, 0, 0, []
 
     def reset(self) -> None:
         self.attempt, self.steps = self.attempt + 1, 0
+        self.resets_at.append(self.polls)
         self.keyboard.reset()
 
     def intervene(self, state, policy_action):
-        self.source.feed(self.keys.get((self.attempt, self.steps), ""))
+        self.source.feed(self.keys.get(self.when(self), ""))
         self.steps += 1
+        self.polls += 1
         return self.keyboard.intervene(state, policy_action)
 
     def label(self):
@@ -343,36 +347,12 @@ def test_keyboard_operator_records_demos_with_its_keys(tmp_path):
     np.testing.assert_allclose(chunk.action[:3], [[0.5, 0, 0, 0]] * 3)  # w: +x at the keyboard's speed
 
 
-class _KeyTimeline:
-    """The real keyboard operator, its keys typed on the N-th poll overall: {poll: keys}."""
-
-    def __init__(self, keys: dict[int, str]):
-        self.source = QueuedKeySource()
-        self.keyboard = KeyboardOperator(KeyboardConfig(), ActionConfig(gripper=True), self.source)
-        self.keys, self.polls, self.resets_at = keys, 0, []
-
-    def reset(self) -> None:
-        self.resets_at.append(self.polls)
-        self.keyboard.reset()
-
-    def intervene(self, state, policy_action):
-        self.source.feed(self.keys.get(self.polls, ""))
-        self.polls += 1
-        return self.keyboard.intervene(state, policy_action)
-
-    def label(self):
-        return self.keyboard.label()
-
-    def close(self) -> None:
-        self.keyboard.close()
-
-
 @pytest.mark.timeout(60)
 def test_operator_demos_wait_at_home_for_the_operators_first_input(tmp_path, capsys):
     doc = load_document(config_path("sim_pick_cube"), ["env.max_episode_steps=20"])
     # Polls 0-3: the operator is busy with the scene; poll 4: a key (ready). The episode then
     # starts from a fresh reset: w moves on its first step, y (success) on its third.
-    device = _KeyTimeline({4: "w", 5: "w", 7: "y"})
+    device = _KeyScript({4: "w", 5: "w", 7: "y"}, when=lambda script: script.polls)
     summary = record_demos(doc, 1, tmp_path / "wait", device=device)
     assert (summary["episodes"], summary["attempts"]) == (1, 1)
     assert "attempt 1: the arm is home; set the scene up" in capsys.readouterr().out
