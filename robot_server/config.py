@@ -118,6 +118,13 @@ class FrankaConfig:
             a grasp (and keeps its force) for any object up to this wide.
         gripper_homing: home the Franka Hand when the server starts (calibrates its width; the
             fingers open and close once, a few seconds).
+        collision_torque_thresholds_nm: per joint (7 values, base to flange), the external torque
+            above which the robot's collision reflex stops it, N m; null leaves the robot's own
+            setting. Contact-rich tasks (insertion) trip a cautious default often; every trip
+            latches an error that needs ClearErrors.
+        collision_force_thresholds: the same on the end effector's estimated wrench: 3 forces (N)
+            and 3 torques (N m) along / about x, y, z; null leaves the robot's own setting. Set
+            both thresholds or neither (libfranka takes them together).
     """
 
     hostname: str = ""
@@ -137,8 +144,17 @@ class FrankaConfig:
     gripper_grasp_epsilon_m: float = 0.08
     gripper_homing: bool = True
     robotiq: RobotiqConfig = field(default_factory=RobotiqConfig)
+    collision_torque_thresholds_nm: tuple[float, ...] | None = None
+    collision_force_thresholds: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        for name, n in (("collision_torque_thresholds_nm", 7), ("collision_force_thresholds", 6)):
+            values = getattr(self, name)
+            if values is not None and (len(values) != n or not all(math.isfinite(v) and v > 0 for v in values)):
+                raise ValueError(f"{name} must be {n} positive values (or null), got {list(values)}")
+        if (self.collision_torque_thresholds_nm is None) != (self.collision_force_thresholds is None):
+            raise ValueError("collision_torque_thresholds_nm and collision_force_thresholds go together: set both "
+                             "or neither")
         if self.realtime not in ("enforce", "ignore"):
             raise ValueError(f"realtime must be 'enforce' or 'ignore', got {self.realtime!r}")
         if self.gripper not in ("franka_hand", "robotiq", "none"):

@@ -234,6 +234,7 @@ class FrankaBackend:
             ) from exc
         try:
             self._model = self.panda.get_model()
+            self._set_collision_behavior(fc)
             self._frame = self._libfranka.Frame.kEndEffector
             self.home_position_m, self.home_quaternion_wxyz = self._home_pose()
             self._log_damping_mapping()
@@ -255,6 +256,22 @@ class FrankaBackend:
             raise
 
     # ------------------------------------------------------------------ setup helpers
+
+    def _set_collision_behavior(self, fc: FrankaConfig) -> None:
+        """The reflex thresholds, set before any controller runs (libfranka refuses them during
+        motion). Contact and collision thresholds are set alike: the reflex is what matters here."""
+        if fc.collision_torque_thresholds_nm is None or fc.collision_force_thresholds is None:
+            return
+        torques = [float(v) for v in fc.collision_torque_thresholds_nm]
+        forces = [float(v) for v in fc.collision_force_thresholds]
+        try:
+            self.panda.get_robot().set_collision_behavior(torques, torques, forces, forces)
+        except Exception as exc:
+            raise FrankaSetupError(
+                "the robot refused the collision thresholds (robot_server.franka.collision_torque_thresholds_nm / "
+                f"collision_force_thresholds): {type(exc).__name__}: {exc}"
+            ) from exc
+        log.info("collision reflex thresholds: joints %s N m, end effector %s N / N m", torques, forces)
 
     def _home_pose(self) -> tuple[np.ndarray, np.ndarray]:
         """TCP pose at the home posture, with the end effector configured on the robot."""

@@ -478,6 +478,23 @@ def test_config_errors_name_the_key():
 
 
 @pytest.mark.timeout(10)
+def test_collision_thresholds_reach_the_robot_before_any_controller_runs(arm):
+    torques, forces = (87.0, 87.0, 87.0, 87.0, 12.0, 12.0, 12.0), (60.0, 60.0, 60.0, 25.0, 25.0, 25.0)
+    backend, _, _ = arm(collision_torque_thresholds_nm=torques, collision_force_thresholds=forces)
+    # Set (contact and collision alike) while no controller ran: the fake refuses them in motion.
+    assert backend.panda.get_robot().collision_behavior == (list(torques), list(torques), list(forces), list(forces))
+    assert backend.panda.controller is not None
+    untouched, _, _ = arm()
+    assert untouched.panda.get_robot().collision_behavior is None  # null: the robot's own setting
+    for bad in ({"collision_torque_thresholds_nm": torques},
+                {"collision_torque_thresholds_nm": torques[:6], "collision_force_thresholds": forces},
+                {"collision_torque_thresholds_nm": torques, "collision_force_thresholds": (0.0, *forces[1:])}):
+        with pytest.raises(SchemaError, match=r"robot_server\.franka: collision_"):
+            from_dict(ServerConfig, {"franka": {"hostname": HOST, **{k: list(v) for k, v in bad.items()}}},
+                      "robot_server")
+
+
+@pytest.mark.timeout(10)
 def test_impedance_and_realtime_settings_reach_panda_py(arm):
     backend, service, _ = arm(realtime="ignore", nullspace_stiffness_nm_per_rad=3.0, filter_coeff=0.5)
     import panda_py

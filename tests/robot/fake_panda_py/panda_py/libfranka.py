@@ -102,13 +102,26 @@ class Model:
 
 
 class Robot:
-    """`Panda.get_robot()`: only `read_once` (a fresh state)."""
+    """`Panda.get_robot()`: `read_once` (a fresh state) and `set_collision_behavior` (recorded in
+    `collision_behavior`; refused while a controller runs, as libfranka refuses commands in
+    motion)."""
 
     def __init__(self, panda):
         self._panda = panda
+        self.collision_behavior: tuple[list[float], ...] | None = None
 
     def read_once(self) -> RobotState:
         return self._panda.get_state()
+
+    def set_collision_behavior(self, lower_torque_thresholds, upper_torque_thresholds, lower_force_thresholds,
+                               upper_force_thresholds) -> None:
+        args = [list(map(float, v)) for v in (lower_torque_thresholds, upper_torque_thresholds,
+                                              lower_force_thresholds, upper_force_thresholds)]
+        if [len(a) for a in args] != [7, 7, 6, 6]:
+            raise TypeError("set_collision_behavior(7 torques, 7 torques, 6 forces, 6 forces)")
+        if self._panda.controller is not None:
+            raise RuntimeError("libfranka: command rejected: command not possible in the current mode (\"Move\")")
+        self.collision_behavior = tuple(args)
 
 
 class GripperState:
