@@ -1,4 +1,8 @@
-"""The actor: the gymnasium environment around the robot, and (later) the fixed-rate control loop.
+"""The actor process (`hilrl actor`): the gymnasium environment around the robot (env, make,
+cameras), experts, interventions and operators (a device's input as an action), the fixed-rate
+control loop (loop, throttle, recorder), the evaluation core (evaluation), its `actor:` section
+(config) and what it shows on the dashboard (dashboard). Imports the agents, the robot server's
+client, the drivers and the shared contracts; never the learner or the tools.
 
 Importing this package registers the simulated tasks with gymnasium:
 `hilrl/SimReach-v0`, `hilrl/SimPickCube-v0`, `hilrl/SimPegInsert-v0`
@@ -13,11 +17,11 @@ _SIM_IDS = {"hilrl/SimReach-v0": "reach", "hilrl/SimPickCube-v0": "pick_cube", "
 
 for _env_id, _task in _SIM_IDS.items():
     if _env_id not in gym.registry:
-        gym.register(id=_env_id, entry_point="actor.make:make_sim_env", kwargs={"task": _task})
+        gym.register(id=_env_id, entry_point="hilrl.actor.make:make_sim_env", kwargs={"task": _task})
 
 if "hilrl/SimPickCubeVision-v0" not in gym.registry:
     gym.register(
         id="hilrl/SimPickCubeVision-v0",
-        entry_point="actor.make:make_sim_env",
+        entry_point="hilrl.actor.make:make_sim_env",
         kwargs={"task": "pick_cube", "variant": "vision"},
     )

@@ -46,12 +46,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from actor.config import EnvConfig
-from actor.frames import check_crop, crop_resize
-from hardware.robot import RobotInterface
-from transport.robot_messages import RobotState
-from transport.schema import SchemaError
-from transport.spatial import (
+from hilrl.actor.frames import check_crop, crop_resize
+from hilrl.robot_server.interface import RobotInterface
+from hilrl.transport.action import GRIPPER_THRESHOLD
+from hilrl.transport.robot_messages import RobotState
+from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.env import EnvConfig
+from hilrl.transport.spatial import (
     orientation_error,
     quat_mul,
     quat_normalize,
@@ -60,8 +61,6 @@ from transport.spatial import (
 )
 
 log = logging.getLogger(__name__)
-
-GRIPPER_THRESHOLD = 0.5
 
 
 class RobotEnv(gym.Env):
@@ -290,7 +289,7 @@ class RobotEnv(gym.Env):
         """The classifier `env.reward_classifier` names, hash-checked, its cameras checked
         against this env's. Errors name the config key."""
         # torch is imported only when a classifier is configured.
-        from policies.classifier import ClassifierHashError, load_classifier
+        from hilrl.policies.classifier import ClassifierHashError, load_classifier
 
         ref = self.config.reward_classifier
         assert ref is not None

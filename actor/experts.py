@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from actor.config import ActionConfig
-from transport.robot_messages import RobotState
-from transport.spatial import quat_to_matrix
+from hilrl.transport.action import ActionConfig
+from hilrl.transport.robot_messages import RobotState
+from hilrl.transport.spatial import quat_to_matrix
 
 CLOSE, OPEN, KEEP = 1.0, -1.0, 0.0
 

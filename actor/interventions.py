@@ -32,11 +32,10 @@ from typing import Any, Literal, Protocol
 import gymnasium as gym
 import numpy as np
 
-from actor.config import InterventionConfig
-from actor.experts import Expert, make_expert
-from hardware.keyboard import KeyboardOperator
-from hardware.spacemouse import SpaceMouseOperator
-from transport.robot_messages import RobotState
+from hilrl.actor.config import InterventionConfig
+from hilrl.actor.experts import Expert, make_expert
+from hilrl.actor.operators import KeyboardOperator, SpaceMouseOperator
+from hilrl.transport.robot_messages import RobotState
 
 HumanLabel = Literal["success", "failure"]
 

@@ -33,29 +33,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from actor.config import ActorConfig, EnvConfig
-from actor.dashboard import (
-    ActorDashboard,
-    DashboardConfig,
-    action_names,
-    add_dashboard_argument,
-    dashboard_overrides,
-)
-from actor.evaluate import run_episodes, summarize
-from actor.interventions import InterventionWrapper, make_intervention_device
-from actor.make import make_env
-from actor.recorder import ChunkRecorder
-from actor.throttle import LockstepThrottle
-from learner.config import LearnerConfig
-from policies.config import SACConfig
-from policies.sac import Policy
-from transport.chunkfile import write_json_atomic
-from transport.codec import PROTOCOL_VERSION
-from transport.config import document_hash, load_document, section
-from transport.learner_messages import EpisodeStats, Hello, ObservationSpec
-from transport.link import ActorLink
-from transport.link_config import LinkConfig
-from transport.schema import SchemaError
+from hilrl.actor.config import ActorConfig
+from hilrl.actor.dashboard import ActorDashboard
+from hilrl.actor.evaluation import run_episodes, summarize
+from hilrl.actor.interventions import InterventionWrapper, make_intervention_device
+from hilrl.actor.make import make_env
+from hilrl.actor.recorder import ChunkRecorder
+from hilrl.actor.throttle import LockstepThrottle
+from hilrl.policies.sac import Policy
+from hilrl.transport.action import action_names
+from hilrl.transport.chunkfile import write_json_atomic
+from hilrl.transport.codec import PROTOCOL_VERSION
+from hilrl.transport.config import document_hash, load_document, section
+from hilrl.transport.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
+from hilrl.transport.learner_messages import EpisodeStats, Hello
+from hilrl.transport.link import ActorLink
+from hilrl.transport.link_config import LinkConfig
+from hilrl.transport.observation import check_env_observation
+from hilrl.transport.run_dir import RunDir
+from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.env import EnvConfig
+from hilrl.transport.sections.learner import LearnerConfig
+from hilrl.transport.sections.sac import SACConfig
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +94,6 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
         except ValueError as exc:
             raise SchemaError("learner.sac.encoder.image_size", str(exc)) from None
     return settings
-
-
-def observation_spec(env) -> ObservationSpec:
-    spaces = env.observation_space.spaces
-    return ObservationSpec(
-        state_dim=int(spaces["state"].shape[0]),
-        cameras={name: list(space.shape) for name, space in spaces.items() if name != "state"},
-    )
 
 
 class PeriodStats:
@@ -150,7 +141,8 @@ class Actor:
         # the small encoder take about 1 ms), and spare ones would spin against the learner and
         # the simulated robot on the same cores.
         torch.set_num_threads(1)
-        self.run_dir = run_dir / "actor"
+        self.paths = RunDir(run_dir)
+        self.run_dir = self.paths.actor
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.stop = stop or threading.Event()
         self.session = f"actor-{uuid.uuid4().hex[:12]}"
@@ -159,7 +151,7 @@ class Actor:
         self.has_gripper = s.env.action.gripper
         device = make_intervention_device(s.actor.intervention, s.task, self.env, seed=s.actor.seed)
         self.train_env = InterventionWrapper(self.env, device) if device is not None else self.env
-        self.obs_spec = observation_spec(self.env)
+        self.obs_spec = check_env_observation(s.env, self.env.observation_space)
         self.action_dim = int(self.env.action_space.shape[0])
         self.policy = Policy(
             self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.sac, device=s.actor.device,
@@ -177,7 +169,7 @@ class Actor:
                 config_hash=s.config_hash,
                 weights_version=-1,
             ),
-            spool_dir=self.run_dir / "spool",
+            spool_dir=self.paths.spool,
         )
         self.recorder = ChunkRecorder(self.action_dim, s.actor.chunk_steps, tuple(self.obs_spec.cameras))
         self.rng = np.random.default_rng(s.actor.seed)
@@ -203,7 +195,7 @@ class Actor:
                 self._episode(max_env_steps)
                 if every and self.env_steps >= next_eval and self.policy_version >= 0:
                     point = self.evaluate(self.settings.actor.eval_episodes, write=False)
-                    with open(self.run_dir / "eval_curve.jsonl", "a") as f:
+                    with open(self.paths.eval_curve, "a") as f:
                         f.write(json.dumps(point) + "\n")
                     self.dashboard.evaluation(self.env_steps, point)
                     next_eval = self.env_steps + every
@@ -304,7 +296,7 @@ class Actor:
             self._take_new_weights()
         if self.policy_version < 0:
             raise RuntimeError(f"no weights arrived from the learner within {weights_wait_s:g} s: nothing to evaluate")
-        # The bare env: the evaluation core shared with `hilrl eval` (actor/evaluate.py).
+        # The bare env: the evaluation core shared with `hilrl eval` (hilrl.actor.evaluation).
         total = summarize(run_episodes(
             self.env, lambda obs: self.policy.act(obs, deterministic=True), episodes, seed,
             progress=lambda i, r: log.info("evaluation %d/%d: %s in %d steps", i + 1, episodes,
@@ -319,7 +311,7 @@ class Actor:
             "env_steps": self.env_steps,
         }
         if write:
-            write_json_atomic(self.run_dir / "eval.json", result)
+            write_json_atomic(self.paths.actor_eval, result)
         return result
 
     def close(self) -> None:

@@ -6,14 +6,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from actor.config import EnvConfig
-from actor.env import RobotEnv
-from configs import config_path
-from hardware.cameras import RobotWithCameras
-from hardware.connect import open_robot
-from hardware.realsense import RealSenseRig
-from hardware.robot import RobotInterface
-from transport.config import load_document, parse_document, section
+from hilrl.actor.cameras import RobotWithCameras
+from hilrl.actor.env import RobotEnv
+from hilrl.configs import config_path
+from hilrl.hardware.realsense import RealSenseRig
+from hilrl.robot_server.connect import open_robot
+from hilrl.robot_server.interface import RobotInterface
+from hilrl.transport.config import load_document, parse_document, section
+from hilrl.transport.sections.env import EnvConfig
 
 SIM_TASKS = ("reach", "pick_cube", "peg_insert")
 SIM_CAMERAS = ("front", "wrist")

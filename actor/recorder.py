@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transport.learner_messages import TransitionChunk
+from hilrl.transport.learner_messages import TransitionChunk
 
 
 @dataclass

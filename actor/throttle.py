@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Protocol
 
-from actor.config import ActorConfig
+from hilrl.actor.config import ActorConfig
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from learner.replay import MixedSampler, ReplayBuffer, to_torch  # noqa: E402
-from policies.config import SACConfig  # noqa: E402
-from policies.sac import SACAgent, resolve_device  # noqa: E402
-from transport.learner_messages import TransitionChunk  # noqa: E402
+from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch  # noqa: E402
+from hilrl.policies.sac import SACAgent, resolve_device  # noqa: E402
+from hilrl.transport.learner_messages import TransitionChunk  # noqa: E402
+from hilrl.transport.sections.sac import SACConfig  # noqa: E402
 
 STATE_DIM, ACTION_DIM, BATCH = 16, 4, 256
 

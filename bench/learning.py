@@ -38,7 +38,7 @@ TASK_CONFIGS = {
 def run_once(task: str, seed: int, interventions: bool, max_env_steps: int, eval_every: int, out: Path) -> dict:
     run_dir = out / f"{task}-{'hil' if interventions else 'rl'}-seed{seed}"
     args = [
-        sys.executable, "-m", "hilrl_cli", "run", "--config", str(REPO / "configs" / f"{TASK_CONFIGS[task]}.yaml"),
+        sys.executable, "-m", "hilrl.tools.cli", "run", "--config", str(REPO / "configs" / f"{TASK_CONFIGS[task]}.yaml"),
         "--run-dir", str(run_dir), "--max-env-steps", str(max_env_steps), "--eval-episodes", "20",
         f"actor.seed={seed}", f"learner.seed={seed}", f"actor.eval_every_steps={eval_every}", "actor.eval_episodes=10",
         f"actor.intervention.device={'scripted' if interventions else 'none'}",

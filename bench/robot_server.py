@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hardware.robot import RobotClient  # noqa: E402
+from hilrl.robot_server.client import RobotClient  # noqa: E402
 
 
 def _free_port() -> int:
@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 def _start_server(port: int, timeout_s: float = 60.0) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "hilrl_cli", "robot-server", "--backend", "sim", "--task", "reach",
+    cmd = [sys.executable, "-m", "hilrl.tools.cli", "robot-server", "--backend", "sim", "--task", "reach",
            "--clock", "lockstep", "--port", str(port), "--log-level", "WARNING"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()

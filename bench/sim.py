@@ -27,8 +27,8 @@ sys.path.insert(0, str(REPO))
 
 import mujoco  # noqa: E402
 
-from actor.make import make_sim_env  # noqa: E402
-from robot_server.sim.backend import SimBackend  # noqa: E402
+from hilrl.actor.make import make_sim_env  # noqa: E402
+from hilrl.robot_server.sim.backend import SimBackend  # noqa: E402
 
 WARMUP_STEPS = 50
 

@@ -37,10 +37,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from transport.codec import PROTOCOL_VERSION  # noqa: E402
-from transport.learner_messages import Hello, ObservationSpec, TransitionChunk  # noqa: E402
-from transport.link import ActorLink, LearnerLink  # noqa: E402
-from transport.link_config import LinkConfig  # noqa: E402
+from hilrl.transport.codec import PROTOCOL_VERSION  # noqa: E402
+from hilrl.transport.learner_messages import Hello, ObservationSpec, TransitionChunk  # noqa: E402
+from hilrl.transport.link import ActorLink, LearnerLink  # noqa: E402
+from hilrl.transport.link_config import LinkConfig  # noqa: E402
 
 STATE_DIM, ACTION_DIM, RECORDS = 20, 4, 10
 IMAGE_SHAPE = (128, 128, 3)

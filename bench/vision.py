@@ -48,11 +48,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from learner.replay import MixedSampler, ReplayBuffer, to_torch  # noqa: E402
-from policies.config import EncoderConfig, SACConfig  # noqa: E402
-from policies.encoders import random_shift  # noqa: E402
-from policies.sac import Policy, SACAgent, resolve_device  # noqa: E402
-from transport.learner_messages import TransitionChunk  # noqa: E402
+from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch  # noqa: E402
+from hilrl.policies.encoders import random_shift  # noqa: E402
+from hilrl.policies.sac import Policy, SACAgent, resolve_device  # noqa: E402
+from hilrl.transport.learner_messages import TransitionChunk  # noqa: E402
+from hilrl.transport.sections.sac import EncoderConfig, SACConfig  # noqa: E402
 
 CAMERAS = ("front", "wrist")
 SIZE = 128
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--critic-steps", type=int, default=2)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    logging.getLogger("policies.encoders").setLevel(logging.ERROR)  # random weights on purpose
+    logging.getLogger("hilrl.policies.encoders").setLevel(logging.ERROR)  # random weights on purpose
     rng = np.random.default_rng(0)
     default_threads = torch.get_num_threads()
     device = resolve_device(args.device)

@@ -1,6 +1,7 @@
 """Keyboard intervention device: keys in the actor's terminal nudge the arm, work the gripper and
 label episodes as succeeded or failed. Nothing to install: the terminal is read with the standard
-library (termios, select), so it works over ssh and needs no display.
+library (termios, select), so it works over ssh and needs no display. This driver reads keys; the
+mapping from keys to an env action is the actor's (`hilrl.actor.operators.KeyboardOperator`).
 
 Pattern: *the terminal buffers keystrokes; the operator drains them once per step*. No thread is
 needed: the kernel keeps every key typed between two steps, so none is lost, and the step that
@@ -24,27 +25,18 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import select
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Protocol
 
-import numpy as np
-
-from hardware.spacemouse import InputDeviceError
-
-if TYPE_CHECKING:  # actor.config imports this module for KeyboardConfig
-    from actor.config import ActionConfig
-    from transport.robot_messages import RobotState
+from hilrl.hardware.errors import InputDeviceError
 
 log = logging.getLogger(__name__)
 
-Label = Literal["success", "failure"]
 Clock = Callable[[], float]
 
 # Config field -> (action axis, direction) for the motion keys.
@@ -71,7 +63,7 @@ class KeyboardConfig:
         close_gripper / open_gripper: keys closing / opening the gripper (+1 / -1 for one step).
         success / failure: keys ending the episode with a human label.
         success_toggle: `hilrl record-labels` only: toggles whether the recorded frames show
-            success (`KeyboardOperator.success_held`); off at each episode start.
+            success (`hilrl.actor.operators.KeyboardOperator.success_held`); off at each episode start.
         Keys are single printable characters, matched case-insensitively, all different.
     """
 
@@ -238,89 +230,3 @@ def plain_keys(text: str) -> list[str]:
     return keys
 
 
-class KeyboardOperator:
-    """`InterventionDevice` driven by key presses (see the module docstring).
-
-    Args:
-        config: the `keyboard:` section.
-        action: the env's action layout (which dims exist).
-        source: where keys come from; None: the terminal on standard input.
-        clock: monotonic clock, s.
-    Raises:
-        InputDeviceError: (default source) standard input is not a usable terminal.
-    """
-
-    def __init__(
-        self,
-        config: KeyboardConfig,
-        action: ActionConfig,
-        source: KeySource | None = None,
-        clock: Clock = time.monotonic,
-    ):
-        self.config = config
-        self._bindings = config.bindings
-        self._gripper = action.gripper
-        self._dim = action.dim
-        self._clock = clock
-        self.source = source if source is not None else TerminalKeySource()
-        log.info(
-            "keyboard intervention: %s", ", ".join(f"{k}={name}" for k, name in self._bindings.items())
-        )
-        self.reset()
-
-    def reset(self) -> None:
-        self.source.read_keys()  # keys typed during the reset belong to no episode
-        self._axis_dir = np.zeros(3)
-        self._axis_s = np.full(3, -math.inf)  # time of each axis's latest press
-        self._last_key_s = -math.inf
-        self._gripper_cmd = 0.0
-        self._label: Label | None = None
-        self._success_held = False
-
-    def _take_keys(self, now: float) -> None:
-        for char in plain_keys(self.source.read_keys()):
-            name = self._bindings.get(char.lower())
-            if name is None:
-                continue  # unbound keys (and escape sequences) are ignored, not an intervention
-            self._last_key_s = now
-            if name in MOTION_KEYS:
-                axis, direction = MOTION_KEYS[name]
-                self._axis_dir[axis] = direction
-                self._axis_s[axis] = now
-            elif name == "close_gripper":
-                self._gripper_cmd = 1.0
-            elif name == "open_gripper":
-                self._gripper_cmd = -1.0
-            elif name == "success_toggle":
-                self._success_held = not self._success_held
-                log.info("success %s", "shown" if self._success_held else "no longer shown")
-            else:
-                self._label = name  # type: ignore[assignment]
-                log.info("operator labelled the episode: %s", name)
-
-    def intervene(self, state: RobotState, policy_action: np.ndarray) -> np.ndarray | None:
-        now = self._clock()
-        self._take_keys(now)
-        if now - self._last_key_s > self.config.hold_s:
-            return None
-        action = np.zeros(self._dim, dtype=np.float32)
-        moving = now - self._axis_s <= self.config.motion_s
-        action[:3] = np.where(moving, self._axis_dir * self.config.speed, 0.0)
-        if self._gripper:
-            action[-1] = self._gripper_cmd
-        self._gripper_cmd = 0.0
-        return np.clip(action, -1.0, 1.0)
-
-    def label(self) -> Label | None:
-        """The operator's success/failure label since the last call, if any (then cleared)."""
-        self._take_keys(self._clock())
-        label, self._label = self._label, None
-        return label
-
-    def success_held(self) -> bool:
-        """Whether `success_toggle` is toggled on (for `hilrl record-labels`)."""
-        self._take_keys(self._clock())
-        return self._success_held
-
-    def close(self) -> None:
-        self.source.close()

@@ -57,7 +57,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from hardware.robot import RobotError
+from hilrl.hardware.errors import GripperError
 
 if TYPE_CHECKING:
     from pymodbus.client import ModbusSerialClient, ModbusTcpClient
@@ -364,32 +364,6 @@ def decode_status(registers: Sequence[int], stroke_m: float) -> RobotiqStatus:
         position_request=position_request,
         position=position,
     )
-
-
-class GripperError(RobotError):
-    """A gripper transaction failed after every retry, or a wait ran out of time.
-
-    Attributes:
-        operation: what was being done ("read status", "write command", "connect", ...).
-        unit_id: Modbus unit id.
-        address: first register of the transaction (None when no register was involved).
-        last_error: text of the last failure.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        operation: str = "",
-        unit_id: int | None = None,
-        address: int | None = None,
-        last_error: str = "",
-    ):
-        self.operation = operation
-        self.unit_id = unit_id
-        self.address = address
-        self.last_error = last_error
-        super().__init__(message)
 
 
 class GripperFaultError(GripperError):

@@ -7,7 +7,8 @@ sends a report every 8-16 ms, so each poll drains every report that arrived sinc
 (until the report timestamp `t` stops changing) and keeps only the newest axes, stamped with the
 time it was read. Button changes are different: every one is queued, so a click shorter than a
 control period is never lost. The control loop never waits on the device: each step
-`SpaceMouseOperator.intervene` takes the newest sample and the queued button changes under a lock.
+`SpaceMouseOperator.intervene` (hilrl.actor.operators: the mapping
+to an action lives with the actor) takes the newest sample and the queued button changes under a lock.
 
 pyspacemouse API this relies on (1.1.x; 2.x where it differs):
     open(device=NAME, path=PATH) -> a device with read()/close(), or None when nothing was found;
@@ -50,17 +51,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # actor.config imports this module for SpaceMouseConfig
-    from actor.config import ActionConfig
-    from transport.robot_messages import RobotState
+from hilrl.hardware.errors import InputDeviceError
 
 log = logging.getLogger(__name__)
 
-Label = Literal["success", "failure"]
 Clock = Callable[[], float]
 
 # Axis names as pyspacemouse reports them, in the order of `SpaceMouseSample.axes`.
@@ -83,10 +81,6 @@ UDEV_HELP = (
     "then run `sudo udevadm control --reload-rules && sudo udevadm trigger` and re-plug the device. "
     "pyspacemouse also needs the hidapi C library (Debian/Ubuntu: sudo apt-get install libhidapi-dev)."
 )
-
-
-class InputDeviceError(RuntimeError):
-    """An operator input device cannot be used; the message says why and how to fix it."""
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -152,7 +146,7 @@ class SpaceMouseConfig:
         success / failure: gestures that end the episode with a human label (success: reward as
             for task success; failure: reward 0).
         success_hold_button: `hilrl record-labels` only: a button index that, while held, marks
-            the recorded frames as showing success (`SpaceMouseOperator.success_held`); None
+            the recorded frames as showing success (`hilrl.actor.operators.SpaceMouseOperator.success_held`); None
             disables. It must not be part of any enabled gesture (its release would fire that
             gesture): on a two-button SpaceMouse free one, e.g. toggle_gripper: {buttons: [0]},
             close_gripper/open_gripper/success/failure: null, success_hold_button: 1.
@@ -558,121 +552,3 @@ def apply_deadzone(values: np.ndarray, deadzone: float) -> np.ndarray:
     return np.where(np.abs(v) > deadzone, np.sign(v) * (np.abs(v) - deadzone) / (1.0 - deadzone), 0.0)
 
 
-class SpaceMouseOperator:
-    """`InterventionDevice` for a SpaceMouse (actor/interventions.py).
-
-    Any action axis past the deadzone, any button held, or a gripper gesture is an intervention,
-    which lasts `hold_s` after the last of them (the arm is held still in between). The operator's
-    action: the mapped axes (translation; rotation when the env has rotation dims) and, with a
-    gripper, +1 / -1 on the step after a close / open gesture, else 0 (keep); clipped to [-1, 1].
-    A lost device ends the intervention at once; the policy acts until it is back.
-
-    Args:
-        config: the `spacemouse:` section.
-        action: the env's action layout (which dims exist).
-        backend: the pyspacemouse module (tests pass a fake); None imports it.
-        clock: monotonic clock, s (shared with the reader, so hold times are on one clock).
-        start_thread: run the reader thread (False: call `reader.poll()` yourself).
-    """
-
-    def __init__(
-        self,
-        config: SpaceMouseConfig,
-        action: ActionConfig,
-        backend: Any = None,
-        clock: Clock = time.monotonic,
-        start_thread: bool = True,
-    ):
-        self.config = config
-        self._clock = clock
-        self._rotation = action.rotation_scale_rad > 0
-        self._gripper = action.gripper
-        self._dim = action.dim
-        t_idx = [AXES.index(a) for a in config.translation_axes]
-        r_idx = [AXES.index(a) for a in config.rotation_axes]
-        self._axis_index = np.array(t_idx + r_idx)
-        self._axis_scale = np.array(config.translation_scale + config.rotation_scale)
-        if not self._rotation:
-            self._axis_scale[3:] = 0.0  # no rotation dims: twisting the cap is not an intervention
-        self._gestures = ButtonGestures(config.gestures, config.long_press_s)
-        self.reader = SpaceMouseReader(config, backend, clock, start_thread)
-        self._seen_disconnects = 0
-        self.reset()
-
-    def reset(self) -> None:
-        self.reader.take_button_events()  # clicks during the reset belong to no episode
-        self._gestures.clear()
-        self._label: Label | None = None
-        self._gripper_gesture: str | None = None  # fired, not yet sent: the next step sends it
-        self._last_active_s = -math.inf
-
-    def motion(self, sample: SpaceMouseSample | None) -> np.ndarray:
-        """(6,) translation and rotation action for `sample` (before clipping; zeros for None)."""
-        if sample is None:
-            return np.zeros(6)
-        return self._axis_scale * apply_deadzone(sample.axes[self._axis_index], self.config.deadzone)
-
-    def intervene(self, state: RobotState, policy_action: np.ndarray) -> np.ndarray | None:
-        now = self._clock()
-        self._update_gestures(now)
-        if not self.reader.connected:
-            self._last_active_s = -math.inf
-            self._gripper_gesture = None
-            return None
-        sample = self.reader.latest()
-        motion = self.motion(sample)
-        held = sample is not None and any(sample.buttons)
-        if np.any(motion != 0) or held or self._gripper_gesture is not None:
-            self._last_active_s = now
-        if now - self._last_active_s > self.config.hold_s:
-            return None
-        action = np.zeros(self._dim, dtype=np.float32)
-        action[:3] = motion[:3]
-        if self._rotation:
-            action[3:6] = motion[3:6]
-        if self._gripper and self._gripper_gesture is not None:
-            action[-1] = self._gripper_command(self._gripper_gesture, state)
-        self._gripper_gesture = None
-        return np.clip(action, -1.0, 1.0)
-
-    def label(self) -> Label | None:
-        """The operator's success/failure label since the last call, if any (then cleared)."""
-        self._update_gestures(self._clock())
-        label, self._label = self._label, None
-        return label
-
-    def success_held(self) -> bool:
-        """Whether `success_hold_button` is held in the newest sample (False when it is not
-        configured or the device is disconnected). For `hilrl record-labels`."""
-        button = self.config.success_hold_button
-        sample = self.reader.latest() if button is not None else None
-        return sample is not None and button < len(sample.buttons) and bool(sample.buttons[button])
-
-    def _update_gestures(self, now: float) -> None:
-        disconnects = self.reader.disconnects
-        if disconnects != self._seen_disconnects:  # a press the device never finished reporting
-            self._seen_disconnects = disconnects
-            self._gestures.clear()
-        fired: list[str] = []
-        for t, buttons in self.reader.take_button_events():
-            fired += self._gestures.update(buttons, t)
-        fired += self._gestures.tick(now)
-        for name in fired:
-            if name in ("success", "failure"):
-                self._label = name  # type: ignore[assignment]
-                log.info("operator labelled the episode: %s", name)
-            else:
-                self._gripper_gesture = name
-
-    @staticmethod
-    def _gripper_command(name: str, state: RobotState) -> float:
-        """+1 closes, -1 opens (the env's gripper convention); toggle goes by the measured
-        opening (0 closed .. 1 open)."""
-        if name == "close_gripper":
-            return 1.0
-        if name == "open_gripper":
-            return -1.0
-        return -1.0 if state.gripper_opening < 0.5 else 1.0
-
-    def close(self) -> None:
-        self.reader.close()

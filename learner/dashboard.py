@@ -1,4 +1,4 @@
-"""What the learner shows on the dashboard (see actor/dashboard.py for the recording itself).
+"""What the learner shows on the dashboard (hilrl.transport.dashboard holds the recording itself).
 
 Timelines: `update` (gradient updates), `step` (env steps received from actors, so the learner's
 plots line up with the actor's) and `wall_time`.
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from actor.dashboard import Dashboard, DashboardConfig
+from hilrl.transport.dashboard import Dashboard, DashboardConfig
 
 
 class LearnerDashboard:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -38,51 +37,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from actor.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
-from learner.config import LearnerConfig
-from learner.dashboard import LearnerDashboard
-from learner.replay import MixedSampler, ReplayBuffer, to_torch
-from policies.sac import SACAgent, resolve_device
-from transport.chunkfile import ChunkDirectory, read_message, write_json_atomic, write_message
-from transport.codec import PROTOCOL_VERSION, Registry
-from transport.config import document_hash, load_document, section
-from transport.learner_messages import LEARNER_MESSAGES, Hello, ObservationSpec, TransitionChunk
-from transport.link import LearnerLink
-from transport.link_config import LinkConfig
-from transport.schema import SchemaError
+from hilrl.learner.dashboard import LearnerDashboard
+from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch
+from hilrl.policies.encoders import check_weights_file
+from hilrl.policies.sac import SACAgent, resolve_device
+from hilrl.transport.checkpoint import Checkpoint, keep_numbered, read_checkpoint, write_checkpoint
+from hilrl.transport.chunkfile import ChunkDirectory, write_json_atomic
+from hilrl.transport.codec import PROTOCOL_VERSION
+from hilrl.transport.config import document_hash, load_document, section
+from hilrl.transport.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
+from hilrl.transport.learner_messages import (
+    LEARNER_MESSAGES,
+    Hello,
+    ObservationSpec,
+    TransitionChunk,
+)
+from hilrl.transport.link import LearnerLink
+from hilrl.transport.link_config import LinkConfig
+from hilrl.transport.observation import observation_spec
+from hilrl.transport.run_dir import RunDir
+from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.env import EnvConfig
+from hilrl.transport.sections.learner import LearnerConfig
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FILE = "checkpoint.bin"
-CHECKPOINT_DIR = "checkpoints"  # numbered snapshots, with learner.keep_checkpoints > 0
-
-
-def numbered_checkpoint(learner_dir: Path, updates: int) -> Path:
-    """Where `keep_checkpoints` keeps the checkpoint written at `updates` gradient updates
-    (zero-padded, so names sort by updates)."""
-    return learner_dir / CHECKPOINT_DIR / f"checkpoint-{updates:09d}.bin"
-
-
-@dataclass
-class Checkpoint:
-    """What `--resume` needs besides the stored chunks.
-
-    Attributes:
-        updates: gradient updates done. weights_version: last published version.
-        config_hash: hash of the config the run was started with.
-        sampler_rng: numpy bit-generator state of the batch sampler (JSON-able).
-        tensors: agent.state_arrays() plus "torch_rng_state".
-    """
-
-    updates: int
-    weights_version: int
-    config_hash: str
-    sampler_rng: dict[str, Any]
-    tensors: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-CHECKPOINT_MESSAGES = Registry({"learner_checkpoint": Checkpoint})
-
 
 @dataclass
 class Progress:
@@ -101,23 +79,19 @@ class Progress:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def observation_spec_from(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
-    """The actor's observation spec, action size and gripper flag, derived from the config alone,
-    so the learner never needs a robot to start. (`actor.config` holds only dataclasses: reading
-    the env section's schema is not reaching into the actor process.)"""
-    from actor.config import EnvConfig
-
+def learner_spec(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
+    """The observation spec, action size and gripper flag the learner trains on, from the config
+    alone (hilrl.transport.observation), so the learner never needs a robot to start; checks that
+    the encoder can take the policy cameras' image sizes (SchemaError naming the key)."""
     env = section(doc, "env", EnvConfig)
-    # The env crops and resizes every frame to its camera's `size`, whatever the robot renders;
-    # classifier-only cameras are not in the observation. Config order: the encoder's order.
-    cameras = {c.name: [*c.size, 3] for c in env.observation.policy_cameras}
-    if cameras:
+    spec = observation_spec(env)
+    if spec.cameras:
         sac = section(doc, "learner", LearnerConfig).sac
         try:
-            sac.encoder.check_camera_sizes(cameras)
+            sac.encoder.check_camera_sizes(spec.cameras)
         except ValueError as exc:
             raise SchemaError("learner.sac.encoder.image_size", str(exc)) from None
-    return ObservationSpec(state_dim=env.state_dim, cameras=cameras), env.action_dim, env.action.gripper
+    return spec, env.action_dim, env.action.gripper
 
 
 class Learner:
@@ -129,15 +103,16 @@ class Learner:
         config = section(doc, "learner", LearnerConfig)
         section(doc, "link", LinkConfig)
         section(doc, "dashboard", DashboardConfig)
-        spec, _, _ = observation_spec_from(doc)
+        spec, _, _ = learner_spec(doc)
         if spec.cameras:
-            config.check_files()
+            check_weights_file(config.sac.encoder)
 
     def __init__(self, doc: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event | None = None):
         self.doc = doc
         self.config: LearnerConfig = section(doc, "learner", LearnerConfig)
         self.link_config: LinkConfig = section(doc, "link", LinkConfig)
-        self.dir = run_dir / "learner"
+        self.paths = RunDir(run_dir)
+        self.dir = self.paths.learner
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stop = stop or threading.Event()
         self.config_hash = document_hash(doc)
@@ -145,7 +120,7 @@ class Learner:
         if c.torch_threads > 0:
             torch.set_num_threads(c.torch_threads)
         self.device = resolve_device(c.device)
-        self.obs_spec, self.action_dim, has_gripper = observation_spec_from(doc)
+        self.obs_spec, self.action_dim, has_gripper = learner_spec(doc)
         cameras = {k: tuple(v) for k, v in self.obs_spec.cameras.items()}
         self.agent = SACAgent(
             self.obs_spec.state_dim, self.action_dim, has_gripper, c.sac, self.device, seed=c.seed,
@@ -173,7 +148,7 @@ class Learner:
                 action_dim=self.action_dim,
                 config_hash=self.config_hash,
             ),
-            store_dir=self.dir / "link",
+            store_dir=self.paths.learner_link,
             learner_session=f"learner-{uuid.uuid4().hex[:12]}",
             min_free_bytes=int(c.min_free_disk_gb * 1e9),
         )
@@ -216,7 +191,7 @@ class Learner:
         for stats in self.link.poll_stats():
             self._recent = (self._recent + [(stats.success, stats.intervention_fraction)])[-20:]
             self.progress.episodes += 1
-            with open(self.dir / "episodes.jsonl", "a") as f:
+            with open(self.paths.episodes, "a") as f:
                 f.write(json.dumps({k: v for k, v in vars(stats).items()}) + "\n")
 
     def _fit_normalization(self, samples_per_buffer: int = 5000) -> None:
@@ -237,8 +212,8 @@ class Learner:
         tensors = dict(self.agent.state_arrays())
         tensors["torch_rng_state"] = torch.get_rng_state().numpy()
         started = time.monotonic()
-        write_message(
-            self.dir / CHECKPOINT_FILE,
+        write_checkpoint(
+            self.paths.checkpoint,
             Checkpoint(
                 updates=self.updates,
                 weights_version=self.weights_version,
@@ -246,32 +221,15 @@ class Learner:
                 sampler_rng=self.rng.bit_generator.state,
                 tensors=tensors,
             ),
-            CHECKPOINT_MESSAGES,
         )
         if self.config.keep_checkpoints > 0:
-            self._keep_numbered()
+            keep_numbered(self.paths.checkpoint, self.paths.numbered_checkpoint(self.updates), self.config.keep_checkpoints)
         log.info("checkpoint at %d updates (%.0f ms)", self.updates, (time.monotonic() - started) * 1e3)
 
-    def _keep_numbered(self) -> None:
-        """Keep the checkpoint just written under its update count too, then prune to the newest
-        `keep_checkpoints`. A hard link costs no write: checkpoint.bin is replaced by rename, never
-        rewritten in place, so the linked file stays as it was."""
-        latest, target = self.dir / CHECKPOINT_FILE, numbered_checkpoint(self.dir, self.updates)
-        target.parent.mkdir(exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(latest, tmp)
-        except OSError:  # a filesystem without hard links
-            shutil.copyfile(latest, tmp)
-        os.replace(tmp, target)  # the final checkpoint may repeat the last periodic one's number
-        for old in sorted(target.parent.glob("checkpoint-*.bin"))[: -self.config.keep_checkpoints]:
-            old.unlink(missing_ok=True)
-
     def _resume(self) -> None:
-        path = self.dir / CHECKPOINT_FILE
+        path = self.paths.checkpoint
         if path.exists():
-            _, ckpt = read_message(path, CHECKPOINT_MESSAGES)
+            ckpt = read_checkpoint(path)
             if ckpt.config_hash != self.config_hash:
                 log.warning("resuming with a different config (hash %s, run started with %s)", self.config_hash, ckpt.config_hash)
             tensors = dict(ckpt.tensors)
@@ -299,7 +257,7 @@ class Learner:
             int(np.prod(shape)) for shape in spec.cameras.values())
         room = shutil.disk_usage(self.dir).free - self.config.min_free_disk_gb * 1e9
         log.info("store %s: %.1f GB free above the %.1f GB reserve (learner.min_free_disk_gb): about %d env "
-                 "steps at %.1f kB each", self.dir / "link", max(room, 0) / 1e9, self.config.min_free_disk_gb,
+                 "steps at %.1f kB each", self.paths.learner_link, max(room, 0) / 1e9, self.config.min_free_disk_gb,
                  max(room, 0) // record_bytes, record_bytes / 1e3)
         if room < 1000 * record_bytes:
             log.warning("the disk of %s is nearly full: experience will not be stored (the actors keep it) "
@@ -361,7 +319,7 @@ class Learner:
         if self._recent:
             p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
             p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))
-        write_json_atomic(self.dir / "progress.json", vars(p))
+        write_json_atomic(self.paths.progress, vars(p))
         self.dashboard.status(
             p.updates, p.env_steps, p.updates_per_s,
             {"online": p.online_transitions, "demo": p.demo_transitions, "intervention": p.intervention_transitions},
@@ -384,12 +342,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if (args.run_dir is None) == (args.resume is None):
         parser.error("give exactly one of --run-dir (new run) or --resume RUN_DIR")
     run_dir = args.resume or args.run_dir
-    saved = run_dir / "config.json"
+    saved = RunDir(run_dir).config_json
     try:
         if args.config:
             doc = load_document(args.config, overrides)
         elif args.resume and saved.exists():
-            from transport.config import parse_document
+            from hilrl.transport.config import parse_document
 
             doc = parse_document(json.loads(saved.read_text()), overrides, where=str(saved))
         else:

@@ -46,9 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.classifier_config import ClassifierTrainConfig
-from policies.config import EncoderConfig
-from policies.encoders import (
+from hilrl.policies.classifier_config import ClassifierTrainConfig
+from hilrl.policies.encoders import (
     MultiCameraEncoder,
     load_state_arrays,
     random_shift,
@@ -57,8 +56,9 @@ from policies.encoders import (
     save_encoder_weights,
     sha256_bytes,
 )
-from transport.chunkfile import write_json_atomic
-from transport.schema import SchemaError, from_dict
+from hilrl.transport.chunkfile import write_json_atomic
+from hilrl.transport.schema import SchemaError, from_dict
+from hilrl.transport.sections.sac import EncoderConfig
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from policies.config import EncoderConfig
+from hilrl.transport.sections.sac import EncoderConfig
 
 
 @dataclass

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.config import EncoderConfig
+from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.sac import EncoderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -604,3 +605,15 @@ def random_shift(
     offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator, device=draw_device)
     offsets = offsets.to(images.device)
     return crops[torch.arange(b, device=images.device), offsets[:, 0], offsets[:, 1]]
+
+
+def check_weights_file(encoder: EncoderConfig, key: str = "learner.sac.encoder.weights_path") -> None:
+    """The weights file `encoder` names exists and is what it says (its SHA-256), so a run stops
+    before it starts anything. Nothing to check without a `weights_path`. Raises SchemaError
+    naming `key`."""
+    if encoder.weights_path is None:
+        return
+    try:
+        read_encoder_weights(encoder.weights_path, encoder.weights_sha256 or "")
+    except (FileNotFoundError, ValueError) as exc:
+        raise SchemaError(key, str(exc)) from None

@@ -46,9 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.config import SACConfig
-from policies.encoders import MultiCameraEncoder, random_shift
-from policies.networks import (
+from hilrl.policies.encoders import MultiCameraEncoder, random_shift
+from hilrl.policies.networks import (
     GRASP_ACTIONS,
     GRASP_CLOSE,
     GRASP_OPEN,
@@ -58,9 +57,10 @@ from policies.networks import (
     ObsNormalizer,
     TanhGaussianActor,
 )
+from hilrl.transport.action import GRIPPER_THRESHOLD
+from hilrl.transport.checkpoint import ACTING_NETWORKS
+from hilrl.transport.sections.sac import SACConfig
 
-# Env gripper thresholds (actor/env.py): >= 0.5 closes, <= -0.5 opens, in between keeps.
-GRIPPER_THRESHOLD = 0.5
 # Exploration on the gripper: with this probability the acting gripper action is uniform over
 # {open, stay, close} instead of the grasp critic's argmax (epsilon-greedy; deterministic acting
 # never explores).
@@ -158,13 +158,16 @@ def _act(
 def _acting_networks(
     obs_norm: ObsNormalizer, encoder: MultiCameraEncoder | None, actor: TanhGaussianActor, grasp_critic: GraspCritic | None
 ) -> dict[str, nn.Module]:
-    """The modules an actor runs, by tensor-name prefix (the same for SACAgent and Policy)."""
-    nets: dict[str, nn.Module] = {"obs_norm": obs_norm}
+    """The modules an actor runs, by tensor-name prefix (the same for SACAgent and Policy), named
+    from the checkpoint format's ACTING_NETWORKS, so what a checkpoint's reader takes for the
+    acting policy (hilrl.transport.checkpoint.acting_tensors) is what is defined here."""
+    obs_norm_name, encoder_name, actor_name, grasp_name = ACTING_NETWORKS
+    nets: dict[str, nn.Module] = {obs_norm_name: obs_norm}
     if encoder is not None:
-        nets["encoder"] = encoder
-    nets["actor"] = actor
+        nets[encoder_name] = encoder
+    nets[actor_name] = actor
     if grasp_critic is not None:
-        nets["grasp_critic"] = grasp_critic
+        nets[grasp_name] = grasp_critic
     return nets
 
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from transport.robot_messages import ImpedanceParams, RobotState
+from hilrl.transport.robot_messages import ImpedanceParams, RobotState
 
 
 class ArmBackend(Protocol):

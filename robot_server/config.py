@@ -9,9 +9,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from hardware.robotiq import RobotiqConfig
-from transport.link_config import CurveConfig
-from transport.robot_messages import ImpedanceParams
+from hilrl.hardware.robotiq import RobotiqConfig
+from hilrl.transport.link_config import CurveConfig
+from hilrl.transport.robot_messages import ImpedanceParams
 
 
 @dataclass

@@ -101,7 +101,7 @@ def start_server_process(
         with tempfile.NamedTemporaryFile(prefix="robot_server_", suffix=".log", delete=False) as f:
             log_path = f.name
     log_path = Path(log_path)
-    cmd = [sys.executable, "-m", "hilrl_cli", "robot-server", "--backend", "sim", "--port", str(port)]
+    cmd = [sys.executable, "-m", "hilrl.tools.cli", "robot-server", "--backend", "sim", "--port", str(port)]
     if task:
         cmd += ["--task", task]
     if config is not None:

@@ -41,14 +41,14 @@ from typing import Any
 
 import zmq
 
-from robot_server.backend import ArmBackend
-from robot_server.config import ServerConfig
-from robot_server.service import PhysicsPacer, RobotService
-from transport.codec import Limits, ProtocolError, decode, encode
-from transport.link_config import CurveConfig
-from transport.robot_messages import ROBOT_MESSAGES, ErrorReply
-from transport.schema import SchemaError
-from transport.security import (
+from hilrl.robot_server.backend import ArmBackend
+from hilrl.robot_server.config import ServerConfig
+from hilrl.robot_server.service import PhysicsPacer, RobotService
+from hilrl.transport.codec import Limits, ProtocolError, decode, encode
+from hilrl.transport.link_config import CurveConfig
+from hilrl.transport.robot_messages import ROBOT_MESSAGES, ErrorReply
+from hilrl.transport.schema import SchemaError
+from hilrl.transport.security import (
     CurveKeyError,
     InsecureAddressError,
     require_curve_or_loopback,
@@ -118,13 +118,13 @@ def make_backend(config: ServerConfig, task: str) -> ArmBackend:
     """
     if config.backend == "sim":
         # Imported here so the server module loads without MuJoCo (e.g. for `--help`).
-        from robot_server.sim.backend import make_backend as make_sim_backend
+        from hilrl.robot_server.sim.backend import make_backend as make_sim_backend
 
         return make_sim_backend(config, task)
     if config.backend == "franka":
         # Imported here so the server module loads without panda-py (a sim-only machine).
-        from robot_server.franka.backend import FrankaSetupError
-        from robot_server.franka.backend import make_backend as make_franka_backend
+        from hilrl.robot_server.franka.backend import FrankaSetupError
+        from hilrl.robot_server.franka.backend import make_backend as make_franka_backend
 
         try:
             return make_franka_backend(config, task)
@@ -395,7 +395,7 @@ def load_task_config(path: str | None) -> tuple[ServerConfig, str]:
     """
     if path is None:
         return ServerConfig(), ""
-    from transport.config import load_document, section  # only the CLI reads YAML
+    from hilrl.transport.config import load_document, section  # only the CLI reads YAML
 
     try:
         doc = load_document(path)

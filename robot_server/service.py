@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from robot_server.backend import ArmBackend
-from robot_server.config import ServerConfig
-from transport.robot_messages import (
+from hilrl.robot_server.backend import ArmBackend
+from hilrl.robot_server.config import ServerConfig
+from hilrl.transport.robot_messages import (
     Ack,
     Advance,
     ClearErrors,
@@ -44,7 +44,7 @@ from transport.robot_messages import (
     SetImpedance,
     SetPoseTarget,
 )
-from transport.spatial import (
+from hilrl.transport.spatial import (
     orientation_error,
     quat_conj,
     quat_mul,

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from actor.config import EnvConfig
-from actor.dashboard import DashboardConfig
-from actor.make import make_env
-from configs import config_path
-from robot_server.config import ServerConfig
-from robot_server.server import ConfigError, load_config
-from robot_server.sim.tasks import TASKS
-from transport.config import SECTIONS, document_hash, load_document, parse_document, section
-from transport.link_config import LinkConfig
-from transport.schema import SchemaError, to_dict
+from hilrl.actor.make import make_env
+from hilrl.configs import config_path
+from hilrl.robot_server.config import ServerConfig
+from hilrl.robot_server.server import ConfigError, load_config
+from hilrl.robot_server.sim.tasks import TASKS
+from hilrl.transport.config import SECTIONS, document_hash, load_document, parse_document, section
+from hilrl.transport.dashboard import DashboardConfig
+from hilrl.transport.link_config import LinkConfig
+from hilrl.transport.schema import SchemaError, to_dict
+from hilrl.transport.sections.env import EnvConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))

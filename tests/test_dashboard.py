@@ -16,19 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actor.dashboard import (
-    ActorDashboard,
+from hilrl.actor.dashboard import ActorDashboard
+from hilrl.configs import config_path
+from hilrl.learner.dashboard import LearnerDashboard
+from hilrl.tools.run import free_loopback_port
+from hilrl.transport.config import document_hash, load_document, section
+from hilrl.transport.dashboard import (
     Dashboard,
     DashboardConfig,
     _listening,
     dashboard_overrides,
     default_recording_id,
 )
-from actor.run import free_loopback_port
-from configs import config_path
-from learner.dashboard import LearnerDashboard
-from transport.config import document_hash, load_document, section
-from transport.schema import SchemaError
+from hilrl.transport.schema import SchemaError
 
 rerun_chunk = pytest.importorskip("rerun.chunk")
 
@@ -90,8 +90,8 @@ def _actor_steps(actor, steps: int) -> None:
 
 @pytest.mark.timeout(120)
 def test_actor_and_learner_record_the_dashboard(tmp_path):
-    from actor.loop import Actor
-    from learner.main import Learner
+    from hilrl.actor.loop import Actor
+    from hilrl.learner.main import Learner
 
     doc = _doc(tmp_path)
     stop, actor_stop = threading.Event(), threading.Event()
@@ -161,7 +161,7 @@ def test_actor_and_learner_record_the_dashboard(tmp_path):
 
 @pytest.mark.timeout(60)
 def test_disabled_dashboard_writes_nothing(tmp_path):
-    from actor.loop import Actor
+    from hilrl.actor.loop import Actor
 
     actor = Actor(_doc(tmp_path, "dashboard.enabled=false"), tmp_path)
     try:
@@ -180,7 +180,7 @@ def test_disabled_dashboard_writes_nothing(tmp_path):
 @pytest.mark.timeout(30)
 def test_without_rerun_the_dashboard_is_a_no_op(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "rerun", None)  # `import rerun` now raises ImportError
-    with caplog.at_level(logging.WARNING, logger="actor.dashboard"):
+    with caplog.at_level(logging.WARNING, logger="hilrl.transport.dashboard"):
         dashboard = ActorDashboard(DashboardConfig(), tmp_path, "reach", ["x", "y", "z"])
     assert not dashboard.recording.active
     assert "rerun cannot be imported" in caplog.text
@@ -201,13 +201,13 @@ class _BrokenStream:
 
 @pytest.mark.timeout(60)
 def test_a_failing_logger_does_not_break_the_loop(tmp_path, caplog):
-    from actor.loop import Actor
+    from hilrl.actor.loop import Actor
 
     actor = Actor(_doc(tmp_path), tmp_path)
     recording = actor.dashboard.recording
     real, recording._stream = recording._stream, _BrokenStream()
     try:
-        with caplog.at_level(logging.WARNING, logger="actor.dashboard"):
+        with caplog.at_level(logging.WARNING, logger="hilrl.transport.dashboard"):
             _actor_steps(actor, 15)
             actor.link.close()
             actor.close()

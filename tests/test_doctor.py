@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from actor.doctor import main as doctor_main
-from transport.learner_messages import Hello, ObservationSpec
-from transport.link import LearnerLink
-from transport.link_config import LinkConfig
+from hilrl.tools.doctor import main as doctor_main
+from hilrl.transport.learner_messages import Hello, ObservationSpec
+from hilrl.transport.link import LearnerLink
+from hilrl.transport.link_config import LinkConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / "configs" / "sim_pick_cube_vision.yaml")
@@ -80,7 +80,7 @@ def test_a_spacemouse_that_cannot_be_opened_fails_with_the_fix(capsys, monkeypat
 @pytest.mark.timeout(60)
 def test_a_misspelt_key_exits_2_naming_it():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "hilrl_cli", "doctor", "--config", CONFIG, "link.adress=x"],
+    done = subprocess.run([sys.executable, "-m", "hilrl.tools.cli", "doctor", "--config", CONFIG, "link.adress=x"],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     out = done.stdout + done.stderr

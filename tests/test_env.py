@@ -16,11 +16,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-import actor  # noqa: E402, F401  (registers the hilrl/Sim* ids)
-from actor.make import make_env, make_sim_env  # noqa: E402
-from configs import config_path
-from robot_server.process import start_server_process  # noqa: E402
-from transport.spatial import quat_to_matrix  # noqa: E402
+import hilrl.actor  # noqa: E402, F401  (registers the hilrl/Sim* ids)
+from hilrl.actor.make import make_env, make_sim_env  # noqa: E402
+from hilrl.configs import config_path
+from hilrl.robot_server.process import start_server_process  # noqa: E402
+from hilrl.transport.spatial import quat_to_matrix  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIM_IDS = ["hilrl/SimReach-v0", "hilrl/SimPickCube-v0", "hilrl/SimPegInsert-v0"]

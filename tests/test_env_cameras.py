@@ -16,14 +16,14 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-import actor  # noqa: E402, F401  (registers the hilrl/Sim* ids)
-from actor.config import CameraConfig, EnvConfig  # noqa: E402
-from actor.frames import crop_resize, resize  # noqa: E402
-from actor.make import make_env, make_sim_env  # noqa: E402
-from configs import config_path  # noqa: E402
-from learner.main import observation_spec_from  # noqa: E402
-from transport.config import load_document, section  # noqa: E402
-from transport.schema import SchemaError  # noqa: E402
+import hilrl.actor  # noqa: E402, F401  (registers the hilrl/Sim* ids)
+from hilrl.actor.frames import crop_resize, resize  # noqa: E402
+from hilrl.actor.make import make_env, make_sim_env  # noqa: E402
+from hilrl.configs import config_path  # noqa: E402
+from hilrl.learner.main import learner_spec  # noqa: E402
+from hilrl.transport.config import load_document, section  # noqa: E402
+from hilrl.transport.schema import SchemaError  # noqa: E402
+from hilrl.transport.sections.env import CameraConfig, EnvConfig  # noqa: E402
 
 SIM_FRAME = 128  # the shipped sim configs render 128x128
 
@@ -137,7 +137,7 @@ def test_a_classifier_camera_is_in_info_not_in_the_observation():
         env.close()
     # The learner leaves it out too.
     doc = load_document(config_path("sim_pick_cube"), [*_cameras(spec), "learner.sac.encoder.image_size=32"])
-    assert observation_spec_from(doc)[0].cameras == {"wrist": [32, 32, 3]}
+    assert learner_spec(doc)[0].cameras == {"wrist": [32, 32, 3]}
 
 
 def test_no_classifier_cameras_no_classifier_images():
@@ -188,7 +188,7 @@ def test_the_vision_config_gives_its_declared_spaces_and_the_learner_agrees():
     doc = load_document(config_path("sim_pick_cube_vision"))
     env_config = section(doc, "env", EnvConfig)
     assert "object" not in env_config.observation.state  # proprioception only
-    spec, action_dim, gripper = observation_spec_from(doc)
+    spec, action_dim, gripper = learner_spec(doc)
     assert spec.cameras == {"front": [64, 64, 3], "wrist": [64, 64, 3]}
     assert doc["learner"]["sac"]["encoder"]["image_size"] == 64
     for env in (make_env(config_path("sim_pick_cube_vision")), gym.make("hilrl/SimPickCubeVision-v0")):
@@ -204,9 +204,9 @@ def test_the_vision_config_gives_its_declared_spaces_and_the_learner_agrees():
 
 
 def test_encoder_size_and_weights_file_are_checked_before_anything_starts(tmp_path):
-    from learner.main import Learner
-    from transport.config import load_document
-    from transport.schema import SchemaError
+    from hilrl.learner.main import Learner
+    from hilrl.transport.config import load_document
+    from hilrl.transport.schema import SchemaError
 
     config = "configs/sim_pick_cube_vision.yaml"
     with pytest.raises(SchemaError, match="learner.sac.encoder.image_size.*'front' gives 64x64"):

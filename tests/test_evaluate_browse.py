@@ -12,16 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from actor import browse, evaluate
-from actor.config import ActionConfig
-from actor.demos import record_demos
-from actor.interventions import InterventionWrapper, wait_for_operator
-from actor.make import make_sim_env
-from configs import config_path
-from hardware.keyboard import KeyboardConfig, KeyboardOperator, QueuedKeySource
-from transport.chunkfile import ChunkDirectory
-from transport.config import load_document
-from transport.learner_messages import LEARNER_MESSAGES
+from hilrl.actor import evaluation
+from hilrl.actor.interventions import InterventionWrapper, wait_for_operator
+from hilrl.actor.make import make_sim_env
+from hilrl.actor.operators import KeyboardOperator
+from hilrl.configs import config_path
+from hilrl.hardware.keyboard import KeyboardConfig, QueuedKeySource
+from hilrl.tools import browse, evaluate
+from hilrl.tools.demos import record_demos
+from hilrl.transport.action import ActionConfig
+from hilrl.transport.chunkfile import ChunkDirectory
+from hilrl.transport.config import load_document
+from hilrl.transport.learner_messages import LEARNER_MESSAGES
 
 RUN_STEPS = 150
 
@@ -140,13 +142,13 @@ def test_the_evaluation_core_counts_takeovers_and_operator_labels():
     env = make_sim_env("reach")
     wrapped = InterventionWrapper(env, _TakeoverThenLabel("failure"))
     try:
-        results = evaluate.run_episodes(wrapped, lambda obs: np.zeros(3, np.float32), 2, seed=5)
+        results = evaluation.run_episodes(wrapped, lambda obs: np.zeros(3, np.float32), 2, seed=5)
     finally:
         wrapped.close()
     assert [r.seed for r in results] == [5, 6]
     for r in results:
         assert (r.length, r.interventions, r.intervention_steps, r.label, r.success) == (7, 2, 3, "failure", False)
-    total = evaluate.summarize(results)
+    total = evaluation.summarize(results)
     assert (total.interventions, total.intervention_steps, total.labelled, total.success_rate) == (4, 6, 2, 0.0)
     assert total.mean_time_to_success_s is None and total.mean_length == 7.0
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 
-import actor  # noqa: F401  (registers the hilrl/Sim* ids)
-from actor.experts import make_expert
+import hilrl.actor  # noqa: F401  (registers the hilrl/Sim* ids)
+from hilrl.actor.experts import make_expert
 
 TASK_IDS = {"reach": "hilrl/SimReach-v0", "pick_cube": "hilrl/SimPickCube-v0", "peg_insert": "hilrl/SimPegInsert-v0"}
 
@@ -54,7 +54,7 @@ def test_expert_action_fits_the_env_action_space():
 
 
 def test_unknown_task_has_no_expert():
-    from actor.config import ActionConfig
+    from hilrl.transport.action import ActionConfig
 
     with pytest.raises(ValueError, match="no scripted expert for task 'stack'"):
         make_expert("stack", ActionConfig())

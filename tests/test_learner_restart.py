@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import yaml
 
-from configs import config_path
-from robot_server.process import start_server_process
-from transport.chunkfile import ChunkDirectory
-from transport.config import load_document
-from transport.learner_messages import LEARNER_MESSAGES, EpisodeStats, TransitionChunk
+from hilrl.configs import config_path
+from hilrl.robot_server.process import start_server_process
+from hilrl.transport.chunkfile import ChunkDirectory
+from hilrl.transport.config import load_document
+from hilrl.transport.learner_messages import LEARNER_MESSAGES, EpisodeStats, TransitionChunk
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_STEPS = 120  # 12 s of control at 10 Hz
@@ -39,7 +39,7 @@ def free_port() -> int:
 def spawn(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     with open(log, "ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "hilrl_cli", *args], env=env, stdout=f, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "hilrl.tools.cli", *args], env=env, stdout=f, stderr=subprocess.STDOUT)
 
 
 def stop(proc: subprocess.Popen | None, sig: int = signal.SIGINT) -> None:

@@ -29,28 +29,32 @@ if str(_HERE / "hardware") not in sys.path:
 
 from fake_spacemouse import FakeClock, FakeSpaceMouse  # noqa: E402
 
-from actor import labels as labels_module  # noqa: E402
-from actor.config import ActionConfig  # noqa: E402
-from actor.experts import make_expert  # noqa: E402
-from actor.interventions import InterventionWrapper  # noqa: E402
-from actor.labels import balance, read_label_set, record_labels  # noqa: E402
-from actor.make import make_env  # noqa: E402
-from configs import config_path  # noqa: E402
-from hardware.keyboard import KeyboardConfig, KeyboardOperator, QueuedKeySource  # noqa: E402
-from hardware.spacemouse import ButtonBinding, SpaceMouseConfig, SpaceMouseOperator  # noqa: E402
-from hilrl_cli import SUBCOMMANDS  # noqa: E402
-from learner import classifier_train  # noqa: E402
-from policies.classifier import (  # noqa: E402
+from hilrl.actor.experts import make_expert  # noqa: E402
+from hilrl.actor.interventions import InterventionWrapper  # noqa: E402
+from hilrl.actor.make import make_env  # noqa: E402
+from hilrl.actor.operators import (  # noqa: E402
+    KeyboardOperator,  # noqa: E402
+    SpaceMouseOperator,  # noqa: E402
+)
+from hilrl.configs import config_path  # noqa: E402
+from hilrl.hardware.keyboard import KeyboardConfig, QueuedKeySource  # noqa: E402
+from hilrl.hardware.spacemouse import ButtonBinding, SpaceMouseConfig  # noqa: E402
+from hilrl.policies.classifier import (  # noqa: E402
     LabelledData,
     binary_metrics,
     load_classifier,
     select_threshold,
     train_classifier,
 )
-from policies.classifier_config import ClassifierTrainConfig  # noqa: E402
-from policies.config import EncoderConfig  # noqa: E402
-from transport.config import load_document  # noqa: E402
-from transport.schema import SchemaError, from_dict  # noqa: E402
+from hilrl.policies.classifier_config import ClassifierTrainConfig  # noqa: E402
+from hilrl.tools import classifier_train  # noqa: E402
+from hilrl.tools import labels as labels_module  # noqa: E402
+from hilrl.tools.cli import SUBCOMMANDS  # noqa: E402
+from hilrl.tools.labels import balance, read_label_set, record_labels  # noqa: E402
+from hilrl.transport.action import ActionConfig  # noqa: E402
+from hilrl.transport.config import load_document  # noqa: E402
+from hilrl.transport.schema import SchemaError, from_dict  # noqa: E402
+from hilrl.transport.sections.sac import EncoderConfig  # noqa: E402
 
 TRAIN_EPISODES = 16
 STEPS_AFTER_SUCCESS = 12

@@ -38,11 +38,11 @@ def test_run_learns_reach_to_90_percent(tmp_path, hilrl):
     assert not list(run_dir.rglob("*.tmp")), "results must be written atomically"
     # The saved resolved config is the one the processes ran: its hash is the handshake's, which
     # the learner also stored in its checkpoint.
-    from learner.main import CHECKPOINT_FILE, CHECKPOINT_MESSAGES
-    from transport.chunkfile import read_message
-    from transport.config import document_hash, load_document
+    from hilrl.transport.checkpoint import read_checkpoint
+    from hilrl.transport.config import document_hash, load_document
+    from hilrl.transport.run_dir import RunDir
 
-    _, checkpoint = read_message(run_dir / "learner" / CHECKPOINT_FILE, CHECKPOINT_MESSAGES)
+    checkpoint = read_checkpoint(RunDir(run_dir).checkpoint)
     assert checkpoint.config_hash == document_hash(load_document(run_dir / "config.yaml"))
 
 
@@ -63,8 +63,8 @@ def test_record_demos_keeps_successful_episodes(tmp_path, hilrl):
     summary = json.loads((out / "demos.json").read_text())
     assert summary["episodes"] == 3 and summary["transitions"] > 0
 
-    from transport.chunkfile import ChunkDirectory
-    from transport.learner_messages import LEARNER_MESSAGES
+    from hilrl.transport.chunkfile import ChunkDirectory
+    from hilrl.transport.learner_messages import LEARNER_MESSAGES
 
     chunks = [m for _, m in ChunkDirectory(out).iter_messages(LEARNER_MESSAGES)]
     assert sum(int(c.has_action.sum()) for c in chunks) == summary["transitions"]
@@ -82,7 +82,7 @@ def test_ctrl_c_stops_all_three_with_a_final_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hilrl_cli", "run", "--config", "configs/sim_reach.yaml", "--run-dir", str(run_dir),
+        [sys.executable, "-m", "hilrl.tools.cli", "run", "--config", "configs/sim_reach.yaml", "--run-dir", str(run_dir),
          "--max-env-steps", "100000", "learner.checkpoint_every_updates=100000"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

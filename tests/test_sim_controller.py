@@ -15,15 +15,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported (conftest
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from robot_server.config import SimConfig  # noqa: E402
-from robot_server.sim.backend import SimBackend  # noqa: E402
-from robot_server.sim.scene import (  # noqa: E402
+from hilrl.robot_server.config import SimConfig  # noqa: E402
+from hilrl.robot_server.sim.backend import SimBackend  # noqa: E402
+from hilrl.robot_server.sim.scene import (  # noqa: E402
     CUBE_HALF_SIZE_M,
     GRIPPER_FORCE_LIMIT_N,
     JOINT_LIMITS_RAD,
 )
-from transport.robot_messages import ImpedanceParams  # noqa: E402
-from transport.spatial import orientation_error, quat_mul, rotvec_to_quat  # noqa: E402
+from hilrl.transport.robot_messages import ImpedanceParams  # noqa: E402
+from hilrl.transport.spatial import orientation_error, quat_mul, rotvec_to_quat  # noqa: E402
 
 PERIOD_S = 0.1  # one control period at the shipped 10 Hz
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from actor.config import ActorConfig
-from actor.throttle import LockstepThrottle
+from hilrl.actor.config import ActorConfig
+from hilrl.actor.throttle import LockstepThrottle
 
 TRAINING_STARTS = 100
 # A call that must not wait returns at once; one that wrongly waited would block until the

@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from transport.codec import Envelope, Limits, ProtocolError, Registry, decode, encode
-from transport.learner_messages import LEARNER_MESSAGES
+from hilrl.transport.codec import Envelope, Limits, ProtocolError, Registry, decode, encode
+from hilrl.transport.learner_messages import LEARNER_MESSAGES
 
 log = logging.getLogger(__name__)
 

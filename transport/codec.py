@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from transport.schema import SchemaError, field_types, from_dict
+from hilrl.transport.schema import SchemaError, field_types, from_dict
 
 PROTOCOL_VERSION = 2
 

@@ -1,13 +1,13 @@
 """Task config documents: one YAML file per task, one section per process.
 
     task: pick_cube          # which task (the sim builds its scene from it)
-    robot_server: {...}      # robot_server.config.ServerConfig
-    env: {...}               # actor.config.EnvConfig
-    link: {...}              # transport.link_config.LinkConfig
-    learner: {...}           # learner.config.LearnerConfig
-    actor: {...}             # actor.config.ActorConfig
-    reward_classifier: {...} # policies.classifier_config.RewardClassifierConfig (labels, training)
-    dashboard: {...}         # actor.dashboard.DashboardConfig (each process's rerun recording)
+    robot_server: {...}      # hilrl.robot_server.config.ServerConfig
+    env: {...}               # hilrl.transport.sections.env.EnvConfig
+    link: {...}              # hilrl.transport.link_config.LinkConfig
+    learner: {...}           # hilrl.transport.sections.learner.LearnerConfig
+    actor: {...}             # hilrl.actor.config.ActorConfig
+    reward_classifier: {...} # hilrl.policies.classifier_config.RewardClassifierConfig
+    dashboard: {...}         # hilrl.transport.dashboard.DashboardConfig
 
 Each process validates the sections it uses with `section()`; this module checks the top level
 and applies dotted command-line overrides such as `env.max_episode_steps=50`. The document's
@@ -27,21 +27,44 @@ from typing import Any, TypeVar
 
 import yaml
 
-from transport.schema import SchemaError, from_dict
+from hilrl.configs import config_path, shipped_configs
+from hilrl.transport.schema import SchemaError, from_dict
 
 T = TypeVar("T")
 
 SECTIONS = ("task", "robot_server", "env", "link", "learner", "actor", "reward_classifier", "dashboard")
 
 
-def load_document(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Read a task YAML file, check its top-level keys, apply `key.path=value` overrides.
+def resolve_config(path: str | Path) -> Path:
+    """The YAML file `path` names: a file path, or the name of a config shipped with the package
+    (`sim_reach` or `sim_reach.yaml`: `hilrl configs` lists them), so `--config sim_reach` works
+    from any directory and from an installed wheel. A path that exists always wins.
 
     Raises:
-        FileNotFoundError: no such file.
+        FileNotFoundError: neither a file nor a shipped config; names the shipped ones.
+    """
+    candidate = Path(path)
+    if candidate.exists():
+        return candidate
+    text = str(path)
+    if "/" not in text and "\\" not in text:
+        name = text.removesuffix(".yaml")
+        if name in shipped_configs():
+            return config_path(name)
+    raise FileNotFoundError(
+        f"no config file {text!r} and no shipped config of that name (shipped: {', '.join(shipped_configs())})"
+    )
+
+
+def load_document(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Read a task YAML file (a path or a shipped config's name, see `resolve_config`), check its
+    top-level keys, apply `key.path=value` overrides.
+
+    Raises:
+        FileNotFoundError: no such file or shipped config.
         SchemaError: unknown top-level key, bad YAML, or a malformed override; names the key.
     """
-    path = Path(path)
+    path = resolve_config(path)
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transport.codec import Registry
+from hilrl.transport.codec import Registry
 
 
 @dataclass

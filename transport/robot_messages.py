@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from transport.codec import Registry
+from hilrl.transport.codec import Registry
 
 
 def _vec(n: int | None, dtype: str = "float64") -> dict:

@@ -29,7 +29,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from transport.link_config import CurveConfig
+from hilrl.transport.link_config import CurveConfig
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def secure_bind(socket: zmq.Socket, address: str, curve: CurveConfig | None,
         clients_dir = Path(clients).expanduser()
         if not any(clients_dir.glob("*.key")):
             log.warning("%s holds no client public keys (*.key): no client can connect", clients_dir)
-        auth = ThreadAuthenticator(socket.context, log=logging.getLogger("transport.security.zap"))
+        auth = ThreadAuthenticator(socket.context, log=logging.getLogger("hilrl.transport.security.zap"))
         auth.start()
         try:
             auth.configure_curve(domain="*", location=str(clients_dir))

@@ -4,7 +4,7 @@ Importing this package does not import panda-py; the backend imports it when it 
 names the install command when it is missing.
 """
 
-from robot_server.franka.backend import FrankaBackend, FrankaSetupError, make_backend
-from robot_server.franka.gripper import FrankaHand, GripperDriver
+from hilrl.robot_server.franka.backend import FrankaBackend, FrankaSetupError, make_backend
+from hilrl.robot_server.franka.gripper import FrankaHand, GripperDriver
 
 __all__ = ["FrankaBackend", "FrankaHand", "FrankaSetupError", "GripperDriver", "make_backend"]

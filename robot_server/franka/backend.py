@@ -53,10 +53,10 @@ from typing import Any
 
 import numpy as np
 
-from robot_server.config import FrankaConfig, SafetyConfig, ServerConfig
-from robot_server.franka.gripper import FrankaHand, GripperDriver, RobotiqHand
-from transport.robot_messages import ImpedanceParams, RobotState
-from transport.spatial import orientation_error, quat_mul, quat_normalize, rotvec_to_quat
+from hilrl.robot_server.config import FrankaConfig, SafetyConfig, ServerConfig
+from hilrl.robot_server.franka.gripper import FrankaHand, GripperDriver, RobotiqHand
+from hilrl.transport.robot_messages import ImpedanceParams, RobotState
+from hilrl.transport.spatial import orientation_error, quat_mul, quat_normalize, rotvec_to_quat
 
 log = logging.getLogger(__name__)
 

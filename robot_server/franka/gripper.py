@@ -220,7 +220,7 @@ class RobotiqHand:
     """
 
     def __init__(self, config: Any, activate: bool = True, gripper: Any = None):
-        from hardware.robotiq import RobotiqGripper
+        from hilrl.hardware.robotiq import RobotiqGripper
 
         self._gripper = gripper if gripper is not None else RobotiqGripper(config)
         self._poll_s = float(getattr(config, "poll_period_s", 0.02))

@@ -18,9 +18,9 @@ import os
 import mujoco
 import numpy as np
 
-from robot_server.config import ServerConfig, SimConfig
-from robot_server.sim.controller import ImpedanceController
-from robot_server.sim.scene import (
+from hilrl.robot_server.config import ServerConfig, SimConfig
+from hilrl.robot_server.sim.controller import ImpedanceController
+from hilrl.robot_server.sim.scene import (
     FINGER_STROKE_M,
     JOINT_LIMITS_RAD,
     N_ARM_JOINTS,
@@ -28,9 +28,9 @@ from robot_server.sim.scene import (
     SceneSpec,
     build_mjcf,
 )
-from robot_server.sim.tasks import make_task
-from transport.robot_messages import ImpedanceParams, RobotState
-from transport.spatial import quat_mul, quat_normalize, rotvec_to_quat
+from hilrl.robot_server.sim.tasks import make_task
+from hilrl.transport.robot_messages import ImpedanceParams, RobotState
+from hilrl.transport.spatial import quat_mul, quat_normalize, rotvec_to_quat
 
 log = logging.getLogger(__name__)
 

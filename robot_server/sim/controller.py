@@ -14,7 +14,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from transport.robot_messages import ImpedanceParams
+from hilrl.transport.robot_messages import ImpedanceParams
 
 
 class ImpedanceController:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from robot_server.sim.scene import CUBE_HALF_SIZE_M, HOLE_DEPTH_M, PEG_HALF_WIDTH_M
+from hilrl.robot_server.sim.scene import CUBE_HALF_SIZE_M, HOLE_DEPTH_M, PEG_HALF_WIDTH_M
 
 DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])  # TCP z axis pointing at the table, fingers along y
 

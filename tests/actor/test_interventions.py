@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from actor.config import InterventionConfig
-from actor.experts import make_expert
-from actor.interventions import InterventionWrapper, ScriptedOperator, make_intervention_device
-from actor.make import make_sim_env
+from hilrl.actor.config import InterventionConfig
+from hilrl.actor.experts import make_expert
+from hilrl.actor.interventions import (
+    InterventionWrapper,
+    ScriptedOperator,
+    make_intervention_device,
+)
+from hilrl.actor.make import make_sim_env
 
 
 def test_drift_rule_takes_over_when_the_policy_pushes_away_and_hands_back():

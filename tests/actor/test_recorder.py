@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from actor.recorder import ChunkRecorder
+from hilrl.actor.recorder import ChunkRecorder
 
 
 def obs(value: float) -> dict[str, np.ndarray]:

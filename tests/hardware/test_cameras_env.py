@@ -11,14 +11,15 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from fake_realsense import FakeDevice, make_fake_realsense  # noqa: E402
 
-from actor.config import EnvConfig  # noqa: E402
-from actor.env import RobotEnv  # noqa: E402
-from actor.make import make_env  # noqa: E402
-from hardware.cameras import RobotWithCameras  # noqa: E402
-from hardware.realsense import RealSenseConfig, RealSenseRig  # noqa: E402
-from hardware.robot import InProcessRobot  # noqa: E402
-from robot_server.config import ServerConfig  # noqa: E402
-from transport.config import load_document, section  # noqa: E402
+from hilrl.actor.cameras import RobotWithCameras  # noqa: E402
+from hilrl.actor.env import RobotEnv  # noqa: E402
+from hilrl.actor.make import make_env  # noqa: E402
+from hilrl.hardware.realsense import RealSenseRig  # noqa: E402
+from hilrl.robot_server.config import ServerConfig  # noqa: E402
+from hilrl.robot_server.inprocess import InProcessRobot  # noqa: E402
+from hilrl.transport.config import load_document, section  # noqa: E402
+from hilrl.transport.sections.env import EnvConfig  # noqa: E402
+from hilrl.transport.sections.realsense import RealSenseConfig  # noqa: E402
 
 CONFIG = "configs/sim_pick_cube.yaml"
 

@@ -20,12 +20,18 @@ for _path in (str(_HERE.parents[1]), str(_HERE)):
 
 from fake_spacemouse import FakeClock  # noqa: E402
 
-from actor.config import ActionConfig, InterventionConfig  # noqa: E402
-from actor.interventions import InterventionWrapper, make_intervention_device  # noqa: E402
-from actor.make import make_sim_env  # noqa: E402
-from hardware.keyboard import KeyboardConfig, KeyboardOperator, QueuedKeySource, TerminalKeySource  # noqa: E402
-from hardware.spacemouse import InputDeviceError  # noqa: E402
-from transport.schema import SchemaError, from_dict  # noqa: E402
+from hilrl.actor.config import InterventionConfig  # noqa: E402
+from hilrl.actor.interventions import InterventionWrapper, make_intervention_device  # noqa: E402
+from hilrl.actor.make import make_sim_env  # noqa: E402
+from hilrl.actor.operators import KeyboardOperator  # noqa: E402
+from hilrl.hardware.errors import InputDeviceError  # noqa: E402
+from hilrl.hardware.keyboard import (  # noqa: E402
+    KeyboardConfig,
+    QueuedKeySource,
+    TerminalKeySource,
+)
+from hilrl.transport.action import ActionConfig  # noqa: E402
+from hilrl.transport.schema import SchemaError, from_dict  # noqa: E402
 
 XYZ_GRIPPER = ActionConfig(translation_scale_m=0.02, rotation_scale_rad=0.0, gripper=True)
 

@@ -17,15 +17,11 @@ import numpy as np
 import pytest
 from fake_realsense import FakeDevice, make_fake_realsense, option, timestamp_domain
 
-from hardware.realsense import (
-    CameraNotFoundError,
-    RealSenseCamera,
-    RealSenseConfig,
-    RealSenseRig,
-    list_serials,
-)
+from hilrl.hardware.errors import CameraNotFoundError
+from hilrl.hardware.realsense import RealSenseCamera, RealSenseRig, list_serials
+from hilrl.transport.sections.realsense import RealSenseConfig
 
-LOGGER = "hardware.realsense"
+LOGGER = "hilrl.hardware.realsense"
 
 
 def cfg(serial: str = "111", **kw) -> RealSenseConfig:

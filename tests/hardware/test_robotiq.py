@@ -19,11 +19,13 @@ pytest.importorskip("pymodbus", minversion="3.16")
 from pymodbus import FramerType  # noqa: E402
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient  # noqa: E402
 
-from hardware.robot import RobotError  # noqa: E402
-from hardware.robotiq import (  # noqa: E402
+from hilrl.hardware.errors import (
+    GripperError,  # noqa: E402
+    RobotError,  # noqa: E402
+)
+from hilrl.hardware.robotiq import (  # noqa: E402
     COMMAND_ADDRESS,
     STATUS_ADDRESS,
-    GripperError,
     GripperFaultError,
     RobotiqConfig,
     RobotiqGripper,
@@ -32,7 +34,7 @@ from hardware.robotiq import (  # noqa: E402
     encode_command,
     opening_to_position,
 )
-from transport.schema import SchemaError, from_dict  # noqa: E402
+from hilrl.transport.schema import SchemaError, from_dict  # noqa: E402
 
 # This folder is on sys.path (pytest's prepend import mode, no __init__.py).
 from robotiq_emulator import RobotiqEmulator  # noqa: E402  # isort: skip

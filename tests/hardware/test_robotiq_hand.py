@@ -8,8 +8,8 @@ import time
 import pytest
 from robotiq_emulator import RobotiqEmulator
 
-from hardware.robotiq import RobotiqConfig
-from robot_server.franka.gripper import RobotiqHand
+from hilrl.hardware.robotiq import RobotiqConfig
+from hilrl.robot_server.franka.gripper import RobotiqHand
 
 
 @pytest.fixture

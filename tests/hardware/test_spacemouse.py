@@ -25,16 +25,14 @@ for _path in (str(_HERE.parents[1]), str(_HERE)):
 
 from fake_spacemouse import FakeClock, FakeSpaceMouse  # noqa: E402
 
-from actor.config import ActionConfig, InterventionConfig  # noqa: E402
-from actor.interventions import InterventionWrapper, make_intervention_device  # noqa: E402
-from actor.make import make_sim_env  # noqa: E402
-from hardware.spacemouse import (  # noqa: E402
-    ButtonBinding,
-    InputDeviceError,
-    SpaceMouseConfig,
-    SpaceMouseOperator,
-)
-from transport.schema import SchemaError, from_dict  # noqa: E402
+from hilrl.actor.config import InterventionConfig  # noqa: E402
+from hilrl.actor.interventions import InterventionWrapper, make_intervention_device  # noqa: E402
+from hilrl.actor.make import make_sim_env  # noqa: E402
+from hilrl.actor.operators import SpaceMouseOperator  # noqa: E402
+from hilrl.hardware.errors import InputDeviceError  # noqa: E402
+from hilrl.hardware.spacemouse import ButtonBinding, SpaceMouseConfig  # noqa: E402
+from hilrl.transport.action import ActionConfig  # noqa: E402
+from hilrl.transport.schema import SchemaError, from_dict  # noqa: E402
 
 XYZ_GRIPPER = ActionConfig(translation_scale_m=0.02, rotation_scale_rad=0.0, gripper=True)
 
@@ -321,7 +319,7 @@ def test_unplugged_mid_episode_ends_the_intervention_warns_once_and_the_env_keep
         info = wrapped.step(policy)[4]
         assert info["intervened"] and info["action_taken"][0] == 1.0
 
-        with caplog.at_level(logging.INFO, logger="hardware.spacemouse"):
+        with caplog.at_level(logging.INFO, logger="hilrl.hardware.spacemouse"):
             fake.unplug()
             wait_until(lambda: not reader.connected)
             for _ in range(10):
@@ -332,7 +330,7 @@ def test_unplugged_mid_episode_ends_the_intervention_warns_once_and_the_env_keep
                     wrapped.reset()
             attempts = fake.open_calls.copy()
             wait_until(lambda: len(fake.open_calls) >= len(attempts) + 3)  # it keeps retrying, quietly
-            warnings = [r for r in caplog.records if r.name == "hardware.spacemouse" and r.levelno >= logging.WARNING]
+            warnings = [r for r in caplog.records if r.name == "hilrl.hardware.spacemouse" and r.levelno >= logging.WARNING]
             assert len(warnings) == 1, [r.getMessage() for r in warnings]
             assert "disconnected" in warnings[0].getMessage() and "policy acts" in warnings[0].getMessage()
 
@@ -359,12 +357,12 @@ def test_axes_frozen_while_deflected_count_as_a_lost_device_but_a_cap_at_rest_do
     assert act(op, clock, dt=0.3) is not None  # streaming while deflected
     assert act(op, clock, dt=0.3) is not None
     mouse.freeze()
-    with caplog.at_level(logging.WARNING, logger="hardware.spacemouse"):
+    with caplog.at_level(logging.WARNING, logger="hilrl.hardware.spacemouse"):
         assert act(op, clock, dt=0.3) is not None  # 0.3 s silent: fine
         assert act(op, clock, dt=0.3) is None  # 0.6 s silent while deflected: gone
         assert act(op, clock, dt=0.3) is None
     assert not op.reader.connected
-    messages = [r.getMessage() for r in caplog.records if r.name == "hardware.spacemouse"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "hilrl.hardware.spacemouse"]
     assert len(messages) == 1 and "while its cap was deflected" in messages[0] and "not reconnecting" in messages[0]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transport.learner_messages import TransitionChunk
+from hilrl.transport.learner_messages import TransitionChunk
 
 STATE_DIM = 5
 ACTION_DIM = 4

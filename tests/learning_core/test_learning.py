@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from replay_support import chunks
 
-from learner.replay import MixedSampler, ReplayBuffer, to_torch
-from policies.config import SACConfig
-from policies.sac import SACAgent
+from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch
+from hilrl.policies.sac import SACAgent
+from hilrl.transport.sections.sac import SACConfig
 
 
 def test_grasp_critic_learns_when_to_close_and_open():

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from replay_support import ACTION_DIM, STATE_DIM, Episode, check_pairs, chunks, records
 
-from learner.replay import MixedSampler, ReplayBuffer, to_torch
+from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch
 
 CAMERAS = {"front": (4, 4, 3)}
 

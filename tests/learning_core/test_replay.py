@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from replay_support import ACTION_DIM, STATE_DIM, Episode, check_pairs, chunks, records
 
-from learner.replay import ReplayBuffer
+from hilrl.learner.replay import ReplayBuffer
 
 CAMERAS = {"front": (8, 8, 3), "wrist": (6, 4, 3)}
 

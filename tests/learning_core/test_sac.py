@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from policies.config import SACConfig
-from policies.networks import EnsembleCritic, TanhGaussianActor
-from policies.sac import Policy, SACAgent, gripper_to_index, index_to_gripper
-from transport.codec import decode, encode
-from transport.learner_messages import LEARNER_MESSAGES, Weights
+from hilrl.policies.networks import EnsembleCritic, TanhGaussianActor
+from hilrl.policies.sac import Policy, SACAgent, gripper_to_index, index_to_gripper
+from hilrl.transport.codec import decode, encode
+from hilrl.transport.learner_messages import LEARNER_MESSAGES, Weights
+from hilrl.transport.sections.sac import SACConfig
 
 S, A = 6, 4  # state width; env action: xyz + gripper
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from robot_server.process import ServerProcess, start_server_process
-from transport.codec import PROTOCOL_VERSION, decode, encode
-from transport.robot_messages import ROBOT_MESSAGES, SetPoseTarget
+from hilrl.robot_server.process import ServerProcess, start_server_process
+from hilrl.transport.codec import PROTOCOL_VERSION, decode, encode
+from hilrl.transport.robot_messages import ROBOT_MESSAGES, SetPoseTarget
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0

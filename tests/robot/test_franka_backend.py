@@ -17,9 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hardware.robot import RobotClient
-from robot_server.config import PANDA_READY_POSTURE_RAD, FrankaConfig, SafetyConfig, ServerConfig
-from robot_server.franka.backend import (
+from hilrl.robot_server.client import RobotClient
+from hilrl.robot_server.config import (
+    PANDA_READY_POSTURE_RAD,
+    FrankaConfig,
+    SafetyConfig,
+    ServerConfig,
+)
+from hilrl.robot_server.franka.backend import (
     FrankaBackend,
     FrankaSetupError,
     damping_ratio,
@@ -27,10 +32,10 @@ from robot_server.franka.backend import (
     matrix_to_quat_wxyz,
     pose_from_column_major,
 )
-from robot_server.process import start_server_process
-from robot_server.server import ConfigError, make_backend
-from robot_server.service import RobotService
-from transport.robot_messages import (
+from hilrl.robot_server.process import start_server_process
+from hilrl.robot_server.server import ConfigError, make_backend
+from hilrl.robot_server.service import RobotService
+from hilrl.transport.robot_messages import (
     Ack,
     ClearErrors,
     ErrorReply,
@@ -43,8 +48,8 @@ from transport.robot_messages import (
     SetImpedance,
     SetPoseTarget,
 )
-from transport.schema import SchemaError, from_dict
-from transport.spatial import (
+from hilrl.transport.schema import SchemaError, from_dict
+from hilrl.transport.spatial import (
     orientation_error,
     quat_conj,
     quat_mul,

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from robot_test_support import free_port, start_server
 
-from hardware.robot import RobotClient, RobotServerError, RobotUnreachableError
-from transport.robot_messages import ImpedanceParams
+from hilrl.robot_server.client import RobotClient
+from hilrl.robot_server.interface import RobotServerError, RobotUnreachableError
+from hilrl.transport.robot_messages import ImpedanceParams
 
 pytestmark = pytest.mark.timeout(120)
 

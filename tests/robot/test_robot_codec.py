@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from robot_test_support import assert_mentions, bad_requests
 
-from robot_server.server import REQUEST_LIMITS
-from transport.codec import PROTOCOL_VERSION, ProtocolError, decode, encode
-from transport.robot_messages import (
+from hilrl.robot_server.server import REQUEST_LIMITS
+from hilrl.transport.codec import PROTOCOL_VERSION, ProtocolError, decode, encode
+from hilrl.transport.robot_messages import (
     ROBOT_MESSAGES,
     Ack,
     Advance,

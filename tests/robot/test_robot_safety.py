@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from robot_test_support import RawClient
 
-from hardware.robot import InProcessRobot, RobotServerError
-from robot_server.config import SafetyConfig, ServerConfig
-from transport.robot_messages import (
+from hilrl.robot_server.config import SafetyConfig, ServerConfig
+from hilrl.robot_server.inprocess import InProcessRobot
+from hilrl.robot_server.interface import RobotServerError
+from hilrl.transport.robot_messages import (
     Advance,
     ClearErrors,
     ErrorReply,
@@ -23,7 +24,13 @@ from transport.robot_messages import (
     SetGripper,
     SetPoseTarget,
 )
-from transport.spatial import orientation_error, quat_conj, quat_mul, quat_to_rotvec, rotvec_to_quat
+from hilrl.transport.spatial import (
+    orientation_error,
+    quat_conj,
+    quat_mul,
+    quat_to_rotvec,
+    rotvec_to_quat,
+)
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,9 +13,9 @@ import pytest
 import zmq
 from robot_test_support import REPO, RawClient, assert_mentions, bad_requests, repo_env
 
-from robot_server.server import REQUEST_LIMITS
-from transport.codec import decode, encode
-from transport.robot_messages import (
+from hilrl.robot_server.server import REQUEST_LIMITS
+from hilrl.transport.codec import decode, encode
+from hilrl.transport.robot_messages import (
     ROBOT_MESSAGES,
     Ack,
     Advance,
@@ -122,7 +122,7 @@ def test_sigterm_stops_the_server_cleanly(servers):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hilrl_cli", "robot-server", *args],
+        [sys.executable, "-m", "hilrl.tools.cli", "robot-server", *args],
         cwd=REPO, env=repo_env(), capture_output=True, text=True, timeout=60,
     )
 
@@ -187,7 +187,7 @@ def test_task_comes_from_the_config_file(servers):
 
 
 def test_reply_cache_is_bounded_by_senders_and_bytes():
-    from robot_server.server import _ReplyCache
+    from hilrl.robot_server.server import _ReplyCache
 
     cache = _ReplyCache(max_senders=3, max_bytes=100)
     for i in range(5):

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hardware.robot import InProcessRobot, RobotServerError
-from robot_server.config import ServerConfig
-from robot_server.service import RobotService
-from robot_server.sim.backend import make_backend
-from transport.robot_messages import ErrorReply, GetState, Render, RobotState, SetGripper
+from hilrl.robot_server.config import ServerConfig
+from hilrl.robot_server.inprocess import InProcessRobot
+from hilrl.robot_server.interface import RobotServerError
+from hilrl.robot_server.service import RobotService
+from hilrl.robot_server.sim.backend import make_backend
+from hilrl.transport.robot_messages import ErrorReply, GetState, Render, RobotState, SetGripper
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -101,7 +102,7 @@ def test_realtime_catch_up_is_capped_when_calls_are_far_apart():
 def test_lockstep_force_latch_clears_and_the_arm_can_go_home():
     """A force error latched while pressing must not re-latch on ClearErrors when no physics ran
     since (lockstep): otherwise the sim could never recover through GoHome."""
-    from robot_server.config import SafetyConfig
+    from hilrl.robot_server.config import SafetyConfig
 
     config = ServerConfig(clock="lockstep", safety=SafetyConfig(workspace_min_m=(0.25, -0.35, -0.2), max_force_n=10.0))
     robot = InProcessRobot(RobotService(make_backend(config, "reach"), config))

@@ -14,7 +14,7 @@ for _path in (str(_HERE.parents[1]), str(_HERE)):
 
 from link_support import LearnerProcess, fast_config, make_hello  # noqa: E402
 
-from transport.link import ActorLink, LearnerLink  # noqa: E402
+from hilrl.transport.link import ActorLink, LearnerLink  # noqa: E402
 
 
 @pytest.fixture

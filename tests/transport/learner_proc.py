@@ -22,7 +22,7 @@ for _path in (str(_HERE.parents[1]), str(_HERE)):
 
 from link_support import fast_config, make_hello  # noqa: E402
 
-from transport.link import LearnerLink  # noqa: E402
+from hilrl.transport.link import LearnerLink  # noqa: E402
 
 
 def main() -> int:

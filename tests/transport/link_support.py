@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import zmq
 
-from transport.chunkfile import ChunkDirectory
-from transport.codec import PROTOCOL_VERSION, decode, encode
-from transport.learner_messages import (
+from hilrl.transport.chunkfile import ChunkDirectory
+from hilrl.transport.codec import PROTOCOL_VERSION, decode, encode
+from hilrl.transport.learner_messages import (
     LEARNER_MESSAGES,
     EpisodeStats,
     Hello,
     ObservationSpec,
     TransitionChunk,
 )
-from transport.link import ACTOR_RECV_LIMITS
-from transport.link_config import LinkConfig
+from hilrl.transport.link import ACTOR_RECV_LIMITS
+from hilrl.transport.link_config import LinkConfig
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent

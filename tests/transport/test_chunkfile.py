@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from link_support import make_chunk, make_stats
 
-from transport import chunkfile
-from transport.chunkfile import (
+from hilrl.transport import chunkfile
+from hilrl.transport.chunkfile import (
     FORMAT_VERSION,
     MAGIC,
     ChunkDirectory,
@@ -19,8 +19,8 @@ from transport.chunkfile import (
     read_message,
     write_message,
 )
-from transport.codec import encode
-from transport.learner_messages import LEARNER_MESSAGES, TransitionChunk, Weights
+from hilrl.transport.codec import encode
+from hilrl.transport.learner_messages import LEARNER_MESSAGES, TransitionChunk, Weights
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -19,9 +19,9 @@ from link_support import (
     wait_until,
 )
 
-from transport.chunkfile import ChunkDirectory, DirectoryBusyError
-from transport.codec import decode, encode
-from transport.learner_messages import (
+from hilrl.transport.chunkfile import ChunkDirectory, DirectoryBusyError
+from hilrl.transport.codec import decode, encode
+from hilrl.transport.learner_messages import (
     LEARNER_MESSAGES,
     ChunkAck,
     Heartbeat,
@@ -32,7 +32,7 @@ from transport.learner_messages import (
     WeightsRequest,
     Welcome,
 )
-from transport.link import LearnerLink, SeqWindow
+from hilrl.transport.link import LearnerLink, SeqWindow
 
 
 @pytest.mark.timeout(30)

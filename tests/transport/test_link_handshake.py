@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 from link_support import RawActor, make_chunk, make_hello, wait_until
 
-from transport.codec import PROTOCOL_VERSION
-from transport.learner_messages import ObservationSpec, Refused, Welcome
-from transport.link import handshake_mismatch
+from hilrl.transport.codec import PROTOCOL_VERSION
+from hilrl.transport.learner_messages import ObservationSpec, Refused, Welcome
+from hilrl.transport.link import handshake_mismatch
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from link_support import RawActor, make_chunk, make_hello, make_stats, wait_until
 
-from transport.codec import PROTOCOL_VERSION, Limits, ProtocolError, decode, encode
-from transport.learner_messages import (
+from hilrl.transport.codec import PROTOCOL_VERSION, Limits, ProtocolError, decode, encode
+from hilrl.transport.learner_messages import (
     LEARNER_MESSAGES,
     ChunkAck,
     EpisodeStats,
@@ -22,7 +22,7 @@ from transport.learner_messages import (
     WeightsRequest,
     Welcome,
 )
-from transport.link import LEARNER_RECV_LIMITS
+from hilrl.transport.link import LEARNER_RECV_LIMITS
 
 
 def _every_kind() -> list:

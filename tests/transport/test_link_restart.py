@@ -11,9 +11,9 @@ import time
 import pytest
 from link_support import fast_config, make_chunk, make_hello, stable_port, wait_until
 
-from transport.chunkfile import ChunkDirectory
-from transport.learner_messages import LEARNER_MESSAGES
-from transport.link import ActorLink
+from hilrl.transport.chunkfile import ChunkDirectory
+from hilrl.transport.learner_messages import LEARNER_MESSAGES
+from hilrl.transport.link import ActorLink
 
 N_CHUNKS = 150
 DROP_ACKS_FROM = 40

@@ -13,9 +13,9 @@ import yaml
 import zmq
 from link_support import REPO, fast_config, make_chunk, make_hello, repo_env, wait_until
 
-from transport.link import ActorLink, LearnerLink
-from transport.link_config import CurveConfig
-from transport.security import (
+from hilrl.transport.link import ActorLink, LearnerLink
+from hilrl.transport.link_config import CurveConfig
+from hilrl.transport.security import (
     CurveKeyError,
     InsecureAddressError,
     generate_keys,
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _hilrl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hilrl_cli", *args], cwd=REPO, env=repo_env(),
+    return subprocess.run([sys.executable, "-m", "hilrl.tools.cli", *args], cwd=REPO, env=repo_env(),
                           capture_output=True, text=True, timeout=60)
 
 
@@ -158,9 +158,10 @@ def test_missing_key_files_are_named(keys, tmp_path):
 
 
 def test_robot_server_with_curve_keys_serves_only_authorized_clients(keys, tmp_path):
-    from hardware.robot import RobotClient, RobotUnreachableError
-    from robot_server.config import ServerConfig
-    from robot_server.server import serve
+    from hilrl.robot_server.client import RobotClient
+    from hilrl.robot_server.config import ServerConfig
+    from hilrl.robot_server.interface import RobotUnreachableError
+    from hilrl.robot_server.server import serve
 
     config = ServerConfig(address="tcp://127.0.0.1:0", curve=_server_curve(keys))
     ready: list[str] = []

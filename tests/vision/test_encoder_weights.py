@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from policies.config import EncoderConfig
-from policies.encoders import (
+from hilrl.policies.encoders import (
     MultiCameraEncoder,
     ResNet10,
     load_encoder_weights,
@@ -20,6 +19,7 @@ from policies.encoders import (
     read_encoder_weights,
     save_encoder_weights,
 )
+from hilrl.transport.sections.sac import EncoderConfig
 
 
 def noise(batch: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -149,14 +149,14 @@ def test_keys_shapes_and_values_must_match_the_module(tmp_path):
 
 
 def test_no_path_means_random_init_with_a_warning_for_resnet10(caplog):
-    with caplog.at_level(logging.WARNING, logger="policies.encoders"):
+    with caplog.at_level(logging.WARNING, logger="hilrl.policies.encoders"):
         enc = MultiCameraEncoder(["cam"], EncoderConfig(kind="resnet10", image_size=64))
     assert "randomly initialised" in caplog.text
     assert enc({"cam": noise(1, 64)}).shape == (1, 256)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="policies.encoders"):
+    with caplog.at_level(logging.WARNING, logger="hilrl.policies.encoders"):
         MultiCameraEncoder(["cam"], EncoderConfig(kind="small", image_size=64))
     assert caplog.text == ""  # the small encoder trains from scratch: nothing to warn about
-    with caplog.at_level(logging.WARNING, logger="policies.encoders"):
+    with caplog.at_level(logging.WARNING, logger="hilrl.policies.encoders"):
         MultiCameraEncoder(["cam"], EncoderConfig(kind="small", image_size=64, frozen=True))
     assert "never learn" in caplog.text

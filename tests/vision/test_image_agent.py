@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from policies.config import EncoderConfig, SACConfig
-from policies.sac import Policy, SACAgent
+from hilrl.policies.sac import Policy, SACAgent
+from hilrl.transport.sections.sac import EncoderConfig, SACConfig
 
 S, A = 5, 4  # state width; env action: xyz + gripper
 SIZE = 32

@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from transport.chunkfile import ChunkDirectory
-from transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
+from hilrl.transport.chunkfile import ChunkDirectory
+from hilrl.transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
 
 
 @pytest.mark.timeout(300)

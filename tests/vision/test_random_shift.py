@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from policies.encoders import is_channels_last, random_shift
+from hilrl.policies.encoders import is_channels_last, random_shift
 
 PAD = 4
 

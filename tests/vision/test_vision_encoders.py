@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from policies.config import EncoderConfig, SACConfig
-from policies.encoders import (
+from hilrl.policies.encoders import (
     MultiCameraEncoder,
     ResNet10,
     SmallConvEncoder,
     SpatialLearnedEmbeddings,
     to_float_chw,
 )
-from transport.schema import SchemaError, from_dict
+from hilrl.transport.schema import SchemaError, from_dict
+from hilrl.transport.sections.sac import EncoderConfig, SACConfig
 
 
 def images(cameras: list[str], batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:

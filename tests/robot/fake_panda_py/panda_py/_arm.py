@@ -10,7 +10,13 @@ import math
 
 import numpy as np
 
-from transport.spatial import quat_conj, quat_mul, quat_to_matrix, quat_to_rotvec, rotvec_to_quat  # noqa: F401 (used by the package)
+from hilrl.transport.spatial import (  # noqa: F401 (used by the package)
+    quat_conj,
+    quat_mul,
+    quat_to_matrix,
+    quat_to_rotvec,
+    rotvec_to_quat,
+)
 
 READY_Q = np.array([0.0, -math.pi / 4, 0.0, -3 * math.pi / 4, 0.0, math.pi / 2, math.pi / 4])
 READY_POSITION = np.array([0.307, 0.0, 0.487])

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from actor.labels import read_label_set
-from policies.classifier_config import RewardClassifierConfig
-from transport.config import load_document, section
-from transport.schema import SchemaError
+from hilrl.policies.classifier_config import RewardClassifierConfig
+from hilrl.tools.labels import read_label_set
+from hilrl.transport.config import load_document, section
+from hilrl.transport.schema import SchemaError
 
 
 def train_from_labels(
@@ -32,7 +32,7 @@ def train_from_labels(
 ) -> dict[str, Any]:
     """Train on `labels_dir` with the document's `reward_classifier.train`, write the files, and
     return the summary that `main` prints."""
-    from policies.classifier import LabelledData, save_classifier, train_classifier
+    from hilrl.policies.classifier import LabelledData, save_classifier, train_classifier
 
     config = section(doc, "reward_classifier", RewardClassifierConfig).train
     if epochs is not None:

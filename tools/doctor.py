@@ -31,13 +31,19 @@ from typing import Any
 
 import zmq
 
-from transport.codec import PROTOCOL_VERSION, ProtocolError, decode, encode
-from transport.config import load_document, section
-from transport.learner_messages import LEARNER_MESSAGES, Heartbeat, HelloRequired, Refused, Welcome
-from transport.link import ACTOR_RECV_LIMITS
-from transport.link_config import LinkConfig
-from transport.schema import SchemaError
-from transport.security import secure_connect
+from hilrl.transport.codec import PROTOCOL_VERSION, ProtocolError, decode, encode
+from hilrl.transport.config import load_document, section
+from hilrl.transport.learner_messages import (
+    LEARNER_MESSAGES,
+    Heartbeat,
+    HelloRequired,
+    Refused,
+    Welcome,
+)
+from hilrl.transport.link import ACTOR_RECV_LIMITS
+from hilrl.transport.link_config import LinkConfig
+from hilrl.transport.schema import SchemaError
+from hilrl.transport.security import secure_connect
 
 # How long the robot's state is polled to measure its serving rate.
 STATE_RATE_WINDOW_S = 1.0
@@ -78,22 +84,22 @@ def _run_check(name: str, fn: Callable[[], CheckResult | list[CheckResult]], fix
 
 
 def check_config(doc: dict[str, Any]) -> CheckResult:
-    from actor.loop import load_settings
-    from learner.main import observation_spec_from
-    from robot_server.config import ServerConfig
+    from hilrl.actor.loop import load_settings
+    from hilrl.learner.main import learner_spec
+    from hilrl.robot_server.config import ServerConfig
 
     settings = load_settings(doc)
     section(doc, "robot_server", ServerConfig)
     # The learner's sections, but not its files (encoder weights live on the learner's machine).
-    observation_spec_from(doc)
+    learner_spec(doc)
     cameras = [c.name for c in settings.env.observation.camera_configs]
     return CheckResult("config", True, f"task {doc.get('task', '')!r}; cameras {cameras or 'none'}; "
                                        f"interventions {settings.actor.intervention.device}")
 
 
 def _open_robot(doc: dict[str, Any]):
-    from actor.config import EnvConfig
-    from hardware.connect import open_robot
+    from hilrl.robot_server.connect import open_robot
+    from hilrl.transport.sections.env import EnvConfig
 
     return open_robot(doc, section(doc, "env", EnvConfig).connection)
 
@@ -130,8 +136,8 @@ def check_robot(doc: dict[str, Any]) -> list[CheckResult]:
 
 def check_cameras(doc: dict[str, Any]) -> list[CheckResult]:
     """RealSense cameras (frames and fps, measured) and sim cameras (one render)."""
-    from actor.config import EnvConfig
-    from hardware.realsense import RealSenseRig
+    from hilrl.hardware.realsense import RealSenseRig
+    from hilrl.transport.sections.env import EnvConfig
 
     env = section(doc, "env", EnvConfig)
     rows: list[CheckResult] = []
@@ -169,11 +175,11 @@ def check_cameras(doc: dict[str, Any]) -> list[CheckResult]:
 
 
 def check_intervention_device(doc: dict[str, Any]) -> list[CheckResult]:
-    from actor.config import ActorConfig
+    from hilrl.actor.config import ActorConfig
 
     config = section(doc, "actor", ActorConfig).intervention
     if config.device == "spacemouse":
-        from hardware.spacemouse import SpaceMouseReader
+        from hilrl.hardware.spacemouse import SpaceMouseReader
 
         def spacemouse() -> CheckResult:
             reader = SpaceMouseReader(config.spacemouse)

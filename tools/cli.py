@@ -28,17 +28,18 @@ class Subcommand:
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
-    "robot-server": Subcommand("robot_server.server", "serve an arm (sim or real) with the server-side safety layer"),
-    "run": Subcommand("actor.run", "the main job: train on the simulated robot (server, learner, actor on loopback)"),
-    "actor": Subcommand("actor.loop", "run the actor: the policy on the robot, streaming to the learner"),
-    "learner": Subcommand("learner.main", "run the learner: SAC/RLPD training fed by actors"),
-    "record-demos": Subcommand("actor.demos", "record successful demonstrations (scripted expert in the sim, or an operator's SpaceMouse/keyboard)"),
-    "eval": Subcommand("actor.evaluate", "evaluate a run's checkpoint with the deterministic policy (RUN_DIR/eval/*.json)"),
-    "browse": Subcommand("actor.browse", "summarise a demo, label or run folder; export an episode's camera frames"),
-    "record-labels": Subcommand("actor.labels", "record camera frames labelled success / not, for the reward classifier"),
-    "train-classifier": Subcommand("learner.classifier_train", "train the reward classifier on recorded labels"),
-    "keys": Subcommand("transport.keys", "generate CurveZMQ keys for links that bind beyond loopback"),
-    "doctor": Subcommand("actor.doctor", "pre-flight check: robot, gripper, cameras, intervention device, learner, config"),
+    "robot-server": Subcommand("hilrl.robot_server.server", "serve an arm (sim or real) with the server-side safety layer"),
+    "run": Subcommand("hilrl.tools.run", "the main job: train on the simulated robot (server, learner, actor on loopback)"),
+    "actor": Subcommand("hilrl.actor.loop", "run the actor: the policy on the robot, streaming to the learner"),
+    "learner": Subcommand("hilrl.learner.main", "run the learner: SAC/RLPD training fed by actors"),
+    "record-demos": Subcommand("hilrl.tools.demos", "record successful demonstrations (scripted expert in the sim, or an operator's SpaceMouse/keyboard)"),
+    "eval": Subcommand("hilrl.tools.evaluate", "evaluate a run's checkpoint with the deterministic policy (RUN_DIR/eval/*.json)"),
+    "browse": Subcommand("hilrl.tools.browse", "summarise a demo, label or run folder; export an episode's camera frames"),
+    "record-labels": Subcommand("hilrl.tools.labels", "record camera frames labelled success / not, for the reward classifier"),
+    "train-classifier": Subcommand("hilrl.tools.classifier_train", "train the reward classifier on recorded labels"),
+    "keys": Subcommand("hilrl.tools.keys", "generate CurveZMQ keys for links that bind beyond loopback"),
+    "configs": Subcommand("hilrl.tools.list_configs", "list the task configs shipped with hilrl (any works as --config NAME)"),
+    "doctor": Subcommand("hilrl.tools.doctor", "pre-flight check: robot, gripper, cameras, intervention device, learner, config"),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from policies.config import SACConfig
+from hilrl.transport.sections.sac import SACConfig
 
 
 @dataclass
@@ -45,20 +45,6 @@ class LearnerConfig:
     torch_threads: int = 0
     min_free_disk_gb: float = 1.0
     sac: SACConfig = field(default_factory=SACConfig)
-
-    def check_files(self) -> None:
-        """The files this config names exist and are what it says (the encoder weights' SHA-256),
-        so a run stops before it starts anything. Raises SchemaError naming the key."""
-        encoder = self.sac.encoder
-        if encoder.weights_path is None:
-            return
-        from policies.encoders import read_encoder_weights  # torch: only when there is a file
-        from transport.schema import SchemaError
-
-        try:
-            read_encoder_weights(encoder.weights_path, encoder.weights_sha256 or "")
-        except (FileNotFoundError, ValueError) as exc:
-            raise SchemaError("learner.sac.encoder.weights_path", str(exc)) from None
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:

@@ -17,7 +17,8 @@ the sim's scripted operator never takes part in an evaluation.
 Results are printed as one JSON line and written atomically to
 RUN_DIR/eval/eval-<checkpoint updates>-<time>.json.
 
-`run_episodes` and `summarize` are the evaluation core that the actor's `Actor.evaluate` uses too.
+The evaluation core (`run_episodes`, `summarize`) is hilrl.actor.evaluation, shared with the
+actor's own evaluation.
 """
 
 from __future__ import annotations
@@ -27,153 +28,26 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from threading import Event
 from typing import Any
 
-import numpy as np
-
-from transport.chunkfile import ChunkFileError, read_message, write_json_atomic
-from transport.schema import SchemaError
+from hilrl.actor.evaluation import DEFAULT_SEED, print_progress, run_episodes, summarize
+from hilrl.actor.interventions import InterventionWrapper, make_intervention_device
+from hilrl.actor.loop import load_settings
+from hilrl.actor.make import make_env
+from hilrl.policies.sac import Policy
+from hilrl.robot_server.config import ServerConfig
+from hilrl.transport.checkpoint import Checkpoint, acting_tensors, read_checkpoint
+from hilrl.transport.chunkfile import ChunkFileError, write_json_atomic
+from hilrl.transport.config import document_hash, load_document, parse_document, section
+from hilrl.transport.observation import check_env_observation
+from hilrl.transport.run_dir import SAVED_CONFIGS, RunDir
+from hilrl.transport.schema import SchemaError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SEED = 10_000  # the actor's evaluation seeds: seed + episode index
-SAVED_CONFIGS = ("config.yaml", "config.json")  # hilrl run writes the first, the learner the second
-
-Observation = dict[str, np.ndarray]
-
-
-# ---------------------------------------------------------------------------------- core
-
-
-@dataclass
-class EpisodeResult:
-    """One evaluation episode.
-
-    Attributes:
-        seed: the episode's reset seed.
-        success: the episode ended in success (the task's check, or the operator's label).
-        length: env steps.
-        time_s: length x the control period, s (the robot's time, not the wall clock).
-        interventions: separate operator takeovers; intervention_steps: steps the operator drove.
-        label: the operator's "success"/"failure" label that ended it, or None.
-    """
-
-    seed: int
-    success: bool
-    length: int
-    time_s: float
-    interventions: int = 0
-    intervention_steps: int = 0
-    label: str | None = None
-
-
-@dataclass
-class EvalSummary:
-    """Totals over evaluation episodes.
-
-    Attributes:
-        episodes / successes: counts. success_rate: successes / episodes.
-        mean_length: mean episode length, env steps.
-        mean_time_to_success_s: mean `time_s` of the successful episodes, s (None: no success).
-        interventions / intervention_steps: summed over the episodes (0 without an operator).
-        labelled: episodes the operator ended with a label.
-    """
-
-    episodes: int
-    successes: int
-    success_rate: float
-    mean_length: float
-    mean_time_to_success_s: float | None
-    interventions: int
-    intervention_steps: int
-    labelled: int
-
-
-def run_episodes(
-    env: Any,
-    act: Callable[[Observation], np.ndarray],
-    episodes: int,
-    seed: int = DEFAULT_SEED,
-    control_period_s: float | None = None,
-    stop: Event | None = None,
-    progress: Callable[[int, EpisodeResult], None] | None = None,
-) -> list[EpisodeResult]:
-    """Run `episodes` episodes with `act` choosing every action; episode i resets with seed + i.
-
-    Args:
-        env: a RobotEnv, or one wrapped in an InterventionWrapper (whose info reports takeovers
-            and labels; the bare env reports neither).
-        act: observation -> action (the deterministic policy, for an evaluation).
-        control_period_s: for `time_s`; default the env's own control period.
-        stop: when set, no further episode starts (the current one finishes).
-        progress: called after each episode with its index and result (terminal progress).
-    """
-    period = control_period_s if control_period_s is not None else env.unwrapped.control_period_s
-    results = []
-    for i in range(episodes):
-        if stop is not None and stop.is_set():
-            break
-        obs, _ = env.reset(seed=seed + i)
-        done, steps, info = False, 0, {}
-        takeovers, operator_steps, was_intervening = 0, 0, False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(act(obs))
-            steps += 1
-            intervened = bool(info.get("intervened", False))
-            operator_steps += intervened
-            takeovers += intervened and not was_intervening
-            was_intervening = intervened
-            done = terminated or truncated
-        results.append(
-            EpisodeResult(
-                seed=seed + i,
-                success=bool(info.get("succeeded")),
-                length=steps,
-                time_s=steps * period,
-                interventions=int(takeovers),
-                intervention_steps=int(operator_steps),
-                label=info.get("human_label"),
-            )
-        )
-        if progress is not None:
-            progress(i, results[-1])
-    return results
-
-
-def print_progress(episodes: int) -> Callable[[int, EpisodeResult], None]:
-    """A `progress` callback printing one line per evaluation episode to stderr (stdout carries
-    the JSON result), with the running success count."""
-    successes = 0
-
-    def report(i: int, result: EpisodeResult) -> None:
-        nonlocal successes
-        successes += result.success
-        print(f"evaluation {i + 1}/{episodes}: {'success' if result.success else 'failure'} in "
-              f"{result.length} steps | success so far {successes}/{i + 1}", file=sys.stderr, flush=True)
-
-    return report
-
-
-def summarize(results: Sequence[EpisodeResult]) -> EvalSummary:
-    """Totals of `results` (at least one episode)."""
-    if not results:
-        raise ValueError("no evaluation episodes to summarise")
-    times = [r.time_s for r in results if r.success]
-    successes = sum(r.success for r in results)
-    return EvalSummary(
-        episodes=len(results),
-        successes=successes,
-        success_rate=successes / len(results),
-        mean_length=float(np.mean([r.length for r in results])),
-        mean_time_to_success_s=float(np.mean(times)) if times else None,
-        interventions=sum(r.interventions for r in results),
-        intervention_steps=sum(r.intervention_steps for r in results),
-        labelled=sum(r.label is not None for r in results),
-    )
 
 
 # ---------------------------------------------------------------------------------- a run's files
@@ -187,41 +61,32 @@ def saved_config(run_dir: Path) -> Path:
     """The config a run saved (config.yaml, else config.json). Raises EvalSetupError."""
     if not run_dir.is_dir():
         raise EvalSetupError(f"{run_dir}: no such run directory")
-    for name in SAVED_CONFIGS:
-        if (run_dir / name).is_file():
-            return run_dir / name
-    raise EvalSetupError(
-        f"{run_dir} has no saved config ({' or '.join(SAVED_CONFIGS)}): is it a run directory? "
-        "Give the config with --config"
-    )
+    found = RunDir(run_dir).saved_config()
+    if found is None:
+        raise EvalSetupError(
+            f"{run_dir} has no saved config ({' or '.join(SAVED_CONFIGS)}): is it a run directory? "
+            "Give the config with --config"
+        )
+    return found
 
 
 def available_checkpoints(run_dir: Path) -> dict[int, Path]:
     """Numbered checkpoints of a run (learner.keep_checkpoints), by gradient updates."""
-    from learner.main import CHECKPOINT_DIR
-
-    found = {}
-    for path in (run_dir / "learner" / CHECKPOINT_DIR).glob("checkpoint-*.bin"):
-        number = path.stem.removeprefix("checkpoint-")
-        if number.isdigit():
-            found[int(number)] = path
-    return dict(sorted(found.items()))
+    return RunDir(run_dir).numbered_checkpoints()
 
 
 def resolve_checkpoint(run_dir: Path, spec: str | None) -> Path:
     """The checkpoint file `spec` names: None or "latest" -> RUN_DIR/learner/checkpoint.bin; a
     number N -> the numbered checkpoint written at N updates; else a path. Raises EvalSetupError
     naming what exists instead."""
-    from learner.main import CHECKPOINT_FILE, numbered_checkpoint
-
-    learner_dir = run_dir / "learner"
+    paths = RunDir(run_dir)
     if spec is None or spec == "latest":
-        path = learner_dir / CHECKPOINT_FILE
+        path = paths.checkpoint
         if not path.is_file():
             raise EvalSetupError(f"{path}: no checkpoint (has the learner of this run started?)")
         return path
     if spec.isdigit() and not Path(spec).is_file():
-        path = numbered_checkpoint(learner_dir, int(spec))
+        path = paths.numbered_checkpoint(int(spec))
         if path.is_file():
             return path
         kept = available_checkpoints(run_dir)
@@ -239,26 +104,13 @@ def resolve_checkpoint(run_dir: Path, spec: str | None) -> Path:
     return path
 
 
-def load_checkpoint(path: Path) -> Any:
-    """The learner's `Checkpoint` message in `path`. Raises EvalSetupError for a file that is not
-    a complete checkpoint."""
-    from learner.main import CHECKPOINT_MESSAGES
-
+def load_checkpoint(path: Path) -> Checkpoint:
+    """The learner's checkpoint in `path`. Raises EvalSetupError for a file that is not a complete
+    checkpoint."""
     try:
-        _, ckpt = read_message(path, CHECKPOINT_MESSAGES)
+        return read_checkpoint(path)
     except ChunkFileError as exc:
         raise EvalSetupError(f"not a usable checkpoint: {exc}") from None
-    return ckpt
-
-
-# The acting networks' tensors in SACAgent.state_arrays() (what Policy.load_tensors takes); the
-# critics, targets, optimiser and RNG state are for training only.
-ACTING_PREFIXES = ("obs_norm.", "encoder.", "actor.", "grasp_critic.")
-
-
-def policy_tensors(checkpoint_tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The acting networks' tensors of a checkpoint, by the names the actor's Policy uses."""
-    return {name: value for name, value in checkpoint_tensors.items() if name.startswith(ACTING_PREFIXES)}
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -287,14 +139,6 @@ def evaluate_run(
         SchemaError: an invalid config or override.
         RuntimeError / OSError: the robot, cameras or operator device failed.
     """
-    # Imported here: actor.loop imports this module for the evaluation core above.
-    from actor.interventions import InterventionWrapper, make_intervention_device
-    from actor.loop import load_settings, observation_spec
-    from actor.make import make_env
-    from policies.sac import Policy
-    from robot_server.config import ServerConfig
-    from transport.config import document_hash, load_document, parse_document, section
-
     started = time.monotonic()
     if not run_dir.is_dir():
         raise EvalSetupError(f"{run_dir}: no such run directory")
@@ -319,13 +163,13 @@ def evaluate_run(
     runner: Any = env  # what gets closed: the env, or the wrapper that closes the device and env
     device = None
     try:
-        spec = observation_spec(env)
+        spec = check_env_observation(settings.env, env.observation_space)
         policy = Policy(
             spec.state_dim, int(env.action_space.shape[0]), settings.env.action.gripper, settings.sac,
             device=settings.actor.device, seed=settings.actor.seed, cameras=list(spec.cameras),
         )
         try:
-            policy.load_tensors(policy_tensors(ckpt.tensors))
+            policy.load_tensors(acting_tensors(ckpt.tensors))
         except ValueError as exc:
             raise EvalSetupError(f"{ckpt_path} does not fit the config {config_path}: {exc}") from None
         device_name = settings.actor.intervention.device
@@ -374,7 +218,7 @@ def evaluate_run(
 def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
     """Write `result` atomically to RUN_DIR/eval/eval-<updates>-<time>.json (a counter is added
     when that name exists: two evaluations in one second both stay)."""
-    out_dir = run_dir / "eval"
+    out_dir = RunDir(run_dir).eval_dir
     out_dir.mkdir(exist_ok=True)
     stem = f"eval-{result['checkpoint_updates']:09d}-{time.strftime('%Y%m%d-%H%M%S')}"
     path, n = out_dir / f"{stem}.json", 1

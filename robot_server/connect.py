@@ -1,17 +1,18 @@
 """Open the robot a task config names: the simulated arm in this process, or a robot server.
 
-This is the one place `hardware/` reads the `robot_server:` section, and (for the in-process sim)
-the one sanctioned import of `robot_server` outside its own process: the in-process twin runs the
-very same `RobotService` (safety layer included) that the server process runs.
+The in-process twin runs the very same `RobotService` (safety layer included) that the server
+process runs; a real arm is always reached through its server.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from hardware.robot import InProcessRobot, RobotClient, RobotInterface
-from robot_server.config import ServerConfig
-from transport.config import section
+from hilrl.robot_server.client import RobotClient
+from hilrl.robot_server.config import ServerConfig
+from hilrl.robot_server.inprocess import InProcessRobot
+from hilrl.robot_server.interface import RobotInterface
+from hilrl.transport.config import section
 
 
 def open_robot(doc: dict[str, Any], connection: Literal["inprocess", "server"]) -> RobotInterface:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from transport.security import generate_keys
+from hilrl.transport.security import generate_keys
 
 
 def write_key_set(out: Path, clients: int, server_name: str = "learner") -> dict[str, Path]:

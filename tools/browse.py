@@ -42,14 +42,14 @@ from typing import Any
 
 import numpy as np
 
-from transport.chunkfile import ChunkFileError, read_header, read_message
-from transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
+from hilrl.transport.chunkfile import ChunkFileError, read_header, read_message
+from hilrl.transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
+from hilrl.transport.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
 LABELS_MANIFEST = "labels.json"
 DEMOS_MANIFEST = "demos.json"
-RUN_CONFIGS = ("config.yaml", "config.json")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".npy", ".npz")
 
 
@@ -207,7 +207,8 @@ def detect_kind(path: Path) -> str:
         return "labels"
     if (path / DEMOS_MANIFEST).is_file():
         return "demos"
-    if any((path / n).is_file() for n in RUN_CONFIGS) and ((path / "learner").is_dir() or (path / "actor").is_dir()):
+    run = RunDir(path)
+    if run.saved_config() is not None and (run.learner.is_dir() or run.actor.is_dir()):
         return "run"
     if _has_chunks(path):
         return "chunks"
@@ -287,10 +288,10 @@ def _summarize_labels(path: Path, list_episodes: bool) -> dict[str, Any]:
 
 
 def _summarize_run(path: Path, list_episodes: bool) -> dict[str, Any]:
-    from transport.config import load_document  # yaml: only for runs
+    from hilrl.transport.config import load_document  # yaml: only for runs
 
     out: dict[str, Any] = {}
-    config_path = next(path / n for n in RUN_CONFIGS if (path / n).is_file())
+    config_path = RunDir(path).saved_config()
     try:
         doc = load_document(config_path)
     except Exception as exc:  # a browse tool reports a bad config, it does not stop at it
@@ -298,11 +299,11 @@ def _summarize_run(path: Path, list_episodes: bool) -> dict[str, Any]:
         out["config_error"] = str(exc)
     out["task"] = doc.get("task", "")
     out["config"] = str(config_path)
-    out["run_summary"] = _read_json(path / "summary.json")
+    paths = RunDir(path)
+    out["run_summary"] = _read_json(paths.summary)
 
-    learner_dir = path / "learner"
-    learner: dict[str, Any] = {"progress": _read_json(learner_dir / "progress.json")}
-    ckpt = learner_dir / "checkpoint.bin"
+    learner: dict[str, Any] = {"progress": _read_json(paths.progress)}
+    ckpt = paths.checkpoint
     if ckpt.is_file():
         try:
             body = read_header(ckpt).get("body", {})
@@ -312,20 +313,19 @@ def _summarize_run(path: Path, list_episodes: bool) -> dict[str, Any]:
             }
         except ChunkFileError as exc:
             learner["checkpoint"] = {"error": str(exc)}
-    numbered = sorted((learner_dir / "checkpoints").glob("checkpoint-*.bin"))
+    numbered = paths.numbered_checkpoints()
     if numbered:
-        learner["numbered_checkpoints"] = [int(p.stem.removeprefix("checkpoint-")) for p in numbered
-                                           if p.stem.removeprefix("checkpoint-").isdigit()]
+        learner["numbered_checkpoints"] = list(numbered)
     out["learner"] = learner
 
     # Episodes as the actor reported them (exact, cheap: no chunk has to be read).
-    stats = _read_jsonl(learner_dir / "episodes.jsonl")
+    stats = _read_jsonl(paths.episodes)
     out["episode_stats"] = {
         **episode_totals([(int(s.get("length", 0)), bool(s.get("success")), int(s.get("intervention_steps", 0)))
                           for s in stats]),
         "interventions": sum(int(s.get("interventions", 0)) for s in stats),
     }
-    chunk_dir = learner_dir / "link" / "chunks"
+    chunk_dir = paths.learner_chunks
     if chunk_dir.is_dir() and _has_chunks(chunk_dir):
         episodes, totals = scan_chunks(chunk_dir)
         out["stored_transitions"] = totals
@@ -340,14 +340,14 @@ def _summarize_run(path: Path, list_episodes: bool) -> dict[str, Any]:
         else:
             out["demos"][str(folder)] = "missing"
 
-    evaluations: dict[str, Any] = {"final": _read_json(path / "actor" / "eval.json")}
-    curve = _read_jsonl(path / "actor" / "eval_curve.jsonl")
+    evaluations: dict[str, Any] = {"final": _read_json(paths.actor_eval)}
+    curve = _read_jsonl(paths.eval_curve)
     if curve:
         evaluations["curve"] = [
             {"env_steps": c.get("env_steps"), "success_rate": c.get("eval_success_rate")} for c in curve
         ]
     runs = []
-    for p in sorted((path / "eval").glob("eval-*.json")):
+    for p in sorted(paths.eval_dir.glob("eval-*.json")):
         r = _read_json(p)
         if isinstance(r, dict):
             runs.append({k: r.get(k) for k in ("checkpoint_updates", "episodes", "success_rate",
@@ -356,8 +356,8 @@ def _summarize_run(path: Path, list_episodes: bool) -> dict[str, Any]:
     if runs:
         evaluations["hilrl_eval"] = runs
     out["evaluations"] = evaluations
-    # The rerun dashboard's recordings (actor/dashboard.py): the view of the run as it trained.
-    out["dashboard_recordings"] = len(list((path / "dashboard").glob("*.rrd")))
+    # The rerun dashboard's recordings (hilrl.transport.dashboard): the view of the run as it trained.
+    out["dashboard_recordings"] = len(list(paths.dashboard.glob("*.rrd")))
     return out
 
 
@@ -537,7 +537,7 @@ def frames_folder(path: Path) -> Path:
     """The chunk folder whose episodes `--frames` indexes: DIR itself, or a run's stored chunks."""
     kind = detect_kind(path)
     if kind == "run":
-        return path / "learner" / "link" / "chunks"
+        return RunDir(path).learner_chunks
     if kind == "labels":
         raise BrowseError(f"{path} is a label folder: --frames reads transition chunks (demo, run and chunk folders)")
     return path

@@ -31,15 +31,21 @@ from typing import Any
 
 import yaml
 
-from actor.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides, describe
-from actor.demos import record_demos
-from actor.loop import load_settings
-from learner.config import LearnerConfig
-from robot_server.config import ServerConfig
-from robot_server.process import start_server_process
-from transport.chunkfile import write_json_atomic
-from transport.config import load_document, parse_document, section
-from transport.schema import SchemaError
+from hilrl.actor.loop import load_settings
+from hilrl.robot_server.config import ServerConfig
+from hilrl.robot_server.process import start_server_process
+from hilrl.tools.demos import record_demos
+from hilrl.transport.chunkfile import write_json_atomic
+from hilrl.transport.config import load_document, parse_document, section
+from hilrl.transport.dashboard import (
+    DashboardConfig,
+    add_dashboard_argument,
+    dashboard_overrides,
+    describe,
+)
+from hilrl.transport.run_dir import RunDir
+from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.learner import LearnerConfig
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,7 @@ def _child_env() -> dict[str, str]:
 def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "hilrl_cli", *args], env=_child_env(), stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "hilrl.tools.cli", *args], env=_child_env(), stdout=log_file, stderr=subprocess.STDOUT
         )
 
 
@@ -108,11 +114,12 @@ def run(
     started = time.monotonic()
     doc = load_document(config, overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
+    paths = RunDir(run_dir)
     task = doc.get("task", "")
     print(f"dashboard: {describe(section(doc, 'dashboard', DashboardConfig), run_dir)}", flush=True)
     learner_section = doc.setdefault("learner", {})
     if not learner_section.get("demos"):
-        demo_dir = run_dir / "demos"
+        demo_dir = paths.demos
         print(f"recording {DEFAULT_DEMOS} demonstrations with the scripted expert into {demo_dir}", flush=True)
         record_demos(parse_document(doc, ["env.connection=inprocess"]), DEFAULT_DEMOS, demo_dir)
         learner_section["demos"] = [str(demo_dir)]
@@ -126,24 +133,24 @@ def run(
             f"link.address=tcp://127.0.0.1:{link_port}",
         ],
     )
-    config_path = run_dir / "config.yaml"
+    config_path = paths.config_yaml
     config_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     server = learner = actor = None
     try:
-        server = start_server_process(task, config=config_path, port=robot_port, log_path=run_dir / "robot_server.log")
-        learner = _spawn(["learner", "--config", str(config_path), "--run-dir", str(run_dir)], run_dir / "learner.log")
+        server = start_server_process(task, config=config_path, port=robot_port, log_path=paths.log("robot_server"))
+        learner = _spawn(["learner", "--config", str(config_path), "--run-dir", str(run_dir)], paths.log("learner"))
         actor = _spawn(
             ["actor", "--config", str(config_path), "--run-dir", str(run_dir), "--max-env-steps", str(max_env_steps),
              "--eval-episodes", str(eval_episodes)],
-            run_dir / "actor.log",
+            paths.log("actor"),
         )
         last_report = 0.0
         while actor.poll() is None:
             if learner.poll() is not None:
-                raise RuntimeError(f"the learner exited with {learner.returncode}; see {run_dir / 'learner.log'}")
+                raise RuntimeError(f"the learner exited with {learner.returncode}; see {paths.log('learner')}")
             if time.monotonic() - last_report >= report_every_s:
-                progress = _read_json(run_dir / "learner" / "progress.json")
+                progress = _read_json(paths.progress)
                 line = _progress_line(progress, started)
                 if eval_episodes > 0 and progress and progress["env_steps"] >= max_env_steps:
                     line += f" | evaluating the final policy ({eval_episodes} episodes)"
@@ -151,7 +158,7 @@ def run(
                 last_report = time.monotonic()
             time.sleep(0.2)
         if actor.returncode != 0:
-            raise RuntimeError(f"the actor exited with {actor.returncode}; see {run_dir / 'actor.log'}")
+            raise RuntimeError(f"the actor exited with {actor.returncode}; see {paths.log('actor')}")
     finally:
         # Actor first (it flushes its chunks), then the learner (final checkpoint), then the arm.
         _stop(actor)
@@ -159,8 +166,8 @@ def run(
         if server is not None:
             server.stop()
 
-    progress = _read_json(run_dir / "learner" / "progress.json") or {}
-    evaluation = _read_json(run_dir / "actor" / "eval.json") or {}
+    progress = _read_json(paths.progress) or {}
+    evaluation = _read_json(paths.actor_eval) or {}
     summary = {
         "task": task,
         "env_steps": evaluation.get("env_steps", progress.get("env_steps", 0)),
@@ -174,7 +181,7 @@ def run(
         "intervention_transitions": progress.get("intervention_transitions", 0),
         "wall_time_s": round(time.monotonic() - started, 1),
     }
-    write_json_atomic(run_dir / "summary.json", summary, fsync=True)
+    write_json_atomic(paths.summary, summary, fsync=True)
     return summary
 
 
@@ -197,7 +204,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         # processes. (Config dataclasses only: this imports no other process's machinery.)
         load_settings(doc)
         section(doc, "robot_server", ServerConfig)
-        section(doc, "learner", LearnerConfig).check_files()
+        encoder = section(doc, "learner", LearnerConfig).sac.encoder
+        if encoder.weights_path is not None:
+            from hilrl.policies.encoders import (
+                check_weights_file,  # torch: only when there is a file
+            )
+
+            check_weights_file(encoder)
     except (SchemaError, FileNotFoundError, ValueError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2

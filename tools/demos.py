@@ -36,20 +36,20 @@ from typing import Any, Literal
 
 import numpy as np
 
-from actor.config import ActorConfig
-from actor.experts import make_expert
-from actor.interventions import (
+from hilrl.actor.config import ActorConfig
+from hilrl.actor.experts import make_expert
+from hilrl.actor.interventions import (
     InterventionDevice,
     InterventionWrapper,
     make_intervention_device,
     wait_for_operator,
 )
-from actor.make import make_env
-from actor.recorder import ChunkRecorder
-from transport.chunkfile import ChunkDirectory, write_json_atomic
-from transport.config import document_hash, load_document, section
-from transport.learner_messages import LEARNER_MESSAGES
-from transport.schema import SchemaError
+from hilrl.actor.make import make_env
+from hilrl.actor.recorder import ChunkRecorder
+from hilrl.transport.chunkfile import ChunkDirectory, write_json_atomic
+from hilrl.transport.config import document_hash, load_document, section
+from hilrl.transport.learner_messages import LEARNER_MESSAGES
+from hilrl.transport.schema import SchemaError
 
 log = logging.getLogger(__name__)
 

@@ -54,12 +54,12 @@ from typing import Any
 
 import numpy as np
 
-from actor.config import ActorConfig
-from policies.classifier_config import LabelConfig, RewardClassifierConfig
-from transport.chunkfile import ChunkDirectory, ChunkFileError, write_json_atomic
-from transport.codec import Registry
-from transport.config import document_hash, load_document, section
-from transport.schema import SchemaError
+from hilrl.actor.config import ActorConfig
+from hilrl.policies.classifier_config import LabelConfig, RewardClassifierConfig
+from hilrl.transport.chunkfile import ChunkDirectory, ChunkFileError, write_json_atomic
+from hilrl.transport.codec import Registry
+from hilrl.transport.config import document_hash, load_document, section
+from hilrl.transport.schema import SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class ExpertLabeller:
     description = "sim task success check (info['succeeded']); the scripted expert drives"
 
     def __init__(self, task: str, env: Any):
-        from actor.experts import make_expert
+        from hilrl.actor.experts import make_expert
 
         self.expert = make_expert(task, env.unwrapped.config.action)
 
@@ -250,8 +250,8 @@ def record_labels(
     Raises:
         SchemaError / ValueError: bad config, no camera, no operator, a non-empty `out_dir`.
     """
-    from actor.interventions import make_intervention_device
-    from actor.make import make_env
+    from hilrl.actor.interventions import make_intervention_device
+    from hilrl.actor.make import make_env
 
     if (episodes is None) == (frames is None):
         raise ValueError("give exactly one of episodes and frames")
@@ -392,7 +392,7 @@ def _record_episode(
     obs, info = env.reset(seed=seed)
     labeller.reset()
     if wait_for_input:
-        from actor.interventions import wait_for_operator
+        from hilrl.actor.interventions import wait_for_operator
 
         assert isinstance(labeller, OperatorLabeller)
         print(f"episode {number}: the arm is home; set the scene up, then give any input on the operator's device "
@@ -511,7 +511,7 @@ def read_label_set(path: str | Path) -> LabelSet:
 
 
 def _read_frames_file(path: Path) -> tuple[Any, LabelledFrames]:
-    from transport.chunkfile import read_message
+    from hilrl.transport.chunkfile import read_message
 
     envelope, msg = read_message(path, LABEL_MESSAGES)
     if not isinstance(msg, LabelledFrames):

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hardware.realsense import RealSenseRig
-from hardware.robot import RobotInterface
-from transport.robot_messages import Images, ImpedanceParams, RobotState, ServerInfo
+from hilrl.hardware.realsense import RealSenseRig
+from hilrl.robot_server.interface import RobotInterface
+from hilrl.transport.robot_messages import Images, ImpedanceParams, RobotState, ServerInfo
 
 
 @dataclass
