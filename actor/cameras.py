@@ -106,6 +106,9 @@ class RobotWithCameras:
     def clear_errors(self) -> RobotState:
         return self._seen(self.robot.clear_errors())
 
+    def stop(self, reason: str = "") -> RobotState:
+        return self._seen(self.robot.stop(reason))
+
     def advance(self, periods: int = 1) -> RobotState:
         return self._seen(self.robot.advance(periods))
 

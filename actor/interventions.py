@@ -8,12 +8,21 @@ returns the operator's action, which replaces the policy's. A device may also le
 label the episode (`label()`: "success" or "failure"), which ends it, and may report whether the
 operator is holding a "success" control right now (`success_held()`: SpaceMouse
 `success_hold_button`, keyboard `success_toggle`), which `hilrl record-labels` (actor/labels.py)
-uses to label frames for the reward classifier.
+uses to label frames for the reward classifier, and may let the operator stop the arm
+(`stop_requested()`: SpaceMouse `stop` gesture, keyboard `stop` key).
 
 `InterventionWrapper` (a gymnasium wrapper) has one job: carry out what the operator does. It
 executes the operator's action when there is one and reports it: `info["intervened"]` and
 `info["action_taken"]` (the action that actually ran, which is what gets recorded for learning);
 and when the operator labels the episode it ends it there with the operator's verdict.
+
+Operator stop: when the device asks for a stop, the wrapper sends the robot `stop(...)` at once
+(before any motion command of that step; the robot server holds the arm and latches
+"operator_stop" until a clear errors), logs an error saying how to resume, and ends the episode
+(truncated, `info["operator_stop"]` = that message). From then on the wrapper refuses to reset or
+step (`OperatorStopped`, a RuntimeError): no reset may clear the latch behind the operator's back
+(sim configs clear errors at every reset), so the actor stops and the operator resumes
+deliberately: `hilrl clear-errors --config FILE`, then a restart.
 
 Order of judges within one step: the env decides success first (its task check, or the reward
 classifier on the step's frames when `env.reward_classifier` is set, actor/env.py); the wrapper
@@ -25,6 +34,7 @@ operator marks it.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
@@ -35,17 +45,26 @@ import numpy as np
 from hilrl.actor.config import InterventionConfig
 from hilrl.actor.experts import Expert, make_expert
 from hilrl.actor.operators import KeyboardOperator, SpaceMouseOperator
+from hilrl.hardware.errors import RobotError
 from hilrl.transport.robot_messages import RobotState
 
+log = logging.getLogger(__name__)
+
 HumanLabel = Literal["success", "failure"]
+
+
+class OperatorStopped(RuntimeError):
+    """The operator stopped the arm (the message says how to resume); nothing more may move it."""
 
 
 class InterventionDevice(Protocol):
     """An operator input that can take over from the policy.
 
-    `label()` and `success_held()` are optional: a device without `label` never labels episodes;
-    one without `success_held` cannot label frames for the reward classifier (`hilrl
-    record-labels` then needs the sim's ground truth: the scripted operator).
+    `label()`, `success_held()` and `stop_requested()` are optional: a device without `label`
+    never labels episodes; one without `success_held` cannot label frames for the reward
+    classifier (`hilrl record-labels` then needs the sim's ground truth: the scripted operator);
+    one without `stop_requested` never stops the arm (the scripted operator). An optional `name`
+    attribute names the device in the stop's messages (default: its class name).
     """
 
     def reset(self) -> None:
@@ -69,6 +88,12 @@ class InterventionDevice(Protocol):
     def success_held(self) -> bool:
         """Whether the operator is signalling "the scene shows success" right now (a button held,
         or a key toggled on). Polled once per recorded frame by `hilrl record-labels`."""
+        ...
+
+    def stop_requested(self) -> bool:
+        """Whether the operator gave the stop gesture (or key) since the last call; true once per
+        stop. Polled by the wrapper at every reset and twice per step (before the step's motion
+        command and after the step). A stop given during a reset must still be reported."""
         ...
 
     def close(self) -> None: ...
@@ -151,6 +176,19 @@ class InterventionWrapper(gym.Wrapper):
         "failure": terminated, reward = 0.0, info["succeeded"] = False;
     in both cases truncated = False and info["human_label"] is the label. Without a label,
     info["human_label"] is None and the env's results pass through unchanged.
+
+    Operator stop (the device's `stop_requested()`, see the module docstring): polled before the
+    step's motion command and again after the step. Before: the robot is sent `stop(...)`, no
+    motion command goes out, and the step returns the previous observation with reward 0,
+    truncated, info["action_taken"] zeros (the arm held) and "intervened" False. After: the robot
+    is sent `stop(...)` and the step's results stand, but the episode ends (truncated unless it
+    terminated). Either way info["operator_stop"] is the message (else None) and
+    info["robot_errors"] what the robot latched; `stopped` keeps the message, and any later
+    `reset` or `step` raises `OperatorStopped`. A stop the robot could not be sent raises
+    `OperatorStopped` at once.
+
+    Attributes:
+        stopped: the stop message once the operator stopped the arm, else None.
     """
 
     def __init__(self, env: gym.Env, device: InterventionDevice):
@@ -158,20 +196,36 @@ class InterventionWrapper(gym.Wrapper):
         self.device = device
         # `label` is optional in the protocol: a device without it never ends an episode.
         self._label = getattr(device, "label", None)
+        # So is `stop_requested`: a device without it never stops the arm.
+        self._stop_requested = getattr(device, "stop_requested", None)
+        self.device_name = str(getattr(device, "name", type(device).__name__))
         self._success_reward = float(getattr(getattr(env.unwrapped, "config", None), "success_reward", 1.0))
+        self.stopped: str | None = None
+        self._last: tuple[Any, dict] | None = None  # the latest observation and info
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        self._refuse_after_stop()
         self.device.reset()
-        return self.env.reset(**kwargs)
+        if self._take_stop() is not None:  # given during the reset, or before the first step
+            raise OperatorStopped(self.stopped)
+        obs, info = self.env.reset(**kwargs)
+        self._last = (obs, info)
+        return obs, info
 
     def step(self, action: np.ndarray) -> tuple[Any, float, bool, bool, dict]:
+        self._refuse_after_stop()
+        state = self._take_stop()
+        if state is not None:  # before any motion command of this step
+            return self._stopped_step(state)
         operator_action = self.device.intervene(self.env.unwrapped.robot_state, np.asarray(action))
         taken = np.asarray(action if operator_action is None else operator_action, dtype=np.float32)
         obs, reward, terminated, truncated, info = self.env.step(taken)
+        self._last = (obs, info)
         info["intervened"] = operator_action is not None
         info["action_taken"] = taken
         label = self._label() if self._label is not None else None
         info["human_label"] = label
+        info["operator_stop"] = None
         if label is not None:
             if label not in ("success", "failure"):
                 raise ValueError(f"{type(self.device).__name__}.label() returned {label!r}; expected 'success', 'failure' or None")
@@ -179,7 +233,66 @@ class InterventionWrapper(gym.Wrapper):
             reward = self._success_reward if succeeded else 0.0
             terminated, truncated = True, False
             info["succeeded"] = succeeded
+        state = self._take_stop()
+        if state is not None:  # given during the step: the episode ends here
+            truncated = not terminated
+            info["operator_stop"] = self.stopped
+            info["robot_errors"] = list(state.errors)
         return obs, reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------ operator stop
+
+    def _refuse_after_stop(self) -> None:
+        if self.stopped is not None:
+            raise OperatorStopped(self.stopped)
+
+    def _take_stop(self) -> RobotState | None:
+        """When the device asks for a stop: send it to the robot, log, remember; the robot's state
+        after the stop (None: no stop asked)."""
+        if self._stop_requested is None or not self._stop_requested():
+            return None
+        env = self.env.unwrapped
+        reason = f"operator {self.device_name} stop gesture"
+        try:
+            state = env.robot.stop(reason)
+        except (RobotError, OSError) as exc:
+            self.stopped = (
+                f"operator stop ({self.device_name}): sending stop to the robot FAILED ({exc}); the "
+                "arm was NOT told to stop: use the robot's own stop button if it moves. The actor "
+                "sends no more commands (a robot server holds the arm once its watchdog sees none)"
+            )
+            log.error("%s", self.stopped)
+            raise OperatorStopped(self.stopped) from exc
+        env.robot_state = state  # the env's view of the arm stays current
+        self.stopped = self._stop_message(getattr(env.config, "connection", "server"))
+        log.error("%s (latched: %s)", self.stopped, "; ".join(state.errors) or "nothing")
+        return state
+
+    def _stop_message(self, connection: str) -> str:
+        if connection == "inprocess":
+            how = ("the simulated arm runs in this process (env.connection: inprocess), so restarting "
+                   "the actor starts it afresh")
+        else:
+            how = "to resume, make the cell safe, run `hilrl clear-errors --config FILE` (this run's config), then restart the actor"
+        return (f"operator stop ({self.device_name}): the arm is held and the robot latched "
+                f"'operator_stop' (motion is refused until errors are cleared); {how}")
+
+    def _stopped_step(self, state: RobotState) -> tuple[Any, float, bool, bool, dict]:
+        """The step a stop replaced: nothing moved, the episode ends (truncated)."""
+        assert self._last is not None, "reset() comes before step()"
+        obs, last_info = self._last
+        info = {
+            **last_info,
+            "succeeded": False,
+            "intervened": False,
+            "action_taken": np.zeros(self.action_space.shape, np.float32),
+            "human_label": None,
+            "gripper_switched": False,
+            "robot_time_s": state.robot_time_s,
+            "robot_errors": list(state.errors),
+            "operator_stop": self.stopped,
+        }
+        return obs, 0.0, False, True, info
 
     def close(self) -> None:
         self.device.close()

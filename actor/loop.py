@@ -13,6 +13,11 @@ One loop, one thread of control:
 The learner link runs in its own thread; the loop only ever calls non-blocking methods on it, so a
 dead or slow learner cannot stall the robot. When training ends, a deterministic evaluation runs
 on the latest weights (no exploration, no interventions) and `RUN_DIR/actor/eval.json` is written.
+
+An operator stop (the SpaceMouse's or keyboard's stop gesture, actor/interventions.py) ends the
+episode, which is recorded and sent as usual; then the actor stops without evaluating (an
+evaluation would reset, and so move, the arm the operator stopped): `hilrl actor` prints how to
+resume (`hilrl clear-errors`, then a restart) and exits 1.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import torch
 from hilrl.actor.config import ActorConfig
 from hilrl.actor.dashboard import ActorDashboard
 from hilrl.actor.evaluation import run_episodes, summarize
-from hilrl.actor.interventions import InterventionWrapper, make_intervention_device
+from hilrl.actor.interventions import InterventionWrapper, OperatorStopped, make_intervention_device
 from hilrl.actor.make import make_env
 from hilrl.actor.recorder import ChunkRecorder
 from hilrl.actor.throttle import LockstepThrottle
@@ -184,7 +189,12 @@ class Actor:
     # ------------------------------------------------------------------ main loop
 
     def run(self, max_env_steps: int | None = None, eval_episodes: int = 0) -> dict[str, Any] | None:
-        """Train until `max_env_steps` or `stop`, then evaluate; the link is closed (flushed) at the end."""
+        """Train until `max_env_steps` or `stop`, then evaluate; the link is closed (flushed) at the end.
+
+        Raises:
+            OperatorStopped: the operator stopped the arm (after that episode was sent).
+            RuntimeError: the learner refused this actor.
+        """
         self.link.start()
         if self.throttle is not None:
             self.throttle.wait_for_learner(self.link, self.stop)
@@ -193,6 +203,9 @@ class Actor:
         try:
             while not self.stop.is_set() and (max_env_steps is None or self.env_steps < max_env_steps):
                 self._episode(max_env_steps)
+                stopped = getattr(self.train_env, "stopped", None)
+                if stopped is not None:  # the operator stopped the arm: nothing more may move it
+                    raise OperatorStopped(stopped)
                 if every and self.env_steps >= next_eval and self.policy_version >= 0:
                     point = self.evaluate(self.settings.actor.eval_episodes, write=False)
                     with open(self.paths.eval_curve, "a") as f:
@@ -349,7 +362,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         result = actor.run(args.max_env_steps, args.eval_episodes)
         if result is not None:
             print(json.dumps(result), flush=True)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # an operator stop too (OperatorStopped: the message says how to resume)
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
     finally:

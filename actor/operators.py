@@ -9,7 +9,10 @@ episode labels, as `InterventionDevice`s (hilrl.actor.interventions):
     KeyboardOperator     motion keys nudge the TCP, keys work the gripper and label
 
 Both return None from `intervene` when the operator is idle (the policy acts), an action clipped
-to [-1, 1] otherwise; `label()` hands over a success/failure label once.
+to [-1, 1] otherwise; `label()` hands over a success/failure label once, and `stop_requested()`
+is true once after the operator's stop gesture or key (`SpaceMouseConfig.stop`,
+`KeyboardConfig.stop`; the wrapper then stops the arm). A stop is never dropped: unlike a label,
+one given during a reset still counts.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from hilrl.hardware.keyboard import (
     KeyboardConfig,
     KeySource,
     TerminalKeySource,
+    key_name,
     plain_keys,
 )
 from hilrl.hardware.spacemouse import (
@@ -53,7 +57,11 @@ class SpaceMouseOperator:
     which lasts `hold_s` after the last of them (the arm is held still in between). The operator's
     action: the mapped axes (translation; rotation when the env has rotation dims) and, with a
     gripper, +1 / -1 on the step after a close / open gesture, else 0 (keep); clipped to [-1, 1].
-    A lost device ends the intervention at once; the policy acts until it is back.
+    A lost device ends the intervention at once; the policy acts until it is back. The stop
+    gesture makes `stop_requested()` true once.
+
+    Attributes:
+        name: the device's name in messages ("spacemouse", as `actor.intervention.device`).
 
     Args:
         config: the `spacemouse:` section.
@@ -62,6 +70,8 @@ class SpaceMouseOperator:
         clock: monotonic clock, s (shared with the reader, so hold times are on one clock).
         start_thread: run the reader thread (False: call `reader.poll()` yourself).
     """
+
+    name = "spacemouse"
 
     def __init__(
         self,
@@ -83,12 +93,19 @@ class SpaceMouseOperator:
         if not self._rotation:
             self._axis_scale[3:] = 0.0  # no rotation dims: twisting the cap is not an intervention
         self._gestures = ButtonGestures(config.gestures, config.long_press_s)
+        # The stop gesture alone, fed the same button changes but never cleared at a reset: a
+        # stop held through a reset (the arm going home) still fires once it has lasted
+        # long_press_s. `_gestures` knows it too, so a long stop press never also fires the
+        # short gesture of its chord on release.
+        self._stop_gesture = ButtonGestures({"stop": config.stop} if config.stop else {}, config.long_press_s)
         self.reader = SpaceMouseReader(config, backend, clock, start_thread)
         self._seen_disconnects = 0
+        self._stop = False
         self.reset()
 
     def reset(self) -> None:
-        self.reader.take_button_events()  # clicks during the reset belong to no episode
+        # Clicks during the reset belong to no episode, but a stop among them still counts.
+        self._update_gestures(self._clock(), stop_only=True)
         self._gestures.clear()
         self._label: Label | None = None
         self._gripper_gesture: str | None = None  # fired, not yet sent: the next step sends it
@@ -129,6 +146,12 @@ class SpaceMouseOperator:
         label, self._label = self._label, None
         return label
 
+    def stop_requested(self) -> bool:
+        """Whether the operator gave the stop gesture since the last call (then cleared)."""
+        self._update_gestures(self._clock())
+        stop, self._stop = self._stop, False
+        return stop
+
     def success_held(self) -> bool:
         """Whether `success_hold_button` is held in the newest sample (False when it is not
         configured or the device is disconnected). For `hilrl record-labels`."""
@@ -136,17 +159,28 @@ class SpaceMouseOperator:
         sample = self.reader.latest() if button is not None else None
         return sample is not None and button < len(sample.buttons) and bool(sample.buttons[button])
 
-    def _update_gestures(self, now: float) -> None:
+    def _update_gestures(self, now: float, stop_only: bool = False) -> None:
+        """Feed the queued button changes to the gesture trackers and act on what fires
+        (`stop_only`: to the stop tracker alone, the others' clicks being dropped)."""
         disconnects = self.reader.disconnects
         if disconnects != self._seen_disconnects:  # a press the device never finished reporting
             self._seen_disconnects = disconnects
             self._gestures.clear()
+            self._stop_gesture.clear()
         fired: list[str] = []
         for t, buttons in self.reader.take_button_events():
-            fired += self._gestures.update(buttons, t)
-        fired += self._gestures.tick(now)
+            if not stop_only:
+                fired += self._gestures.update(buttons, t)
+            fired += self._stop_gesture.update(buttons, t)
+        if not stop_only:
+            fired += self._gestures.tick(now)
+        fired += self._stop_gesture.tick(now)
         for name in fired:
-            if name in ("success", "failure"):
+            if name == "stop":
+                if not self._stop:
+                    log.info("operator stop gesture on the SpaceMouse")
+                self._stop = True
+            elif name in ("success", "failure"):
                 self._label = name  # type: ignore[assignment]
                 log.info("operator labelled the episode: %s", name)
             else:
@@ -169,6 +203,9 @@ class SpaceMouseOperator:
 class KeyboardOperator:
     """`InterventionDevice` driven by key presses (see the module docstring).
 
+    Attributes:
+        name: the device's name in messages ("keyboard", as `actor.intervention.device`).
+
     Args:
         config: the `keyboard:` section.
         action: the env's action layout (which dims exist).
@@ -177,6 +214,8 @@ class KeyboardOperator:
     Raises:
         InputDeviceError: (default source) standard input is not a usable terminal.
     """
+
+    name = "keyboard"
 
     def __init__(
         self,
@@ -192,12 +231,15 @@ class KeyboardOperator:
         self._clock = clock
         self.source = source if source is not None else TerminalKeySource()
         log.info(
-            "keyboard intervention: %s", ", ".join(f"{k}={name}" for k, name in self._bindings.items())
+            "keyboard intervention: %s", ", ".join(f"{key_name(k)}={name}" for k, name in self._bindings.items())
         )
+        self._stop = False
         self.reset()
 
     def reset(self) -> None:
-        self.source.read_keys()  # keys typed during the reset belong to no episode
+        # Keys typed during the reset belong to no episode, but a stop among them still counts.
+        if any(self._bindings.get(c.lower()) == "stop" for c in plain_keys(self.source.read_keys())):
+            self._request_stop()
         self._axis_dir = np.zeros(3)
         self._axis_s = np.full(3, -math.inf)  # time of each axis's latest press
         self._last_key_s = -math.inf
@@ -222,6 +264,8 @@ class KeyboardOperator:
             elif name == "success_toggle":
                 self._success_held = not self._success_held
                 log.info("success %s", "shown" if self._success_held else "no longer shown")
+            elif name == "stop":
+                self._request_stop()
             else:
                 self._label = name  # type: ignore[assignment]
                 log.info("operator labelled the episode: %s", name)
@@ -244,6 +288,17 @@ class KeyboardOperator:
         self._take_keys(self._clock())
         label, self._label = self._label, None
         return label
+
+    def stop_requested(self) -> bool:
+        """Whether the operator pressed the stop key since the last call (then cleared)."""
+        self._take_keys(self._clock())
+        stop, self._stop = self._stop, False
+        return stop
+
+    def _request_stop(self) -> None:
+        if not self._stop:
+            log.info("operator stop key (%s) pressed", key_name(self.config.stop))
+        self._stop = True
 
     def success_held(self) -> bool:
         """Whether `success_toggle` is toggled on (for `hilrl record-labels`)."""

@@ -15,6 +15,8 @@ Default keys (lower and upper case alike; all configurable):
     y: success (ends the episode)      n: failure (ends the episode)
     h: toggles "the scene shows success" for `hilrl record-labels` (a terminal reports no key
        releases, so this key toggles where a SpaceMouse button is held)
+    space: operator stop: the robot server holds the arm and latches "operator_stop" until
+       `hilrl clear-errors`; the episode ends and the actor exits (see `KeyboardConfig.stop`)
 
 The key source is injectable (`KeySource`): `TerminalKeySource` reads stdin in cbreak mode (keys
 arrive without Enter and are not echoed; Ctrl-C still interrupts) and restores the terminal on
@@ -45,7 +47,14 @@ MOTION_KEYS = {
     "y_plus": (1, 1.0), "y_minus": (1, -1.0),
     "z_plus": (2, 1.0), "z_minus": (2, -1.0),
 }
-KEY_FIELDS = (*MOTION_KEYS, "close_gripper", "open_gripper", "success", "failure", "success_toggle")
+KEY_FIELDS = (*MOTION_KEYS, "close_gripper", "open_gripper", "success", "failure", "success_toggle", "stop")
+# How a config may spell the space bar (a bare " " in YAML is easy to lose).
+SPACE_NAMES = ("space", "spacebar")
+
+
+def key_name(key: str) -> str:
+    """A key as a person reads it: "space" for " ", else the character."""
+    return "space" if key == " " else key
 
 
 @dataclass
@@ -64,7 +73,15 @@ class KeyboardConfig:
         success / failure: keys ending the episode with a human label.
         success_toggle: `hilrl record-labels` only: toggles whether the recorded frames show
             success (`hilrl.actor.operators.KeyboardOperator.success_held`); off at each episode start.
-        Keys are single printable characters, matched case-insensitively, all different.
+        stop: operator stop (`hilrl.actor.interventions.InterventionWrapper`): the robot server
+            holds the arm and latches "operator_stop" (motion is refused until `hilrl clear-errors
+            --config FILE`), the episode ends and the actor exits with an error. Default: the space
+            bar, the largest key, found without looking while the left hand sits on w/a/s/d/r/f
+            (the thumb rests by it), and used by no other binding; it is hard to press by accident
+            from the motion keys, and a stray press fails safe (the arm holds; clear errors and
+            restart). Write it as "space" (or " ") in YAML. A key pressed during a reset still
+            counts. It is no emergency stop: keep the robot's own stop button within reach.
+        Keys are single printable characters (or "space"), matched case-insensitively, all different.
     """
 
     speed: float = 0.5
@@ -81,6 +98,7 @@ class KeyboardConfig:
     success: str = "y"
     failure: str = "n"
     success_toggle: str = "h"
+    stop: str = " "
 
     def __post_init__(self) -> None:
         if not 0 < self.speed <= 1:
@@ -92,11 +110,15 @@ class KeyboardConfig:
         seen: dict[str, str] = {}
         for name in KEY_FIELDS:
             key = getattr(self, name)
-            if len(key) != 1 or not key.isprintable() or key.isspace():
-                raise ValueError(f"{name} must be one printable, non-space character, got {key!r}")
+            if isinstance(key, str) and key.strip().lower() in SPACE_NAMES:
+                key = " "
+            if not isinstance(key, str) or len(key) != 1 or not key.isprintable():
+                raise ValueError(f"{name} must be one printable character or 'space', got {key!r}")
             low = key.lower()
             if low in seen:
-                raise ValueError(f"{name} uses key {key!r}, already used by {seen[low]} (keys are case-insensitive)")
+                raise ValueError(
+                    f"{name} uses key {key_name(key)!r}, already used by {seen[low]} (keys are case-insensitive)"
+                )
             seen[low] = name
             setattr(self, name, low)
 

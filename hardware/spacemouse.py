@@ -38,7 +38,9 @@ release is what lets one two-button SpaceMouse do everything: pressing both butt
 episode never also moves the gripper, because the chord that is released is {0, 1}, not {0}.
 Defaults (two-button SpaceMouse Compact/Wireless: 0 = left, 1 = right):
     left click: close the gripper; right click: open it;
-    both buttons clicked together: success; both held for `long_press_s` (1 s): failure.
+    both buttons clicked together: success; both held for `long_press_s` (1 s): failure;
+    left button held alone for `long_press_s`: operator stop (the arm holds until `hilrl
+    clear-errors`; `SpaceMouseConfig.stop`). A held left button then never also closes the gripper.
 """
 
 from __future__ import annotations
@@ -145,6 +147,17 @@ class SpaceMouseConfig:
             measured opening), for one-button use; None disables.
         success / failure: gestures that end the episode with a human label (success: reward as
             for task success; failure: reward 0).
+        stop: the operator-stop gesture (`hilrl.actor.interventions.InterventionWrapper`): the
+            robot server holds the arm and latches "operator_stop" (motion is refused until `hilrl
+            clear-errors --config FILE`), the episode ends and the actor exits with an error; None
+            disables. Default: the left button held alone for `long_press_s`, the one chord the
+            other defaults leave free besides the right button held. Left rather than right: the
+            one-button set-up for `hilrl record-labels` below keeps button 1 free as the success
+            hold button, and a config that moves `failure` to the right button held keeps
+            working. A click (the gripper) or both buttons (labels) never trigger it, and holding
+            the left button a second is quick to do without looking; a press held through a reset
+            still counts once it has lasted `long_press_s`. It is no emergency stop: keep the
+            robot's own stop button within reach.
         success_hold_button: `hilrl record-labels` only: a button index that, while held, marks
             the recorded frames as showing success (`hilrl.actor.operators.SpaceMouseOperator.success_held`); None
             disables. It must not be part of any enabled gesture (its release would fire that
@@ -172,6 +185,7 @@ class SpaceMouseConfig:
     toggle_gripper: ButtonBinding | None = None
     success: ButtonBinding | None = field(default_factory=lambda: ButtonBinding([0, 1]))
     failure: ButtonBinding | None = field(default_factory=lambda: ButtonBinding([0, 1], long=True))
+    stop: ButtonBinding | None = field(default_factory=lambda: ButtonBinding([0], long=True))
     success_hold_button: int | None = None
     stale_timeout_s: float = 0.5
     reconnect: bool = True
@@ -219,8 +233,8 @@ class SpaceMouseConfig:
 
     @property
     def gestures(self) -> dict[str, ButtonBinding]:
-        """The enabled gestures by name (close_gripper, open_gripper, toggle_gripper, success, failure)."""
-        names = ("close_gripper", "open_gripper", "toggle_gripper", "success", "failure")
+        """The enabled gestures by name (close_gripper, open_gripper, toggle_gripper, success, failure, stop)."""
+        names = ("close_gripper", "open_gripper", "toggle_gripper", "success", "failure", "stop")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 

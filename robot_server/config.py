@@ -1,6 +1,7 @@
 """Configuration of the robot server: the `robot_server:` section of a task YAML file.
 
-Every safety limit here is enforced by the server itself, whatever a client sends.
+Every safety limit (`safety:`, hilrl.robot_server.safety) is enforced by the server itself, whatever
+a client sends, and has an absolute cap no config can exceed.
 """
 
 from __future__ import annotations
@@ -10,44 +11,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hilrl.hardware.robotiq import RobotiqConfig
+from hilrl.robot_server.safety import SafetyConfig
 from hilrl.transport.link_config import CurveConfig
 from hilrl.transport.robot_messages import ImpedanceParams
-
-
-@dataclass
-class SafetyConfig:
-    """Server-side limits on TCP targets.
-
-    Attributes:
-        workspace_min_m, workspace_max_m: box (base frame) every TCP target position is clipped to.
-        orientation_limit_rad: per-axis half-width of the allowed target orientation, as a rotation
-            vector relative to the home orientation (home frame); targets outside are clipped.
-        max_step_m: a target may lie at most this far (per axis) from the measured TCP position;
-            a larger jump is clipped (bounds how far one command can move the arm).
-        max_step_rad: the same limit for orientation (rotation-vector components).
-        watchdog_timeout_s: realtime clock only: with no motion command for this long, the server
-            sets the target to the measured pose (the arm holds still) until the next command.
-        max_force_n: an external force above this latches a "force_limit" controller error (the
-            arm holds; motion commands are refused until `ClearErrors`).
-    """
-
-    workspace_min_m: tuple[float, float, float] = (0.25, -0.35, 0.0)
-    workspace_max_m: tuple[float, float, float] = (0.75, 0.35, 0.45)
-    orientation_limit_rad: tuple[float, float, float] = (0.5, 0.5, 1.0)
-    max_step_m: float = 0.05
-    max_step_rad: float = 0.3
-    watchdog_timeout_s: float = 0.2
-    max_force_n: float = 100.0
-
-    def __post_init__(self) -> None:
-        for i, (lo, hi) in enumerate(zip(self.workspace_min_m, self.workspace_max_m, strict=True)):
-            if lo >= hi:
-                raise ValueError(f"workspace_min_m[{i}]={lo} must be below workspace_max_m[{i}]={hi}")
-        for name in ("max_step_m", "max_step_rad", "watchdog_timeout_s", "max_force_n"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-        if any(v < 0 for v in self.orientation_limit_rad):
-            raise ValueError("orientation_limit_rad must be >= 0")
+from hilrl.transport.schema import RangeError, check_range
 
 
 @dataclass
@@ -167,8 +134,9 @@ class FrankaConfig:
             raise ValueError(f"home_speed_factor must be in (0, 1], got {self.home_speed_factor}")
         if self.home_timeout_s <= 0:
             raise ValueError(f"home_timeout_s must be > 0, got {self.home_timeout_s}")
-        if self.damping_ratio is not None and self.damping_ratio <= 0:
-            raise ValueError(f"damping_ratio must be > 0 (or null), got {self.damping_ratio}")
+        if self.damping_ratio is not None:
+            # panda-py applies the one ratio to all six axes: too high makes its 1 kHz loop unstable.
+            check_range("damping_ratio", self.damping_ratio, 0.0, 2.0, low_open=True)
         if self.nullspace_stiffness_nm_per_rad is not None and self.nullspace_stiffness_nm_per_rad < 0:
             raise ValueError(
                 f"nullspace_stiffness_nm_per_rad must be >= 0 (or null), got {self.nullspace_stiffness_nm_per_rad}"
@@ -219,6 +187,11 @@ class ServerConfig:
             raise ValueError(f"control_rate_hz must be in [1, 1000], got {self.control_rate_hz}")
         if self.request_timeout_s <= 0:
             raise ValueError("request_timeout_s must be > 0")
+        problem = self.safety.impedance.violation(self.impedance)
+        if problem is not None:
+            name, value, low, high = problem
+            raise RangeError(f"impedance.{name}", f"must be in [{low:g}, {high:g}] (robot_server.safety.impedance."
+                                                  f"{name}), got {value!r}")
 
     @property
     def control_period_s(self) -> float:

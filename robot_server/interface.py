@@ -34,6 +34,7 @@ from hilrl.transport.robot_messages import (
     SetGripper,
     SetImpedance,
     SetPoseTarget,
+    Stop,
 )
 
 # Replies may carry camera frames: allow large frames, unlike the server's request limits.
@@ -89,6 +90,10 @@ class RobotInterface(Protocol):
         """Clear the controller error latch (after the operator made the cell safe)."""
         ...
 
+    def stop(self, reason: str = "") -> RobotState:
+        """Operator stop: the arm holds and the server latches "operator_stop" until clear_errors."""
+        ...
+
     def render(self, cameras: Sequence[str]) -> Images:
         """Frames of the named cameras: the sim's rendered ones, or (hardware.cameras) real ones,
         whose frames may differ in size and carry per-frame `capture_times_s`."""
@@ -135,6 +140,9 @@ class RequestMethods:
 
     def clear_errors(self) -> RobotState:
         return self._request(ClearErrors(), RobotState)
+
+    def stop(self, reason: str = "") -> RobotState:
+        return self._request(Stop(reason[:200]), RobotState)
 
     def render(self, cameras: Sequence[str]) -> Images:
         return self._request(Render(list(cameras)), Images)

@@ -1,14 +1,24 @@
 """The robot server's request handling and safety layer, shared by every arm backend.
 
 `RobotService` turns one decoded request into one reply. It knows nothing about sockets: the
-ZeroMQ server (`server.py`) and the in-process robot (`hardware.robot.InProcessRobot`) both call it,
+ZeroMQ server (`server.py`) and the in-process robot (`inprocess.InProcessRobot`) both call it,
 so the same limits apply with or without a server process. It trusts no client:
 
 - Pose targets: quaternion normalised; position clipped to the workspace box; orientation clipped
   to a per-axis box around the home orientation (rotation vector in the home frame); then the
   per-command motion limit (per axis, relative to the *measured* TCP pose), then the boxes again.
-- Error latch: while the backend reports errors (or the service has latched "force_limit"), motion
-  requests are refused with `ErrorReply("controller_error")`. Only `ClearErrors` clears the latch.
+- Impedance requests: every field finite and within `safety.impedance` (hilrl.robot_server.safety),
+  else `ErrorReply("bad_field")` naming the field and the range; refused while errors are latched.
+- Home and resets (one implementation for every backend): home must lie inside the box (the
+  service refuses to start otherwise); `GoHome` noise must be finite and within the reset caps, and
+  the randomised start pose is drawn here and clipped to the box and the orientation limits before
+  the backend moves there.
+- Error latch: while the backend reports errors (or the service has latched "force_limit" or
+  "operator_stop"), motion requests are refused with `ErrorReply("controller_error")`. Only
+  `ClearErrors` clears the latch. `Stop` (any client, never refused) holds the arm and latches
+  "operator_stop".
+- Speed: the backends move their controller's reference towards the accepted target no faster than
+  `safety.max_tcp_speed_m_per_s` / `max_tcp_angular_speed_rad_per_s` (`SpeedLimiter`).
 - Watchdog (realtime clock only): no `SetPoseTarget` for `watchdog_timeout_s` -> the arm holds its
   measured pose and states report "holding" until the next target.
 - Any exception from the backend becomes `ErrorReply("backend_error")`; a request never kills the
@@ -28,6 +38,7 @@ import numpy as np
 
 from hilrl.robot_server.backend import ArmBackend
 from hilrl.robot_server.config import ServerConfig
+from hilrl.robot_server.safety import clip_to_orientation_limits, home_violation, start_pose
 from hilrl.transport.robot_messages import (
     Ack,
     Advance,
@@ -43,13 +54,12 @@ from hilrl.transport.robot_messages import (
     SetGripper,
     SetImpedance,
     SetPoseTarget,
+    Stop,
 )
 from hilrl.transport.spatial import (
     orientation_error,
-    quat_conj,
     quat_mul,
     quat_normalize,
-    quat_to_rotvec,
     rotvec_to_quat,
 )
 
@@ -89,6 +99,10 @@ class RobotService:
         self._box_max_m = np.asarray(safety.workspace_max_m, dtype=np.float64)
         self._orientation_limit_rad = np.asarray(safety.orientation_limit_rad, dtype=np.float64)
         self._home_quat = quat_normalize(backend.home_quaternion_wxyz)
+        problem = home_violation(backend.home_position_m, safety)
+        if problem is not None:
+            raise ValueError(problem)
+        self._reset_rng = np.random.default_rng()
         self._latched: list[str] = []  # errors the service itself latched (force limit)
         self._last_motion_s: float | None = None  # None: watchdog disarmed
         self._holding = False
@@ -101,6 +115,7 @@ class RobotService:
             GoHome: self._go_home,
             SetImpedance: self._set_impedance,
             ClearErrors: self._clear_errors,
+            Stop: self._stop,
             Render: self._render,
             Advance: self._advance,
         }
@@ -225,7 +240,7 @@ class RobotService:
             quat = quat_normalize(quaternion_wxyz)
         except ValueError:
             raise RequestRefused(
-                "bad_field", f"set_pose_target.quaternion_wxyz {list(quaternion_wxyz)} has zero norm"
+                "bad_field", f"set_pose_target.quaternion_wxyz {list(quaternion_wxyz)} has no direction (zero norm)"
             ) from None
         position = np.clip(np.asarray(position_m, dtype=np.float64), self._box_min_m, self._box_max_m)
         quat = self._clip_orientation(quat)
@@ -249,12 +264,10 @@ class RobotService:
         return position, quat
 
     def _clip_orientation(self, quat: np.ndarray) -> np.ndarray:
-        # Relative rotation in the home frame: quat = home * relative.
-        relative = quat_to_rotvec(quat_mul(quat_conj(self._home_quat), quat))
-        clipped = np.clip(relative, -self._orientation_limit_rad, self._orientation_limit_rad)
-        if np.array_equal(clipped, relative):
-            return quat
-        return quat_normalize(quat_mul(self._home_quat, rotvec_to_quat(clipped)))
+        return clip_to_orientation_limits(quat, self._home_quat, self._orientation_limit_rad)
+
+    def _clip_position(self, position: np.ndarray) -> np.ndarray:
+        return np.clip(position, self._box_min_m, self._box_max_m)
 
     # ------------------------------------------------------------------ request handlers
 
@@ -303,8 +316,24 @@ class RobotService:
         return Ack()
 
     def _go_home(self, msg: GoHome, now_s: float) -> RobotState:
+        safety = self.config.safety
+        for name, value, cap, cap_key in (
+            ("position_noise_m", msg.position_noise_m, safety.max_reset_position_noise_m, "max_reset_position_noise_m"),
+            ("rotation_noise_rad", msg.rotation_noise_rad, safety.max_reset_rotation_noise_rad, "max_reset_rotation_noise_rad"),
+        ):
+            # Checked here as well as in the message: in-process callers may build it unchecked.
+            if not (np.isfinite(value) and 0.0 <= value <= cap):
+                raise RequestRefused(
+                    "bad_field", f"go_home.{name} = {value!r} is outside [0, {cap:g}] (robot_server.safety.{cap_key})"
+                )
         self._require_no_errors("go_home")
-        self.backend.go_home(msg.position_noise_m, msg.rotation_noise_rad, msg.seed)
+        if msg.seed is not None:
+            self._reset_rng = np.random.default_rng(msg.seed)
+        position, quat = start_pose(
+            self.backend.home_position_m, self._home_quat, msg.position_noise_m, msg.rotation_noise_rad,
+            self._reset_rng, self._clip_position, self._clip_orientation,
+        )
+        self.backend.go_home(position, quat, msg.seed)
         # At home the target equals the pose, so the arm is at rest: the watchdog re-arms on the
         # next pose target.
         self._last_motion_s = None
@@ -312,6 +341,15 @@ class RobotService:
         return self._state()
 
     def _set_impedance(self, msg: SetImpedance, now_s: float) -> Ack:
+        problem = self.config.safety.impedance.violation(msg.params)
+        if problem is not None:
+            name, value, low, high = problem
+            raise RequestRefused(
+                "bad_field",
+                f"set_impedance.params.{name} = {value!r} is outside [{low:g}, {high:g}] "
+                f"(robot_server.safety.impedance.{name})",
+            )
+        self._require_no_errors("set_impedance")
         self.backend.set_impedance(msg.params)
         return Ack()
 
@@ -320,6 +358,19 @@ class RobotService:
             log.info("clearing latched errors on request: %s", "; ".join(self._latched))
         self.backend.clear_errors()
         self._latched.clear()
+        return self._state()
+
+    def _stop(self, msg: Stop, now_s: float) -> RobotState:
+        """Hold and latch "operator_stop" (never refused: a stop must always get through)."""
+        if not any(e.startswith("operator_stop") for e in self._latched):
+            message = f"operator_stop: {msg.reason or 'a client sent stop'}; send clear_errors to resume"
+            log.error("%s; holding the arm", message)
+            self._latched.append(message)
+        try:
+            self.backend.hold()
+        except Exception:  # the latch stands whatever the backend says; the reply still comes
+            log.exception("holding the arm on stop failed")
+        self._holding = True
         return self._state()
 
     def _render(self, msg: Render, now_s: float) -> Images:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -280,3 +281,57 @@ def test_every_shipped_config_loads_and_validates(path):
 def test_config_path_names_the_shipped_configs_when_one_is_missing():
     with pytest.raises(FileNotFoundError, match="sim_reach"):
         config_path("sim_rech")
+
+
+# Every safety-relevant value has an absolute cap: a config outside it is refused naming the key
+# and the range (hilrl.robot_server.safety).
+SAFETY_OUT_OF_RANGE = [
+    ("robot_server.safety.watchdog_timeout_s=5.0", "robot_server.safety.watchdog_timeout_s", "(0, 1] s"),
+    ("robot_server.safety.watchdog_timeout_s=0", "robot_server.safety.watchdog_timeout_s", "(0, 1] s"),
+    ("robot_server.safety.max_step_m=0.5", "robot_server.safety.max_step_m", "(0, 0.1] m"),
+    ("robot_server.safety.max_step_rad=2.0", "robot_server.safety.max_step_rad", "(0, 0.5] rad"),
+    ("robot_server.safety.orientation_limit_rad=[0.5, 0.5, 4.0]", "robot_server.safety.orientation_limit_rad[2]",
+     "[0, 3.14159] rad"),
+    ("robot_server.safety.max_force_n=1000", "robot_server.safety.max_force_n", "(0, 150] N"),
+    ("robot_server.safety.max_tcp_speed_m_per_s=2.0", "robot_server.safety.max_tcp_speed_m_per_s", "(0, 1] m/s"),
+    ("robot_server.safety.max_tcp_angular_speed_rad_per_s=10", "robot_server.safety.max_tcp_angular_speed_rad_per_s",
+     "(0, 2.5] rad/s"),
+    ("robot_server.safety.max_reset_position_noise_m=0.5", "robot_server.safety.max_reset_position_noise_m",
+     "[0, 0.1] m"),
+    ("robot_server.safety.max_reset_rotation_noise_rad=1.0", "robot_server.safety.max_reset_rotation_noise_rad",
+     "[0, 0.5] rad"),
+    ("robot_server.safety.workspace_max_m=[0.75, 0.35, 3.0]", "robot_server.safety.workspace_max_m[2]", "[-1.5, 1.5] m"),
+    ("robot_server.safety.impedance.translational_clip_m=[0.001, 1.0]",
+     "robot_server.safety.impedance.translational_clip_m", "<= 0.05"),
+    ("robot_server.safety.impedance.translational_stiffness_n_per_m=[0, 10000000]",
+     "robot_server.safety.impedance.translational_stiffness_n_per_m", "<= 5000"),
+    ("robot_server.impedance.translational_clip_m=0.5", "robot_server.impedance.translational_clip_m",
+     "[0.001, 0.02] (robot_server.safety.impedance.translational_clip_m)"),
+    ("robot_server.impedance.translational_stiffness_n_per_m=100000", "robot_server.impedance.translational_stiffness_n_per_m",
+     "[0, 3000]"),
+    ("env.reset_position_noise_m=0.5", "env.reset_position_noise_m", "[0, 0.1] m"),
+    ("env.reset_rotation_noise_rad=2.0", "env.reset_rotation_noise_rad", "[0, 0.5] rad"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "range_text"), SAFETY_OUT_OF_RANGE,
+                         ids=[o for o, _, _ in SAFETY_OUT_OF_RANGE])
+def test_safety_values_outside_their_caps_name_the_key_and_the_range(override, key, range_text):
+    doc = load_document(config_path("sim_reach"), [override])
+    with pytest.raises(SchemaError) as info:
+        _validate_all(doc)
+    assert info.value.key == key, str(info.value)
+    assert range_text in str(info.value)
+
+
+def test_every_shipped_sim_config_keeps_home_inside_its_box():
+    """The sim tasks' home poses against each shipped sim config's box (the server refuses to start
+    otherwise); a real cell's home comes from the robot, so `hilrl doctor` checks it there."""
+    from hilrl.robot_server.safety import home_violation
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("sim_*.yaml"))
+    assert configs
+    for path in configs:
+        doc = load_document(path)
+        server = section(doc, "robot_server", ServerConfig)
+        assert home_violation(np.array(TASKS[doc["task"]].spec.home_position_m), server.safety) is None, path.name

@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from hilrl.tools.doctor import check_home_in_box
 from hilrl.tools.doctor import main as doctor_main
 from hilrl.transport.learner_messages import Hello, ObservationSpec
 from hilrl.transport.link import LearnerLink
@@ -44,10 +47,22 @@ def test_everything_passes_on_the_sim_cell_with_a_learner(learner, capsys):
     code = doctor_main(["--config", CONFIG, f"link.address={learner.endpoint}"], prog="hilrl doctor")
     out = capsys.readouterr().out
     assert code == 0, out
-    for row in ("config", "robot", "gripper", "camera:front,wrist", "learner"):
+    for row in ("config", "robot", "home and box", "gripper", "camera:front,wrist", "learner"):
         assert any(line.startswith(row) and " PASS " in line for line in out.splitlines()), (row, out)
     assert "state at" in out and "Hz" in out  # the robot's serving rate was measured
     assert learner.actors_alive() == []  # the doctor registered nothing with the learner
+
+
+def test_home_and_box_fails_when_home_or_the_tcp_lies_outside_with_the_fix():
+    info = SimpleNamespace(home_position_m=np.array([0.31, 0.0, 0.49]), workspace_min_m=np.array([0.4, -0.1, 0.02]),
+                           workspace_max_m=np.array([0.6, 0.1, 0.2]))
+    row = check_home_in_box(info, SimpleNamespace(tcp_position_m=np.array([0.5, 0.0, 0.1])))
+    assert not row.ok and "home" in row.fix and "workspace_min_m" in row.fix
+    inside = SimpleNamespace(home_position_m=np.array([0.5, 0.0, 0.15]), workspace_min_m=info.workspace_min_m,
+                             workspace_max_m=info.workspace_max_m)
+    assert check_home_in_box(inside, SimpleNamespace(tcp_position_m=np.array([0.5, 0.0, 0.15]))).ok
+    moved_by_hand = check_home_in_box(inside, SimpleNamespace(tcp_position_m=np.array([0.3, 0.0, 0.4])))
+    assert not moved_by_hand.ok and "outside" in moved_by_hand.detail
 
 
 @pytest.mark.timeout(120)

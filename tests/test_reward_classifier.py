@@ -60,7 +60,7 @@ TRAIN_EPISODES = 16
 STEPS_AFTER_SUCCESS = 12
 MAX_NEGATIVE_RATIO = 1.5
 HELD_OUT_SEEDS = range(5000, 5010)  # never recorded: the training episodes use seeds 100..115
-HELD_OUT_STEPS = 30
+HELD_OUT_STEPS = 40  # the expert lifts the cube in 23-28 steps at the default speed cap
 
 
 def _doc() -> dict:

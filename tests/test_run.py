@@ -55,6 +55,21 @@ def test_run_names_a_misspelt_config_key(tmp_path, hilrl):
     assert not (tmp_path / "r").exists(), "nothing may start on a bad config"
 
 
+@pytest.mark.timeout(60)
+def test_run_names_an_unknown_task_and_takes_a_shipped_config_by_name(tmp_path, hilrl):
+    done = hilrl("run", "--config", "sim_reach", "task=reech", "--run-dir", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stderr
+    assert "task: 'reech' is not a simulated task" in done.stderr and "reach, pick_cube, peg_insert" in done.stderr
+    assert "Traceback" not in done.stderr
+    missing = hilrl("run", "--config", "sim_reech", "--run-dir", str(tmp_path / "r"))
+    assert missing.returncode == 2 and "shipped: " in missing.stderr and "sim_reach" in missing.stderr
+    listed = hilrl("configs")
+    assert listed.returncode == 0
+    assert {line.split()[0] for line in listed.stdout.splitlines()} == {
+        p.stem for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+    }
+
+
 @pytest.mark.timeout(120)
 def test_record_demos_keeps_successful_episodes(tmp_path, hilrl):
     out = tmp_path / "demos"

@@ -102,9 +102,16 @@ def test_pressing_into_the_table_is_bounded_by_stiffness_times_clip(stiffness, c
 # ---------------------------------------------------------------------------------- determinism
 
 
+def _offset_start(backend: SimBackend, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A start pose a little off home, drawn from `seed` (the service draws real ones)."""
+    rng = np.random.default_rng(seed)
+    rotation = rotvec_to_quat(rng.uniform(-0.05, 0.05, 3))
+    return backend.home_position_m + rng.uniform(-0.02, 0.02, 3), quat_mul(rotation, backend.home_quaternion_wxyz)
+
+
 def _trajectory(backend: SimBackend, seed: int, read_state_every_step: bool = False):
     """go_home(seed) + a fixed sequence of targets and gripper commands; joint positions per step."""
-    backend.go_home(0.02, 0.05, seed=seed)
+    backend.go_home(*_offset_start(backend, seed), seed=seed)
     start = backend.state()
     joints = [start.joint_positions_rad]
     for k in range(15):
@@ -135,15 +142,15 @@ def test_same_seed_gives_a_bit_identical_trajectory():
 @pytest.mark.parametrize("task", ["reach", "pick_cube", "peg_insert"])
 def test_different_seed_gives_a_different_start_and_object_placement(task):
     backend = SimBackend(task)
-    backend.go_home(0.02, 0.05, seed=1)
+    backend.go_home(*_offset_start(backend, 1), seed=1)
     one = backend.state()
-    backend.go_home(0.02, 0.05, seed=2)
+    backend.go_home(*_offset_start(backend, 2), seed=2)
     two = backend.state()
     assert np.linalg.norm(one.tcp_position_m - two.tcp_position_m) > 1e-4
     assert not np.array_equal(one.joint_positions_rad, two.joint_positions_rad)
     assert np.linalg.norm(one.object_state[:3] - two.object_state[:3]) > 1e-3
     # Seed 1 again reproduces the first placement exactly.
-    backend.go_home(0.02, 0.05, seed=1)
+    backend.go_home(*_offset_start(backend, 1), seed=1)
     again = backend.state()
     assert np.array_equal(again.object_state, one.object_state)
     assert np.array_equal(again.joint_positions_rad, one.joint_positions_rad)
@@ -171,7 +178,7 @@ def test_gripper_closes_and_opens_with_nothing_between_the_fingers():
 @pytest.mark.timeout(60)
 def test_gripper_grasps_the_cube_within_its_force_limit():
     backend = SimBackend("pick_cube")
-    backend.go_home(0.0, 0.0, seed=1)
+    backend.go_home(backend.home_position_m, backend.home_quaternion_wxyz, seed=1)
     start = backend.state()
     cube = start.object_state
     down = start.tcp_quaternion_wxyz
@@ -214,7 +221,7 @@ def test_joint_limit_error_latches_until_cleared():
 
     # The error stays latched: more time, even going home (away from the limit), does not clear it.
     _run(backend, 0.5)
-    backend.go_home(0.0, 0.0, seed=0)
+    backend.go_home(backend.home_position_m, backend.home_quaternion_wxyz, seed=0)
     after_home = _run(backend, 0.5)[-1]
     assert after_home.status == "error"
     assert any(e.startswith("joint_limit") for e in after_home.errors)

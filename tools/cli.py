@@ -2,7 +2,8 @@
 
 Subcommand modules are imported only when run, so `hilrl --help` stays fast and one subcommand's
 heavy dependencies (MuJoCo, torch) never load for another. To add a subcommand, add a row to
-`SUBCOMMANDS`; its module's `main(argv: list[str], prog: str) -> int` parses its own flags.
+`SUBCOMMANDS`; its module's `main(argv: list[str], prog: str) -> int` (or the function the row
+names, for a module serving several commands) parses its own flags.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ class Subcommand:
     Attributes:
         module: dotted module whose `main(argv, prog) -> int` runs it.
         help: one line for `hilrl --help`.
+        function: the module's function to call instead of `main` (same signature).
     """
 
     module: str
     help: str
+    function: str = "main"
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
@@ -40,6 +43,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "keys": Subcommand("hilrl.tools.keys", "generate CurveZMQ keys for links that bind beyond loopback"),
     "configs": Subcommand("hilrl.tools.list_configs", "list the task configs shipped with hilrl (any works as --config NAME)"),
     "doctor": Subcommand("hilrl.tools.doctor", "pre-flight check: robot, gripper, cameras, intervention device, learner, config"),
+    "robot-stop": Subcommand("hilrl.tools.robot_cmds", "stop the arm: the robot server holds it and latches operator_stop until clear-errors", "main_stop"),
+    "clear-errors": Subcommand("hilrl.tools.robot_cmds", "show and clear the robot server's latched errors (after a stop, a reflex, a limit)", "main_clear"),
 }
 
 
@@ -59,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only the command name is parsed here; everything after it belongs to the subcommand.
     args, _ = parser.parse_known_args(argv[:1] or argv)
     sub = SUBCOMMANDS[args.command]
-    module = importlib.import_module(sub.module)
-    return int(module.main(argv[1:], prog=f"hilrl {args.command}") or 0)
+    run = getattr(importlib.import_module(sub.module), sub.function)
+    return int(run(argv[1:], prog=f"hilrl {args.command}") or 0)
 
 
 if __name__ == "__main__":

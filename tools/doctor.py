@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import zmq
 
 from hilrl.transport.codec import PROTOCOL_VERSION, ProtocolError, decode, encode
@@ -104,6 +105,25 @@ def _open_robot(doc: dict[str, Any]):
     return open_robot(doc, section(doc, "env", EnvConfig).connection)
 
 
+def check_home_in_box(info: Any, state: Any) -> CheckResult:
+    """Home must lie inside the safety box (the server refuses to start otherwise, so this shows
+    the margin, and where the TCP is now): a home near a wall leaves little room for randomised
+    starts, and a TCP outside the box (moved by hand) jumps back on the first command."""
+    home = np.asarray(info.home_position_m)
+    low, high = np.asarray(info.workspace_min_m), np.asarray(info.workspace_max_m)
+    margin_m = float(np.min(np.concatenate([home - low, high - home])))
+    tcp = np.asarray(state.tcp_position_m)
+    tcp_outside = bool((tcp < low - 1e-3).any() or (tcp > high + 1e-3).any())
+    ok = margin_m >= 0 and not tcp_outside
+    detail = (f"home TCP {np.round(home, 3).tolist()} m, {margin_m * 100:.1f} cm inside the box "
+              f"{np.round(low, 3).tolist()} .. {np.round(high, 3).tolist()}")
+    if tcp_outside:
+        detail += f"; the TCP is now outside it at {np.round(tcp, 3).tolist()}"
+    fix = "" if ok else ("choose robot_server.safety.workspace_min_m/_max_m and the home pose together (README, "
+                         "'Home and box'); move the arm into the box (Desk's guiding mode) before training")
+    return CheckResult("home and box", ok, detail, fix)
+
+
 def check_robot(doc: dict[str, Any]) -> list[CheckResult]:
     """The robot server (or the in-process sim): info, state rate, active errors, gripper."""
     robot = _open_robot(doc)
@@ -121,9 +141,10 @@ def check_robot(doc: dict[str, Any]) -> list[CheckResult]:
         gripper_errors = [e for e in state.errors if e.startswith("gripper")]
         rows = [CheckResult(
             "robot", not arm_errors, detail + (f"; errors: {arm_errors}" if arm_errors else ""),
-            "" if not arm_errors else "make the cell safe, then clear the latched errors (env.clear_errors_on_reset, "
-                                      "or RobotClient.clear_errors()); on a Franka also check Desk for the reflex",
+            "" if not arm_errors else "make the cell safe, then clear the latched errors (`hilrl clear-errors "
+                                      "--config FILE`); on a Franka also check Desk for the reflex",
         )]
+        rows.append(check_home_in_box(info, state))
         rows.append(CheckResult(
             "gripper", not gripper_errors,
             f"opening {state.gripper_opening:.2f}" + (f"; errors: {gripper_errors}" if gripper_errors else ""),

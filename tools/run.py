@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from hilrl.actor.loop import load_settings
+from hilrl.actor.make import SIM_TASKS
 from hilrl.robot_server.config import ServerConfig
 from hilrl.robot_server.process import start_server_process
 from hilrl.tools.demos import record_demos
@@ -202,6 +203,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         doc = load_document(args.config, overrides)
         # Every section is checked here, before a second is spent recording demos or starting
         # processes. (Config dataclasses only: this imports no other process's machinery.)
+        task = doc.get("task", "")
+        if task not in SIM_TASKS:
+            raise SchemaError("task", f"{task!r} is not a simulated task; `hilrl run` trains one of "
+                                      f"{', '.join(SIM_TASKS)} (a real cell runs `hilrl robot-server`, "
+                                      "`hilrl learner` and `hilrl actor` on its machines)")
         load_settings(doc)
         section(doc, "robot_server", ServerConfig)
         encoder = section(doc, "learner", LearnerConfig).sac.encoder

@@ -11,6 +11,7 @@ in newton metres. The TCP (tool centre point) lies between the gripper fingertip
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,9 +46,12 @@ class ImpedanceParams:
     nullspace_damping_nms_per_rad: float = 0.5
 
     def __post_init__(self) -> None:
+        # `not value >= 0` also refuses NaN (for which `value < 0` is false); the wire codec refuses
+        # non-finite numbers already, in-process callers skip it. What range a server accepts is
+        # its own (robot_server.safety.impedance).
         for name, value in vars(self).items():
-            if value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.translational_clip_m <= 0 or self.rotational_clip_rad <= 0:
             raise ValueError("translational_clip_m and rotational_clip_rad must be > 0")
 
@@ -107,8 +111,10 @@ class GoHome:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.position_noise_m < 0 or self.rotation_noise_rad < 0:
-            raise ValueError("noise magnitudes must be >= 0")
+        for name in ("position_noise_m", "rotation_noise_rad"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
 @dataclass
@@ -121,6 +127,23 @@ class SetImpedance:
 @dataclass
 class ClearErrors:
     """Clear a controller error after the operator has made the cell safe. Reply: `RobotState`."""
+
+
+@dataclass
+class Stop:
+    """Operator stop: the arm holds where it is and the server latches "operator_stop" until
+    `ClearErrors`; motion requests are refused meanwhile. Any client may send it, whatever is
+    latched, and it is never refused. Reply: `RobotState`.
+
+    Attributes:
+        reason: who or what stopped the arm (shown in the latched error and the server's log).
+    """
+
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.reason) > 200:
+            raise ValueError(f"reason must be at most 200 characters, got {len(self.reason)}")
 
 
 @dataclass
@@ -254,6 +277,7 @@ ROBOT_MESSAGES = Registry(
         "go_home": GoHome,
         "set_impedance": SetImpedance,
         "clear_errors": ClearErrors,
+        "stop": Stop,
         "render": Render,
         "advance": Advance,
         "ack": Ack,

@@ -34,6 +34,32 @@ class SchemaError(ValueError):
         super().__init__(f"{key}: {message}" if key else message)
 
 
+class RangeError(ValueError):
+    """A dataclass field outside its allowed range, raised from `__post_init__`; `from_dict` reports
+    it under the field's own dotted key ("robot_server.safety.max_step_m: must be in ...").
+
+    Attributes:
+        field: the field's name within its dataclass.
+    """
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field} {message}")
+        self.message = message
+
+
+def check_range(
+    name: str, value: float, low: float, high: float, *, low_open: bool = False, unit: str = ""
+) -> None:
+    """Raise RangeError unless `low <= value <= high` (`low < value` with `low_open`) and finite.
+
+    The message names the range, e.g. "must be in (0, 1] s, got 5.0"."""
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        shown = f"{'(' if low_open else '['}{low:g}, {high:g}]{' ' + unit if unit else ''}"
+        raise RangeError(name, f"must be in {shown}, got {value!r}")
+
+
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
@@ -83,6 +109,8 @@ def from_dict(cls: type[T], data: Any, where: str = "", *, allow_arrays: bool = 
         return cls(**kwargs)
     except SchemaError:
         raise
+    except RangeError as exc:
+        raise SchemaError(_join(where, exc.field), exc.message) from exc
     except (TypeError, ValueError) as exc:
         raise SchemaError(where, str(exc)) from exc
 

@@ -6,6 +6,8 @@ radians. These are numpy-only so the robot server, the actor and the drivers sha
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 IDENTITY_QUAT = np.array([1.0, 0.0, 0.0, 0.0])
@@ -14,9 +16,15 @@ IDENTITY_QUAT = np.array([1.0, 0.0, 0.0, 0.0])
 def quat_normalize(q: np.ndarray) -> np.ndarray:
     """Unit quaternion with non-negative w (one of the two representations of a rotation)."""
     q = np.asarray(q, dtype=np.float64)
-    n = np.linalg.norm(q)
-    if not np.isfinite(n) or n < 1e-9:
+    # Scaled by the largest component first, so huge (1e300) or tiny components neither overflow
+    # nor underflow the norm.
+    scale = float(np.max(np.abs(q))) if q.size else 0.0
+    if not math.isfinite(scale) or scale == 0.0:
         raise ValueError(f"quaternion {q} has no direction")
+    q = q / scale
+    n = np.linalg.norm(q)
+    if n * scale < 1e-9:
+        raise ValueError(f"quaternion {q * scale} has no direction")
     q = q / n
     return -q if q[0] < 0 else q
 

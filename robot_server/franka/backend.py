@@ -32,10 +32,14 @@ the sim; this module adds what only the real arm needs:
   (`Model.zero_jacobian`), base frame. **Wrench** is libfranka's estimate `O_F_ext_hat_K`: force and
   torque the environment exerts, base frame, about the stiffness frame K (the end effector unless
   K is configured otherwise in Desk).
+- **Speed.** The goal the clipped reference chases is itself rate-limited (`SpeedLimiter`, the
+  same one the sim uses at every physics step): it moves towards the accepted target no faster than
+  `safety.max_tcp_speed_m_per_s` / `max_tcp_angular_speed_rad_per_s`, each reference tick.
 - **Home.** `go_home` stops the controller, moves in joint space to
-  `FrankaConfig.home_joint_positions_rad` (`Panda.move_to_joint_position`), restarts the controller
-  holding the reached pose and then, for a randomised start, drives to a random Cartesian offset
-  (within the requested noise, and never more than one command's step limit) and waits for it.
+  `FrankaConfig.home_joint_positions_rad` (`Panda.move_to_joint_position`, its speed factor lowered
+  so the TCP stays under the speed cap), restarts the controller holding the reached pose and then,
+  for a randomised start, drives to the start pose the service chose (drawn within the reset caps
+  and clipped to the box and orientation limits, `RobotService._go_home`) and waits for it.
 
 Quaternions: this project uses (w, x, y, z); panda-py's `set_control` and `get_orientation()` use
 (x, y, z, w). Conversions happen only in `_xyzw` and `_pose_from_state`.
@@ -53,8 +57,9 @@ from typing import Any
 
 import numpy as np
 
-from hilrl.robot_server.config import FrankaConfig, SafetyConfig, ServerConfig
+from hilrl.robot_server.config import FrankaConfig, ServerConfig
 from hilrl.robot_server.franka.gripper import FrankaHand, GripperDriver, RobotiqHand
+from hilrl.robot_server.safety import SafetyConfig, SpeedLimiter, lead_limited, lead_limits
 from hilrl.transport.robot_messages import ImpedanceParams, RobotState
 from hilrl.transport.spatial import orientation_error, quat_mul, quat_normalize, rotvec_to_quat
 
@@ -69,6 +74,9 @@ INSTALL_HINT = (
 # Openings below this close with force (a grasp): a position move onto an object stalls
 # without holding it.
 GRASP_BELOW_OPENING = 0.05
+
+FULL_SPEED_TCP_M_PER_S = 1.7
+"""libfranka's Cartesian velocity limit: what the TCP may reach with every joint at full speed."""
 
 _START_TIMEOUT_S = 1.0  # a (re)started controller must tick within this
 _DAMPING_RESEND_S = 0.5  # see set_impedance
@@ -110,14 +118,21 @@ def impedance_matrix(params: ImpedanceParams) -> np.ndarray:
     return np.diag([k_t, k_t, k_t, 2.0 * k_r, 2.0 * k_r, 2.0 * k_r])
 
 
+MAX_DERIVED_DAMPING_RATIO = 2.0
+"""The derived ratio's cap: d_t / (2 sqrt(k_t)) grows without bound as the stiffness goes to 0,
+and panda-py applies the same ratio to the rotational axes, where a huge damping makes the 1 kHz
+torque loop unstable (found by the property tests on the dynamic fake)."""
+
+
 def damping_ratio(params: ImpedanceParams, override: float | None) -> float:
-    """The one damping ratio panda-py takes: `override`, else d_t / (2 sqrt(k_t)) (1.0 if k_t is 0)."""
+    """The one damping ratio panda-py takes: `override`, else d_t / (2 sqrt(k_t)) capped at
+    MAX_DERIVED_DAMPING_RATIO (1.0 if k_t is 0)."""
     if override is not None:
         return float(override)
     k_t = params.translational_stiffness_n_per_m
     if k_t <= 0:
         return 1.0
-    return params.translational_damping_ns_per_m / (2.0 * math.sqrt(k_t))
+    return min(params.translational_damping_ns_per_m / (2.0 * math.sqrt(k_t)), MAX_DERIVED_DAMPING_RATIO)
 
 
 def _xyzw(quat_wxyz: np.ndarray) -> np.ndarray:
@@ -199,7 +214,6 @@ class FrankaBackend:
         self.control_period_s = config.control_period_s
         self._params = config.impedance
         self._home_q = np.asarray(fc.home_joint_positions_rad, dtype=np.float64)
-        self._rng = np.random.default_rng()
         # Guards the controller handle, the goal and the error latch; held around every
         # set_control so the reference thread and requests never interleave.
         self._lock = threading.RLock()
@@ -207,6 +221,13 @@ class FrankaBackend:
         self._errors: list[str] = []
         self._goal_position_m = np.zeros(3)
         self._goal_quat = np.array([1.0, 0.0, 0.0, 0.0])
+        # The goal the clipped reference chases moves towards the accepted target no faster than
+        # the speed caps (robot_server.safety); see _feed_once_locked.
+        self._limited = SpeedLimiter(
+            config.safety.max_tcp_speed_m_per_s, config.safety.max_tcp_angular_speed_rad_per_s,
+            self._goal_position_m, self._goal_quat,
+        )
+        self._fed_s: float | None = None  # when the reference was last fed (monotonic s)
         self._resend_damping_until_s = 0.0
         self._stop_feeding = threading.Event()
         self._feeder: threading.Thread | None = None
@@ -349,6 +370,8 @@ class FrankaBackend:
                 time.sleep(0.001)
             position, quat = self._measured_pose()
             self._goal_position_m, self._goal_quat = position, quat
+            self._limited.reset(position, quat)
+            self._fed_s = time.monotonic()
             ctrl.set_control(position, _xyzw(quat), self._home_q)
 
     def _stop_controller(self) -> None:
@@ -359,16 +382,26 @@ class FrankaBackend:
                 self.panda.stop_controller()
 
     def _reference_locked(self, position: np.ndarray, quat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The goal clipped to within the impedance clips of the measured pose (position, quat)."""
-        p = self._params
-        step = np.clip(self._goal_position_m - position, -p.translational_clip_m, p.translational_clip_m)
-        rotation = np.clip(orientation_error(self._goal_quat, quat), -p.rotational_clip_rad, p.rotational_clip_rad)
+        """The speed-limited goal clipped to within the impedance clips of the measured pose
+        (position, quat)."""
+        p, goal = self._params, self._limited
+        # The speed caps' lead bound first (the steady speed then stays at or under the cap; under it for stiff settings, whose lead is shorter than one reference period), then the clip.
+        max_lead_m, max_lead_rad = lead_limits(p, goal.max_speed_m_per_s, goal.max_angular_speed_rad_per_s)
+        lead_position, lead_quat = lead_limited(goal.position_m, goal.quaternion_wxyz, position, quat, max_lead_m, max_lead_rad)
+        step = np.clip(lead_position - position, -p.translational_clip_m, p.translational_clip_m)
+        rotation = np.clip(orientation_error(lead_quat, quat), -p.rotational_clip_rad, p.rotational_clip_rad)
         return position + step, quat_normalize(quat_mul(rotvec_to_quat(rotation), quat))
 
     def _feed_once_locked(self) -> None:
         ctrl = self._controller
         if ctrl is None or self._errors:
             return
+        now_s = time.monotonic()
+        # The speed-limited goal advances by the time since the last feed, at most one reference
+        # period at a time: a stalled thread does not let it jump when it resumes.
+        dt_s = 0.0 if self._fed_s is None else min(now_s - self._fed_s, 1.0 / self.franka_config.reference_rate_hz)
+        self._fed_s = now_s
+        self._limited.step(self._goal_position_m, self._goal_quat, max(dt_s, 0.0))
         position, quat = self._measured_pose()
         ref_position, ref_quat = self._reference_locked(position, quat)
         ctrl.set_control(ref_position, _xyzw(ref_quat), self._home_q)
@@ -486,6 +519,7 @@ class FrankaBackend:
             log.exception("cannot read the pose to hold")
             return
         self._goal_position_m, self._goal_quat = position, quat
+        self._limited.reset(position, quat)
         if self._controller is not None:
             self._controller.set_control(position, _xyzw(quat), self._home_q)
 
@@ -512,6 +546,9 @@ class FrankaBackend:
             ctrl.set_impedance(impedance_matrix(params))
             ctrl.set_damping_ratio(damping_ratio(params, self.franka_config.damping_ratio))
             ctrl.set_nullspace_stiffness(self._nullspace_stiffness())
+            # A smaller clip (or lead bound) takes effect now, not at the reference thread's next
+            # tick: the reference in force must never be further from the TCP than the new clip.
+            self._feed_once_locked()
             # panda-py before 1.0 derives the damping from the stiffness the loop currently
             # uses, which reaches the new value only on later ticks (filtered when filter_coeff
             # < 1); re-sending the ratio for a while makes the damping match either way.
@@ -540,25 +577,18 @@ class FrankaBackend:
                 self._latch(f"controller_start_failed: {type(exc).__name__}: {exc}")
                 raise
 
-    def go_home(self, position_noise_m: float, rotation_noise_rad: float, seed: int | None) -> None:
-        """Joint-space move to the home posture, then (with noise) a Cartesian move to a random
-        offset of the home pose; returns when there (or after `home_timeout_s`, holding)."""
-        if seed is not None:
-            self._rng = np.random.default_rng(seed)
-        # Drawn whatever the noise, so a seed gives the same sequence of start poses.
-        offset = self._rng.uniform(-position_noise_m, position_noise_m, 3)
-        rotation = self._rng.uniform(-rotation_noise_rad, rotation_noise_rad, 3)
-        # GoHome bypasses the per-command step limit, so the offset gets it here: a client cannot
-        # send the arm far away with a large "noise".
-        offset = np.clip(offset, -self.safety.max_step_m, self.safety.max_step_m)
-        rotation = np.clip(rotation, -self.safety.max_step_rad, self.safety.max_step_rad)
+    def go_home(self, position_m: np.ndarray, quaternion_wxyz: np.ndarray, seed: int | None) -> None:
+        """Joint-space move to the home posture, then (for a randomised start the service chose
+        and clipped to the box) a Cartesian move there under the speed caps; returns when there
+        (or after `home_timeout_s`, holding). `seed` is not used: a real cell has no objects to
+        place."""
         fc = self.franka_config
         with self._lock:
             if self._errors:
                 raise RuntimeError(f"go_home refused: errors latched ({'; '.join(self._errors)}); send clear_errors")
             self._stop_controller()
         try:
-            reached = self.panda.move_to_joint_position(self._home_q.copy(), speed_factor=fc.home_speed_factor)
+            reached = self.panda.move_to_joint_position(self._home_q.copy(), speed_factor=self.home_speed_factor)
         except Exception as exc:
             with self._lock:
                 self._latch(f"go_home_failed: {type(exc).__name__}: {exc}")
@@ -570,12 +600,14 @@ class FrankaBackend:
         if reached is False:
             log.warning("go_home: the joint move ended short of the home posture (see panda-py's log)")
         self._start_controller()
-        if not (offset.any() or rotation.any()):
+        goal_position = np.array(position_m, dtype=np.float64)
+        goal_quat = quat_normalize(quaternion_wxyz)
+        if np.abs(goal_position - self.home_position_m).max() < 1e-9 and np.abs(
+            orientation_error(goal_quat, self.home_quaternion_wxyz)
+        ).max() < 1e-9:
             return
         with self._lock:
-            self._goal_position_m = self.home_position_m + offset
-            self._goal_quat = quat_normalize(quat_mul(rotvec_to_quat(rotation), self.home_quaternion_wxyz))
-            goal_position, goal_quat = self._goal_position_m.copy(), self._goal_quat.copy()
+            self._goal_position_m, self._goal_quat = goal_position.copy(), goal_quat.copy()
         deadline = time.monotonic() + fc.home_timeout_s
         while True:
             state = self.panda.get_state()
@@ -598,6 +630,14 @@ class FrankaBackend:
                 self.hold()
                 return
             time.sleep(_POLL_S)
+
+    @property
+    def home_speed_factor(self) -> float:
+        """Speed factor of the joint move home: the configured one, lowered so the TCP stays under
+        the speed cap (libfranka's joint motion at full speed moves the TCP at up to about
+        FULL_SPEED_TCP_M_PER_S)."""
+        return min(self.franka_config.home_speed_factor,
+                   self.safety.max_tcp_speed_m_per_s / FULL_SPEED_TCP_M_PER_S)
 
     def advance(self, duration_s: float) -> None:
         """No-op: the real arm runs on its own clock."""

@@ -19,6 +19,7 @@ import mujoco
 import numpy as np
 
 from hilrl.robot_server.config import ServerConfig, SimConfig
+from hilrl.robot_server.safety import SafetyConfig, SpeedLimiter, lead_limits
 from hilrl.robot_server.sim.controller import ImpedanceController
 from hilrl.robot_server.sim.scene import (
     FINGER_STROKE_M,
@@ -30,7 +31,7 @@ from hilrl.robot_server.sim.scene import (
 )
 from hilrl.robot_server.sim.tasks import make_task
 from hilrl.transport.robot_messages import ImpedanceParams, RobotState
-from hilrl.transport.spatial import quat_mul, quat_normalize, rotvec_to_quat
+from hilrl.transport.spatial import quat_normalize
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class SimBackend:
         impedance: ImpedanceParams | None = None,
         sim: SimConfig | None = None,
         control_period_s: float = 0.1,
+        max_tcp_speed_m_per_s: float = SafetyConfig.max_tcp_speed_m_per_s,
+        max_tcp_angular_speed_rad_per_s: float = SafetyConfig.max_tcp_angular_speed_rad_per_s,
     ):
         self.sim_config = sim or SimConfig()
         self.control_period_s = control_period_s
@@ -97,8 +100,15 @@ class SimBackend:
         self._posture = self._home_q.copy()
         self.target_position_m = self.home_position_m.copy()
         self.target_quaternion_wxyz = self.home_quaternion_wxyz.copy()
+        # The controller pulls towards this reference, which follows the target at most at the
+        # speed caps (robot_server.safety): a far target or a stiff controller stays slow.
+        self.reference = SpeedLimiter(
+            max_tcp_speed_m_per_s, max_tcp_angular_speed_rad_per_s, self.home_position_m, self.home_quaternion_wxyz
+        )
+        self._set_lead_limits()
         self._gripper_cmd = 1.0
-        self.go_home(0.0, 0.0, seed=0)
+        self._resetting = False
+        self.go_home(self.home_position_m, self.home_quaternion_wxyz, seed=0)
 
     # ------------------------------------------------------------------ kinematics helpers
 
@@ -148,6 +158,11 @@ class SimBackend:
         mujoco.mj_kinematics(self.model, self.data)
         self.target_position_m = self.data.site_xpos[self._tcp].copy()
         self.target_quaternion_wxyz = self._tcp_quat()
+        self.reference.reset(self.target_position_m, self.target_quaternion_wxyz)
+
+    def _set_lead_limits(self) -> None:
+        c, r = self.controller, self.reference
+        c.max_lead_m, c.max_lead_rad = lead_limits(c.params, r.max_speed_m_per_s, r.max_angular_speed_rad_per_s)
 
     def set_gripper(self, opening: float) -> None:
         self._gripper_cmd = float(np.clip(opening, 0.0, 1.0))
@@ -156,21 +171,24 @@ class SimBackend:
 
     def set_impedance(self, params: ImpedanceParams) -> None:
         self.controller.set_params(params)
+        self._set_lead_limits()
 
     def clear_errors(self) -> None:
         if self._errors:
             log.info("clearing controller errors on request: %s", self._errors)
         self._errors = []
 
-    def go_home(self, position_noise_m: float, rotation_noise_rad: float, seed: int | None) -> None:
+    def go_home(self, position_m: np.ndarray, quaternion_wxyz: np.ndarray, seed: int | None) -> None:
+        """Reset the scene with the arm at the start pose the service chose (home, or a randomised
+        start already clipped to the box): the sim places the arm there (IK), it does not drive
+        it; `seed` seeds the task's object placement."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         rng = self._rng
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
-        position = self.home_position_m + rng.uniform(-position_noise_m, position_noise_m, 3)
-        rotation = rotvec_to_quat(rng.uniform(-rotation_noise_rad, rotation_noise_rad, 3))
-        quat = quat_normalize(quat_mul(rotation, self.home_quaternion_wxyz))
+        position = np.array(position_m, dtype=np.float64)
+        quat = quat_normalize(quaternion_wxyz)
         q = self._solve_ik(position, quat, self._home_q)
         d.qpos[:N_ARM_JOINTS] = q
         self._posture = self._home_q.copy()
@@ -183,8 +201,13 @@ class SimBackend:
         mujoco.mj_forward(m, d)
         self.target_position_m = position
         self.target_quaternion_wxyz = quat
+        self.reference.reset(position, quat)
         self._pending_s = 0.0
-        self._step(int(round(_SETTLE_AFTER_RESET_S / m.opt.timestep)))
+        self._resetting = True
+        try:
+            self._step(int(round(_SETTLE_AFTER_RESET_S / m.opt.timestep)))
+        finally:
+            self._resetting = False
         d.time = 0.0
 
     def advance(self, duration_s: float) -> None:
@@ -199,7 +222,10 @@ class SimBackend:
         ctrl = self.controller
         q = d.qpos[:N_ARM_JOINTS]  # a view: follows every step
         at_limit: np.ndarray | None = None
+        reference = self.reference
+        timestep_s = m.opt.timestep
         for _ in range(n):
+            reference.step(self.target_position_m, self.target_quaternion_wxyz, timestep_s)
             mujoco.mj_step1(m, d)
             self._update_jacobian()
             d.ctrl[:N_ARM_JOINTS] = ctrl.torques(
@@ -209,8 +235,8 @@ class SimBackend:
                 d.qpos[:N_ARM_JOINTS],
                 d.qvel[:N_ARM_JOINTS],
                 d.qfrc_bias[:N_ARM_JOINTS],
-                self.target_position_m,
-                self.target_quaternion_wxyz,
+                reference.position_m,
+                reference.quaternion_wxyz,
                 self._posture,
             )
             mujoco.mj_step2(m, d)
@@ -228,9 +254,12 @@ class SimBackend:
         # diverged simulation is usually finite again by the time we look: check both.
         unstable = any(d.warning[w].number for w in _UNSTABLE_WARNINGS)
         if unstable or not (np.isfinite(d.qpos).all() and np.isfinite(d.qvel).all()):
-            log.error("physics diverged; resetting the arm to home")
-            self.go_home(0.0, 0.0, None)
             self._latch("physics_diverged: simulation state became non-finite; arm reset to home")
+            if self._resetting:  # diverged while settling at home: never recurse into another reset
+                log.error("physics diverged while resetting; the arm stays where the reset put it")
+                return
+            log.error("physics diverged; resetting the arm to home")
+            self.go_home(self.home_position_m, self.home_quaternion_wxyz, None)
             return
         q = d.qpos[:N_ARM_JOINTS] if at_limit is None else at_limit
         low = q < _LIMIT_LOW_RAD
@@ -322,4 +351,6 @@ class SimBackend:
 
 def make_backend(config: ServerConfig, task: str) -> SimBackend:
     """The sim backend for a server config."""
-    return SimBackend(task, config.impedance, config.sim, config.control_period_s)
+    s = config.safety
+    return SimBackend(task, config.impedance, config.sim, config.control_period_s,
+                      s.max_tcp_speed_m_per_s, s.max_tcp_angular_speed_rad_per_s)

@@ -1,6 +1,9 @@
 """Cartesian impedance torque controller, evaluated at every physics step.
 
-    tau = J^T (K * clip(x_target - x) - D * xdot) + N (k_ns (q_ns - q) - d_ns qdot) + bias
+    tau = J^T (K * clip(lead(x_ref - x)) - D * xdot) + N (k_ns (q_ns - q) - d_ns qdot) + bias
+
+x_ref is the speed-limited reference (hilrl.robot_server.safety.SpeedLimiter) and lead() bounds its
+distance from the TCP so that the steady speed stays at or under the cap (safety.lead_limits).
 
 x is the TCP pose (position, and orientation as the rotation vector of the error), J the 6x7 TCP
 Jacobian in the base frame, bias the Coriolis + gravity torques (what the real controller gets from
@@ -10,6 +13,8 @@ force to K x clip: that is what makes contact compliant, exactly as on the real 
 """
 
 from __future__ import annotations
+
+import math
 
 import mujoco
 import numpy as np
@@ -27,6 +32,8 @@ class ImpedanceController:
 
     def __init__(self, params: ImpedanceParams, n_joints: int = 7):
         self.n = n_joints
+        self.max_lead_m = math.inf  # set by the backend from the speed caps (safety.lead_limits)
+        self.max_lead_rad = math.inf
         self.set_params(params)
         self._quat = np.zeros(4)
         self._neg = np.zeros(4)
@@ -69,6 +76,12 @@ class ImpedanceController:
             self._err_quat *= -1
         mujoco.mju_quat2Vel(self._rot_err, self._err_quat, 1.0)
         error = np.concatenate([target_pos - tcp_pos, self._rot_err])
+        # The speed caps' lead bound (hilrl.robot_server.safety.lead_limited, inlined: this runs
+        # every physics step): the reference may lead the TCP by at most max_lead_m / _rad.
+        for part, max_lead in ((error[:3], self.max_lead_m), (error[3:], self.max_lead_rad)):
+            lead = math.sqrt(float(part @ part))
+            if lead > max_lead:
+                part *= max_lead / lead
         np.clip(error, -self._clip, self._clip, out=error)
         twist = jac @ qd
         wrench = self._k * error - self._d * twist

@@ -13,6 +13,7 @@ from hilrl.actor.interventions import (
     make_intervention_device,
 )
 from hilrl.actor.make import make_sim_env
+from hilrl.transport.spatial import quat_to_matrix
 
 
 def test_drift_rule_takes_over_when_the_policy_pushes_away_and_hands_back():
@@ -24,7 +25,8 @@ def test_drift_rule_takes_over_when_the_policy_pushes_away_and_hands_back():
         flags, taken = [], []
         for _ in range(10):
             state = env.robot_state
-            away = -(state.object_state[:3] - state.tcp_position_m)  # straight away from the goal
+            # Straight away from the goal, in the action's frame (the TCP frame, as the expert's).
+            away = -(quat_to_matrix(state.tcp_quaternion_wxyz).T @ (state.object_state[:3] - state.tcp_position_m))
             policy_action = np.clip(away / np.linalg.norm(away), -1, 1).astype(np.float32)
             _, _, terminated, truncated, info = wrapped.step(policy_action)
             flags.append(info["intervened"])

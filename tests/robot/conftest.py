@@ -7,11 +7,24 @@ from pathlib import Path
 
 import pytest
 
-# Import the repo's packages (and this folder's helper module) whether or not hilrl is installed.
+# This folder's helper modules (robot_test_support, safety_harness) import by name.
 _HERE = Path(__file__).resolve().parent
-for _path in (str(_HERE.parents[1]), str(_HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
+
+FAKE_PANDA_DIR = _HERE / "fake_panda_py"
+
+
+@pytest.fixture(scope="module")
+def fake_panda_py():
+    """`import panda_py` gets the fake (tests/robot/fake_panda_py) for one module's tests: a
+    module that drives the Franka backend uses it with `pytestmark = pytest.mark.usefixtures(...)`
+    or an autouse fixture of its own that requests it."""
+    sys.path.insert(0, str(FAKE_PANDA_DIR))
+    yield
+    sys.path.remove(str(FAKE_PANDA_DIR))
+    for name in [n for n in sys.modules if n == "panda_py" or n.startswith("panda_py.")]:
+        del sys.modules[name]
 
 from robot_test_support import ServerProcess, start_server  # noqa: E402
 

@@ -27,6 +27,7 @@ from hilrl.transport.robot_messages import (
     SetGripper,
     SetImpedance,
     SetPoseTarget,
+    Stop,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -65,6 +66,7 @@ EVERY_KIND = {
     "go_home": GoHome(position_noise_m=0.02, rotation_noise_rad=0.1, seed=3),
     "set_impedance": SetImpedance(ImpedanceParams(translational_stiffness_n_per_m=1500.0)),
     "clear_errors": ClearErrors(),
+    "stop": Stop(reason="pendant"),
     "render": Render(["front", "wrist"]),
     "advance": Advance(periods=5),
     "ack": Ack(),

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from robot_test_support import RawClient
 
-from hilrl.robot_server.config import SafetyConfig, ServerConfig
+from hilrl.robot_server.config import ServerConfig
 from hilrl.robot_server.inprocess import InProcessRobot
 from hilrl.robot_server.interface import RobotServerError
+from hilrl.robot_server.safety import SafetyConfig
 from hilrl.transport.robot_messages import (
     Advance,
     ClearErrors,

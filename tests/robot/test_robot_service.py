@@ -102,7 +102,7 @@ def test_realtime_catch_up_is_capped_when_calls_are_far_apart():
 def test_lockstep_force_latch_clears_and_the_arm_can_go_home():
     """A force error latched while pressing must not re-latch on ClearErrors when no physics ran
     since (lockstep): otherwise the sim could never recover through GoHome."""
-    from hilrl.robot_server.config import SafetyConfig
+    from hilrl.robot_server.safety import SafetyConfig
 
     config = ServerConfig(clock="lockstep", safety=SafetyConfig(workspace_min_m=(0.25, -0.35, -0.2), max_force_n=10.0))
     robot = InProcessRobot(RobotService(make_backend(config, "reach"), config))

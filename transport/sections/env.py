@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hilrl.transport.action import ActionConfig
+from hilrl.transport.schema import check_range
 from hilrl.transport.sections.realsense import RealSenseConfig
 
 STATE_KEYS = ("tcp_pose", "tcp_twist", "tcp_wrench", "gripper", "object")
@@ -144,7 +145,9 @@ class EnvConfig:
         connection: "inprocess" runs the simulated arm inside the env's process (no server);
             "server" talks to a `hilrl robot-server` at `robot_server.address`.
         max_episode_steps: time limit; reaching it truncates the episode (never terminates it).
-        reset_position_noise_m / reset_rotation_noise_rad: start-pose randomisation half-widths.
+        reset_position_noise_m / reset_rotation_noise_rad: start-pose randomisation half-widths,
+            at most 0.1 m / 0.5 rad (and at most the robot server's
+            `safety.max_reset_position_noise_m` / `max_reset_rotation_noise_rad`).
         workspace_min_m / workspace_max_m: client-side box TCP targets are clipped to before they
             are sent (the server clips again); null uses the server's box.
         success_reward: reward on the step that reaches success (0 otherwise).
@@ -190,8 +193,10 @@ class EnvConfig:
             raise ValueError("success_tolerance_m must be > 0")
         if self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be >= 1")
-        if self.reset_position_noise_m < 0 or self.reset_rotation_noise_rad < 0:
-            raise ValueError("reset noise must be >= 0")
+        # The absolute caps of the robot server's reset randomisation (robot_server.safety); the
+        # server refuses noise above its own configured caps too.
+        check_range("reset_position_noise_m", self.reset_position_noise_m, 0.0, 0.1, unit="m")
+        check_range("reset_rotation_noise_rad", self.reset_rotation_noise_rad, 0.0, 0.5, unit="rad")
         if (self.workspace_min_m is None) != (self.workspace_max_m is None):
             raise ValueError("give both workspace_min_m and workspace_max_m, or neither")
 
