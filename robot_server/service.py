@@ -311,8 +311,13 @@ class RobotService:
         return dataclasses.replace(state, target_position_m=position, target_quaternion_wxyz=quat)
 
     def _set_gripper(self, msg: SetGripper, now_s: float) -> Ack:
+        opening = msg.opening
+        # Checked here as well as in the message: an in-process caller may skip it, and a NaN
+        # opening would reach the finger actuators (np.clip keeps NaN).
+        if not (isinstance(opening, (int, float)) and 0.0 <= opening <= 1.0):
+            raise RequestRefused("bad_field", f"set_gripper.opening = {opening!r} is outside [0, 1]")
         self._require_no_errors("set_gripper")
-        self.backend.set_gripper(float(msg.opening))
+        self.backend.set_gripper(float(opening))
         return Ack()
 
     def _go_home(self, msg: GoHome, now_s: float) -> RobotState:

@@ -19,6 +19,7 @@ Invariants after every request and every wait (`Tracker.check`):
     latch      an error once latched (operator_stop, force_limit, a reflex) stays in every state
                until a ClearErrors reply no longer shows it
     refused    no SetPoseTarget, SetGripper, GoHome or SetImpedance is accepted while latched
+    stable     the simulation never diverges (no request may make the physics unstable)
 """
 
 from __future__ import annotations
@@ -285,6 +286,8 @@ class Tracker:
             clip = self.cell.service.backend._params.translational_clip_m  # the clip in force
             if lead > clip + REFERENCE_TOLERANCE_M:
                 self._fail(f"{context}: reference {lead * 1000:.1f} mm from the TCP, clip {clip * 1000:.1f} mm")
+        if any(e.startswith("physics_diverged") for e in state.errors):
+            self._fail(f"{context}: the simulation diverged (a request made the physics unstable)")
         for error in self.latched:
             if error not in state.errors:
                 self._fail(f"{context}: latched {error!r} vanished without clear_errors")

@@ -27,7 +27,7 @@ from safety_harness import (
     sequences,
 )
 
-from hilrl.transport.robot_messages import ClearErrors, GoHome, SetImpedance, SetPoseTarget, Stop
+from hilrl.transport.robot_messages import ClearErrors, GoHome, SetGripper, SetImpedance, SetPoseTarget, Stop
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -53,6 +53,9 @@ CLIP_LOWERED_IN_MOTION = [SetImpedance(_impedance({"translational_clip_m": 0.02}
                           _unchecked(SetPoseTarget, position_m=np.array([0.45, 0.15, 0.45]),
                                      quaternion_wxyz=np.array([0.0, 1, 0, 0])),
                           Wait(0.1), SetImpedance(_impedance({"translational_clip_m": 0.001})), Wait(0.05)]
+# Found by the property tests: an in-process SetGripper(NaN) reached the finger actuators and the
+# simulation diverged (MuJoCo reset it and latched physics_diverged).
+NAN_GRIPPER = [_unchecked(SetGripper, opening=math.nan), Wait(0.2)]
 STALLED_CLIENT = [_unchecked(SetPoseTarget, position_m=np.array([0.6, -0.2, 0.1]), quaternion_wxyz=np.array([0.0, 1, 0, 0])),
                   Wait(0.4)]
 
@@ -80,6 +83,7 @@ def sim_cell():
 @example(sequence=BIG_NOISE)
 @example(sequence=STOP_THEN_MOVE)
 @example(sequence=STALLED_CLIENT)
+@example(sequence=NAN_GRIPPER)
 def test_sim_backend_keeps_every_invariant(sim_cell, sequence):
     check_sequence(sim_cell, sequence)
 
