@@ -27,7 +27,14 @@ from safety_harness import (
     sequences,
 )
 
-from hilrl.transport.robot_messages import ClearErrors, GoHome, SetGripper, SetImpedance, SetPoseTarget, Stop
+from hilrl.transport.robot_messages import (
+    ClearErrors,
+    GoHome,
+    SetGripper,
+    SetImpedance,
+    SetPoseTarget,
+    Stop,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
