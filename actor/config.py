@@ -63,7 +63,10 @@ class ActorConfig:
             either for its first welcome at start or for its next update, before stepping on
             without it (logged; the throttle resumes once the learner makes progress).
         device: policy inference device (the actor runs its policy on the CPU by default).
-        seed: seeds episodes and exploration.
+        seed: seeds episodes and exploration, mixed with the robot name (two robots with the same
+            seed still get different reset sequences).
+        robot_name: this actor's robot, as the learner reports it and as its seeds are mixed with;
+            "" uses the machine's host name. Give each actor on one machine its own.
         eval_every_steps: every this many env steps, evaluate the deterministic policy for
             `eval_episodes` episodes (no interventions, not sent to the learner) and append the
             result to RUN_DIR/actor/eval_curve.jsonl. 0 disables.
@@ -78,6 +81,7 @@ class ActorConfig:
     learner_wait_s: float = 60.0
     device: str = "cpu"
     seed: int = 0
+    robot_name: str = ""
     eval_every_steps: int = 0
     eval_episodes: int = 10
     intervention: InterventionConfig = field(default_factory=InterventionConfig)
@@ -87,5 +91,7 @@ class ActorConfig:
             raise ValueError("chunk_steps must be >= 1")
         if self.throttle_updates_per_step < 0 or self.throttle_slack_steps < 0 or not self.learner_wait_s >= 0:
             raise ValueError("throttle settings (throttle_updates_per_step, throttle_slack_steps, learner_wait_s) must be >= 0")
+        if len(self.robot_name) > 64 or not self.robot_name.isprintable():
+            raise ValueError(f"robot_name must be at most 64 printable characters, got {self.robot_name!r}")
         if self.eval_every_steps < 0 or self.eval_episodes < 1:
             raise ValueError("eval_every_steps must be >= 0 and eval_episodes >= 1")

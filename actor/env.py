@@ -195,6 +195,13 @@ class RobotEnv(gym.Env):
             return next(iter(self._last_frames.values()))
         return self.robot.render([self.server_info.cameras[0]]).pixels[0]
 
+    def hold(self) -> None:
+        """Hold the arm where it is now (target := the measured pose): what the actor does the
+        moment it must stop driving (refused by the learner), without waiting for the watchdog."""
+        state = self.robot.state()
+        if not state.errors:  # latched: the server already holds it and refuses motion
+            self.robot.set_pose_target(state.tcp_position_m, state.tcp_quaternion_wxyz)
+
     def close(self) -> None:
         self.robot.close()
 

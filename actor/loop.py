@@ -23,9 +23,11 @@ resume (`hilrl clear-errors`, then a restart) and exits 1.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -49,7 +51,8 @@ from hilrl.policies.sac import Policy
 from hilrl.transport.action import action_names
 from hilrl.transport.chunkfile import write_json_atomic
 from hilrl.transport.codec import PROTOCOL_VERSION
-from hilrl.transport.config import document_hash, load_document, section
+from hilrl.transport.config import load_document, section
+from hilrl.transport.contract import contract_hash, learning_contract
 from hilrl.transport.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
 from hilrl.transport.learner_messages import EpisodeStats, Hello
 from hilrl.transport.link import ActorLink
@@ -76,6 +79,15 @@ class ActorSettings:
     training_starts: int
     dashboard: DashboardConfig
     config_hash: str
+    contract: dict[str, Any]
+    robot_name: str
+
+
+def robot_seed(seed: int, robot_name: str) -> int:
+    """The actor's seed mixed with its robot's name, so two robots with the same `actor.seed` never
+    share reset sequences or exploration (a stable hash: the same robot gets the same seeds)."""
+    digest = hashlib.sha256(f"{seed}:{robot_name}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def load_settings(doc: dict[str, Any]) -> ActorSettings:
@@ -90,8 +102,12 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
         sac=learner.sac,
         training_starts=learner.training_starts,
         dashboard=section(doc, "dashboard", DashboardConfig),
-        config_hash=document_hash(doc),
+        config_hash="",
+        contract=learning_contract(doc),
+        robot_name="",
     )
+    settings.config_hash = contract_hash(settings.contract)
+    settings.robot_name = settings.actor.robot_name or socket.gethostname()
     cameras = {c.name: c.size for c in settings.env.observation.policy_cameras}
     if cameras:
         try:
@@ -99,6 +115,10 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
         except ValueError as exc:
             raise SchemaError("learner.sac.encoder.image_size", str(exc)) from None
     return settings
+
+
+class LearnerRefused(RuntimeError):
+    """The learner refused this actor's handshake; the message is the learner's reason."""
 
 
 class PeriodStats:
@@ -154,13 +174,14 @@ class Actor:
         self.env = make_env(doc)
         self.lockstep = self.env.lockstep
         self.has_gripper = s.env.action.gripper
-        device = make_intervention_device(s.actor.intervention, s.task, self.env, seed=s.actor.seed)
+        self.seed = robot_seed(s.actor.seed, s.robot_name)
+        device = make_intervention_device(s.actor.intervention, s.task, self.env, seed=self.seed)
         self.train_env = InterventionWrapper(self.env, device) if device is not None else self.env
         self.obs_spec = check_env_observation(s.env, self.env.observation_space)
         self.action_dim = int(self.env.action_space.shape[0])
         self.policy = Policy(
             self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.sac, device=s.actor.device,
-            seed=s.actor.seed, cameras=[c.name for c in s.env.observation.policy_cameras],
+            seed=self.seed, cameras=[c.name for c in s.env.observation.policy_cameras],
         )
         self.policy_version = -1
         self._weights_session: str | None = None
@@ -173,11 +194,13 @@ class Actor:
                 action_dim=self.action_dim,
                 config_hash=s.config_hash,
                 weights_version=-1,
+                contract=s.contract,
+                robot_name=s.robot_name,
             ),
             spool_dir=self.paths.spool,
         )
         self.recorder = ChunkRecorder(self.action_dim, s.actor.chunk_steps, tuple(self.obs_spec.cameras))
-        self.rng = np.random.default_rng(s.actor.seed)
+        self.rng = np.random.default_rng(self.seed)
         self.env_steps = 0
         self.episodes = 0
         self.throttle = (
@@ -198,6 +221,7 @@ class Actor:
         self.link.start()
         if self.throttle is not None:
             self.throttle.wait_for_learner(self.link, self.stop)
+        self._check_refused()
         every = self.settings.actor.eval_every_steps
         next_eval = every
         try:
@@ -212,8 +236,6 @@ class Actor:
                         f.write(json.dumps(point) + "\n")
                     self.dashboard.evaluation(self.env_steps, point)
                     next_eval = self.env_steps + every
-                if self.link.refused is not None:
-                    raise RuntimeError(f"the learner refused this actor: {self.link.refused.field}: {self.link.refused.message}")
             if eval_episodes > 0 and not self.stop.is_set():
                 result = self.evaluate(eval_episodes)
                 self.dashboard.evaluation(self.env_steps, result)
@@ -251,6 +273,7 @@ class Actor:
             ):
                 self.link.send_chunk(chunk)
             done = terminated or truncated
+            self._check_refused()
             if cut and not done:
                 for chunk in self.recorder.end_episode():
                     self.link.send_chunk(chunk)
@@ -276,6 +299,21 @@ class Actor:
         )
         self.link.send_stats(stats)
         self.dashboard.episode(self.env_steps, stats)
+
+    def _check_refused(self) -> None:
+        """A learner that refused this actor (its learning contract differs): hold the arm at once
+        and stop with the learner's reason. Checked every step, so the arm never keeps moving on
+        a policy that will never train."""
+        refused = self.link.refused
+        if refused is None:
+            return
+        try:
+            self.env.hold()
+        except Exception as exc:  # the robot may be the problem too: the refusal is the news
+            log.error("could not hold the arm after the refusal: %s", exc)
+        raise LearnerRefused(f"the learner refused this actor ({refused.field}): {refused.message}; the arm is "
+                             "held. Run the learner and this actor with the same learning contract (the same "
+                             "task config; only per-robot settings may differ)")
 
     def _take_new_weights(self) -> None:
         weights = self.link.take_weights()

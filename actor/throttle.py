@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from hilrl.actor.config import ActorConfig
 
@@ -41,6 +41,9 @@ class LearnerProgress(Protocol):
 
     @property
     def learner_updates_done(self) -> int: ...
+
+    @property
+    def refused(self) -> Any: ...
 
 
 class LockstepThrottle:
@@ -74,9 +77,9 @@ class LockstepThrottle:
         if not link.learner_alive and wait_s > 0:
             log.info("waiting up to %g s for the learner at %s", wait_s, self.learner_address)
         deadline = time.monotonic() + wait_s
-        while not link.learner_alive and not stop.is_set() and time.monotonic() < deadline:
+        while not link.learner_alive and link.refused is None and not stop.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
-        if not link.learner_alive and not stop.is_set():
+        if not link.learner_alive and link.refused is None and not stop.is_set():
             log.warning("no learner at %s after %g s: stepping on unthrottled (experience is spooled)",
                         self.learner_address, wait_s)
         return link.learner_alive

@@ -45,6 +45,7 @@ from hilrl.transport.checkpoint import Checkpoint, keep_numbered, read_checkpoin
 from hilrl.transport.chunkfile import ChunkDirectory, write_json_atomic
 from hilrl.transport.codec import PROTOCOL_VERSION
 from hilrl.transport.config import document_hash, load_document, section
+from hilrl.transport.contract import contract_hash, learning_contract
 from hilrl.transport.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
 from hilrl.transport.learner_messages import (
     LEARNER_MESSAGES,
@@ -115,7 +116,8 @@ class Learner:
         self.dir = self.paths.learner
         self.dir.mkdir(parents=True, exist_ok=True)
         self.stop = stop or threading.Event()
-        self.config_hash = document_hash(doc)
+        self.config_hash = document_hash(doc)  # the whole run's config, kept with checkpoints
+        self.contract = learning_contract(doc)  # what every actor must agree on (the handshake)
         c = self.config
         if c.torch_threads > 0:
             torch.set_num_threads(c.torch_threads)
@@ -146,7 +148,8 @@ class Learner:
                 protocol_version=PROTOCOL_VERSION,
                 observation=self.obs_spec,
                 action_dim=self.action_dim,
-                config_hash=self.config_hash,
+                config_hash=contract_hash(self.contract),
+                contract=self.contract,
             ),
             store_dir=self.paths.learner_link,
             learner_session=f"learner-{uuid.uuid4().hex[:12]}",

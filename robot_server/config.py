@@ -12,6 +12,7 @@ from typing import Literal
 
 from hilrl.hardware.robotiq import RobotiqConfig
 from hilrl.robot_server.safety import SafetyConfig
+from hilrl.transport.contract import DEFAULT_CONTROL_RATE_HZ
 from hilrl.transport.link_config import CurveConfig
 from hilrl.transport.robot_messages import ImpedanceParams
 from hilrl.transport.schema import RangeError, check_range
@@ -173,7 +174,7 @@ class ServerConfig:
 
     backend: Literal["sim", "franka"] = "sim"
     clock: Literal["lockstep", "realtime"] = "lockstep"
-    control_rate_hz: float = 10.0
+    control_rate_hz: float = DEFAULT_CONTROL_RATE_HZ
     address: str = "tcp://127.0.0.1:5555"
     request_timeout_s: float = 1.0
     impedance: ImpedanceParams = field(default_factory=ImpedanceParams)

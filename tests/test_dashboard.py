@@ -259,7 +259,12 @@ def test_serve_mode_streams_to_a_loopback_server(tmp_path):
     try:
         if first.viewer is None and not _listening("127.0.0.1", port):
             pytest.skip("the rerun binary could not start a server here")
-        assert _listening("127.0.0.1", port) and _listening("127.0.0.1", web_port)
+        assert _listening("127.0.0.1", port)
+        # The web viewer comes up a moment after the gRPC server (seconds on a busy CI machine).
+        deadline = time.monotonic() + 20
+        while not _listening("127.0.0.1", web_port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _listening("127.0.0.1", web_port)
         # The second process finds the server and joins it rather than starting another.
         second = Dashboard(config, tmp_path, "learner")
         assert second.viewer is None and second.active

@@ -8,17 +8,14 @@ Real processes on loopback: a robot server (sim, realtime, 10 Hz), `hilrl learne
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from process_support import free_port, spawn, stop, wait_for
 
 from hilrl.configs import config_path
 from hilrl.robot_server.process import start_server_process
@@ -28,36 +25,6 @@ from hilrl.transport.learner_messages import LEARNER_MESSAGES, EpisodeStats, Tra
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_STEPS = 120  # 12 s of control at 10 Hz
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spawn(args: list[str], log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    with open(log, "ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "hilrl.tools.cli", *args], env=env, stdout=f, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen | None, sig: int = signal.SIGINT) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def stored(run_dir: Path, kind: str) -> list:

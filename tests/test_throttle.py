@@ -22,11 +22,12 @@ NO_WAIT_S = 1.0
 
 @dataclass
 class Learner:
-    """The three things the throttle reads from the actor's link."""
+    """The things the throttle reads from the actor's link."""
 
     learner_alive: bool = True
     learner_session: str | None = "learner-a"
     learner_updates_done: int = 0
+    refused: object | None = None
 
 
 def throttle(ratio: float = 1.0, slack: int = 5, wait_s: float = 5.0) -> LockstepThrottle:

@@ -28,7 +28,7 @@ import numpy as np
 
 from hilrl.transport.schema import SchemaError, field_types, from_dict
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: Hello carries the learning contract and the robot name
 
 # Only plain numeric dtypes may cross the wire; object or structured dtypes could smuggle
 # arbitrary content and are refused.

@@ -26,6 +26,7 @@ observation is found by index, correct at episode ends, truncations and buffer w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +55,11 @@ class Hello:
         protocol_version: the actor's protocol version (checked field by field for clear errors).
         observation: what the actor observes.
         action_dim: length of the action vector (Box(-1, 1)).
-        config_hash: transport.config.document_hash of the actor's resolved config.
+        config_hash: hash of the actor's learning contract (hilrl.transport.contract.contract_hash).
         weights_version: newest weights the actor holds (-1: none).
+        contract: the learning contract itself ({dotted key: resolved value},
+            hilrl.transport.contract.learning_contract), so a mismatch names every differing key.
+        robot_name: the actor's robot (`actor.robot_name`), for the learner's per-robot reports.
     """
 
     actor_session: str
@@ -64,6 +68,8 @@ class Hello:
     action_dim: int
     config_hash: str
     weights_version: int = -1
+    contract: dict[str, Any] = field(default_factory=dict)
+    robot_name: str = ""
 
 
 @dataclass

@@ -82,6 +82,7 @@ def make_hello(session: str = "", cameras: dict[str, list[int]] | None = None, *
         observation=ObservationSpec(state_dim=STATE_DIM, cameras=dict(cameras or {})),
         action_dim=ACTION_DIM,
         config_hash=CONFIG_HASH,
+        contract={"task": "reach", "env.action.translation_scale_m": 0.02, "env.action.gripper": True},
     )
     return dataclasses.replace(hello, **changes)
 

@@ -20,7 +20,8 @@ MISMATCHES = {
     "observation.state_dim": dict(observation=ObservationSpec(state_dim=7, cameras={"wrist": [128, 128, 3]})),
     "observation.cameras": dict(observation=ObservationSpec(state_dim=20, cameras={"front": [128, 128, 3]})),
     "action_dim": dict(action_dim=7),
-    "config_hash": dict(config_hash="another-config"),
+    "contract": dict(config_hash="another-contract",
+                     contract={**EXPECTED.contract, "env.action.translation_scale_m": 0.03, "task": "pick_cube"}),
 }
 
 
@@ -32,8 +33,11 @@ def test_mismatch_is_refused_naming_the_field(learners, actors, field):
     assert wait_until(lambda: actor.refused is not None, 5)
     assert actor.refused.field == field
     assert not actor.learner_alive and learner.actors_alive() == []
-    if field == "config_hash":
-        assert "another-config" in actor.refused.message and "test-config-hash" in actor.refused.message
+    if field == "contract":  # every differing key, with both values
+        message = actor.refused.message
+        assert "env.action.translation_scale_m: learner 0.02, actor 0.03" in message, message
+        assert 'task: learner "reach", actor "pick_cube"' in message, message
+        assert "env.action.gripper" not in message  # equal keys are not listed
 
 
 def test_camera_shape_mismatch_and_order_of_checks():

@@ -36,7 +36,8 @@ Patterns, in the ZeroMQ guide's terms:
   disk, so a resend after a crash is neither lost nor duplicated.
 - **Handshake**: the actor sends `Hello` (every `heartbeat_s`) until `Welcome` or `Refused`. The
   learner compares protocol_version, observation.state_dim, observation.cameras, action_dim,
-  config_hash in that order and refuses the first mismatch by its dotted field name. A message
+  the learning contract (hilrl.transport.contract) in that order and refuses the first mismatch by
+  its dotted field name; a contract mismatch lists every differing key with both values. A message
   from a session the learner has not welcomed (e.g. after the learner restarted) is answered with
   `HelloRequired`; a `Welcome` carrying a new learner_session means the learner restarted.
 - **Weights**: `publish_weights` keeps the latest version; the learner pushes it to every actor

@@ -27,6 +27,7 @@ import zmq
 
 from hilrl.transport.chunkfile import ChunkDirectory, ChunkFileError
 from hilrl.transport.codec import Envelope, ProtocolError, decode, encode
+from hilrl.transport.contract import contract_differences
 from hilrl.transport.learner_messages import (
     LEARNER_MESSAGES,
     ChunkAck,
@@ -80,7 +81,8 @@ def static_weights_id(tensors: dict[str, np.ndarray]) -> str:
 
 
 def handshake_mismatch(hello: Hello, expected: Hello) -> Refused | None:
-    """The learner's handshake check: the first differing field, in the documented order."""
+    """The learner's handshake check: the first differing field, in the documented order; for the
+    learning contract, every differing key with both values (hilrl.transport.contract)."""
     checks = (
         ("protocol_version", hello.protocol_version, expected.protocol_version),
         ("observation.state_dim", hello.observation.state_dim, expected.observation.state_dim),
@@ -88,16 +90,25 @@ def handshake_mismatch(hello: Hello, expected: Hello) -> Refused | None:
          {k: list(v) for k, v in hello.observation.cameras.items()},
          {k: list(v) for k, v in expected.observation.cameras.items()}),
         ("action_dim", hello.action_dim, expected.action_dim),
-        ("config_hash", hello.config_hash, expected.config_hash),
     )
     for name, actor_value, learner_value in checks:
         if actor_value != learner_value:
-            hint = (" (the actor and the learner must run the same resolved task config)"
-                    if name == "config_hash" else "")
             return Refused(
                 field=name,
-                message=f"{name} mismatch: the actor has {actor_value!r}, the learner expects {learner_value!r}{hint}",
+                message=f"{name} mismatch: the actor has {actor_value!r}, the learner expects {learner_value!r}",
             )
+    if hello.config_hash != expected.config_hash:
+        differences = contract_differences(hello.contract, expected.contract)
+        if not differences:  # equal contracts under different hashes: a peer that sent none
+            differences = [f"config_hash: learner {expected.config_hash!r}, actor {hello.config_hash!r}"]
+        return Refused(
+            field="contract",
+            message=(
+                "the learning contract differs: " + "; ".join(differences)
+                + " (these keys must agree between the learner and every actor; per-robot settings "
+                "such as addresses, serials, seeds, the robot name and the dashboard may differ)"
+            ),
+        )
     return None
 
 
