@@ -1,6 +1,8 @@
 """The learner dies (SIGKILL) in the middle of a run on the realtime clock and comes back with
 `--resume`: no transition is lost or duplicated (counted by sequence number), the actor's
 control loop never stalls while the learner is gone, and the resumed learner keeps training.
+And the worst moment: the actor killed too while the learner is down; restarted with the same run
+directory, it resends every chunk it had finished (its spool), and each is stored exactly once.
 
 Real processes on loopback: a robot server (sim, realtime, 10 Hz), `hilrl learner`, `hilrl actor`.
 """
@@ -106,3 +108,76 @@ def test_learner_sigkill_and_resume_loses_and_duplicates_nothing(tmp_path):
     assert progress["updates"] > 20
     assert time.monotonic() - killed_at < 150
     assert np.isfinite([s.episode_return for s in stats]).all()
+
+
+def _realtime_config(run_dir: Path) -> tuple[Path, int]:
+    doc = load_document(
+        config_path("sim_reach"),
+        [
+            "robot_server.clock=realtime",
+            f"robot_server.address=tcp://127.0.0.1:{free_port()}",
+            f"link.address=tcp://127.0.0.1:{free_port()}",
+            "env.connection=server",
+            "learner.training_starts=30",
+            "learner.demos=[]",
+            "actor.intervention.device=none",
+            "actor.chunk_steps=5",
+        ],
+    )
+    config = run_dir / "config.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    return config, int(doc["robot_server"]["address"].rsplit(":", 1)[1])
+
+
+def _spooled_keys(run_dir: Path) -> set[tuple[str, int]]:
+    spool = ChunkDirectory(run_dir / "actor" / "spool")
+    keys = set()
+    for index in spool.indices():
+        body = spool.read_header(index)["body"]
+        keys.add((body["actor_session"], body["seq"]))
+    return keys
+
+
+@pytest.mark.timeout(240)
+def test_actor_sigkill_while_the_learner_is_down_loses_no_finished_chunk(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config, port = _realtime_config(run_dir)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    server = learner = actor = None
+    try:
+        server = start_server_process("reach", config=config, port=port, log_path=logs / "server.log")
+        learner = spawn(["learner", "--config", str(config), "--run-dir", str(run_dir)], logs / "learner1.log")
+        actor = spawn(["actor", "--config", str(config), "--run-dir", str(run_dir), "--max-env-steps", "100000"],
+                      logs / "actor1.log")
+        wait_for(lambda: len(stored(run_dir, "chunks")) >= 4, 60, "the first stored chunks")
+        learner.send_signal(signal.SIGKILL)
+        learner.wait()
+        time.sleep(4.0)  # 40 env steps (8 chunks) with nobody to acknowledge them
+        actor.send_signal(signal.SIGKILL)
+        actor.wait()
+        at_kill = _spooled_keys(run_dir)
+        assert len(at_kill) >= 6, f"the outage's chunks must be on disk: {len(at_kill)} spooled"
+        first_session = {s for s, _ in at_kill}
+        assert len(first_session) == 1
+        learner = spawn(["learner", "--resume", str(run_dir)], logs / "learner2.log")
+        actor = spawn(["actor", "--config", str(config), "--run-dir", str(run_dir), "--max-env-steps", "20",
+                       "--eval-episodes", "0"], logs / "actor2.log")
+        assert actor.wait(120) == 0, (logs / "actor2.log").read_text()[-3000:]
+        wait_for(lambda: at_kill <= {(m.actor_session, m.seq) for m in stored(run_dir, "chunks") + stored(run_dir, "stats")},
+                 30, "every spooled chunk to be stored")
+    finally:
+        stop(actor)
+        stop(learner)
+        if server is not None:
+            server.stop()
+    messages = stored(run_dir, "chunks") + stored(run_dir, "stats")
+    keys = [(m.actor_session, m.seq) for m in messages]
+    assert len(set(keys)) == len(keys), "a message was stored twice"
+    (session,) = first_session
+    seqs = sorted(seq for s, seq in keys if s == session)
+    # The killed actor's messages: every one up to the last it had on disk, none missing.
+    assert seqs == list(range(1, max(seqs) + 1)), sorted(set(range(1, max(seqs) + 1)) - set(seqs))
+    assert max(seqs) >= max(seq for _, seq in at_kill)
+

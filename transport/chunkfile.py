@@ -466,11 +466,30 @@ class ChunkDirectory:
         Returns:
             the paths, in the order given.
         """
-        if not messages:
+        first = self.next_index
+        return self.put_frames([(first + i, frames) for i, frames in enumerate(messages)], fsync=fsync)
+
+    def put_many(
+        self, items: Sequence[tuple[int, Any, str, int]], registry: Registry = LEARNER_MESSAGES, *, fsync: bool = True
+    ) -> list[Path]:
+        """Group commit of messages under given file numbers: (index, message, sender, seq) each
+        (what `put` does for one, at about one disk flush for the batch)."""
+        return self.put_frames(
+            [(index, encode(msg, registry, sender=sender, seq=seq)) for index, msg, sender, seq in items], fsync=fsync
+        )
+
+    def put_frames(self, items: Sequence[tuple[int, Sequence[Any]]], *, fsync: bool = True) -> list[Path]:
+        """Group commit of already-encoded messages as the given file numbers (index, frames).
+
+        All temp files are written first, then fsynced, renamed, and the folder fsynced once, so
+        one batch costs about one disk flush instead of one per file. When this returns, every
+        file is durable (with `fsync`); on an exception, none of them is counted.
+        """
+        if not items:
             return []
         self.lock()
-        first = self.next_index
-        finals = [self.path_for(first + i) for i in range(len(messages))]
+        finals = [self.path_for(index) for index, _ in items]
+        messages = [frames for _, frames in items]
         temps: list[Path] = []
         try:
             for final, frames in zip(finals, messages, strict=True):
@@ -492,8 +511,8 @@ class ChunkDirectory:
             raise
         if fsync:
             fsync_dir(self.path)
-        for i in range(len(messages)):
-            self._record(first + i)
+        for index, _ in items:
+            self._record(index)
         return finals
 
     def remove(self, index: int) -> None:

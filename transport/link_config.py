@@ -32,7 +32,8 @@ class LinkConfig:
         heartbeat_s: each side sends a heartbeat this often.
         peer_timeout_s: no message for this long means the peer is gone.
         max_in_flight_chunks: chunks an actor sends before waiting for acks (credit window).
-        max_chunks_in_memory: unacked chunks an actor keeps in memory; older ones spill to disk.
+        max_chunks_in_memory: unacked chunks an actor keeps in memory too (every one is on disk in
+            its spool from before it is first sent; beyond this many only the spool holds them).
         curve: CurveZMQ keys; null on loopback.
     """
 

@@ -171,6 +171,7 @@ class ActorLink:
                      self._spool.path, len(self._spooled))
 
         self._limiter = LogLimiter(log)
+        self._spool_failing = False  # the last write-through failed: send from memory meanwhile
         self._waker = Waker()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -507,6 +508,7 @@ class ActorLink:
                 spills += 1
             else:
                 break
+        self._persist()
 
     def _load(self, entry: _Entry) -> bool:
         """Read a spooled entry's message back; a bad file is moved aside (counted as done)."""
@@ -526,6 +528,26 @@ class ActorLink:
             return False
         entry.msg = msg
         return True
+
+    def _persist(self) -> None:
+        """Write-through: put the window's in-memory messages on disk too (they stay in memory for
+        sending), as one group commit (one disk flush), so an actor killed at any moment keeps them
+        for the next run using this spool. A full or failing disk is logged (rate-limited) and
+        retried on later turns; meanwhile the messages are sent from memory."""
+        pending = [e for e in self._window.values() if not e.on_disk and e.msg is not None][:_SPILLS_PER_TURN * 4]
+        if not pending:
+            return
+        try:
+            self._spool.put_many([(e.order, e.msg, self.session, e.seq) for e in pending], LEARNER_MESSAGES)
+        except (OSError, ValueError) as exc:
+            self._spool_failing = True
+            self._limiter.error("spool", "actor link: cannot write %d message(s) to the spool %s: %s (kept in memory "
+                                "and sent; retried; free disk space so a crash cannot lose them)",
+                                len(pending), self._spool.path, exc)
+            return
+        self._spool_failing = False
+        for entry in pending:
+            entry.on_disk = True
 
     def _spill(self, entry: _Entry) -> None:
         if not entry.on_disk:
@@ -580,6 +602,8 @@ class ActorLink:
                 self.resent_messages += 1  # no ack for too long: send again (dedupe makes it safe)
             elif credit <= 0:
                 break
+            elif not entry.on_disk and not self._spool_failing:
+                break  # on disk first (write-through, next turn): sent means it survives a crash
             if entry.frames is None:
                 try:
                     entry.frames = encode(entry.msg, LEARNER_MESSAGES, sender=self.session, seq=entry.seq)

@@ -27,9 +27,12 @@ Patterns, in the ZeroMQ guide's terms:
   connected; a send that would block is retried on a later loop turn, the message stays unacked).
 - **Acknowledged delivery with resend and idempotent receipt** (the guide's reliable
   request-reply patterns; like Titanic, the learner stores a message on disk before it
-  acknowledges it). The actor keeps every chunk until its ack: in memory up to
-  `max_chunks_in_memory`, spilled in order to `spool_dir` (`ChunkDirectory`) beyond that, and
-  on `close` everything still unacked is spilled. It resends all unacked messages, in sequence
+  acknowledges it). The actor keeps every chunk until its ack, and writes it through to
+  `spool_dir` (`ChunkDirectory`: atomic, fsync) before it is first sent, so an actor killed at any
+  moment, the learner up or down, loses at most the message it was writing; the next run using
+  the spool resends them. In memory it keeps up to `max_chunks_in_memory` (beyond that only the
+  spool holds them, read back in order). A full or failing disk is logged and the messages are
+  sent from memory meanwhile (then a crash could lose them). It resends all unacked messages, in sequence
   order, after every (re-)handshake, and any message unacked for `2 * peer_timeout_s`. The
   learner deduplicates by (actor_session, seq): a duplicate is acked again but stored and
   delivered once. A learner restarted with the same `store_dir` rebuilds its dedupe table from
