@@ -67,6 +67,8 @@ class ActorConfig:
             seed still get different reset sequences).
         robot_name: this actor's robot, as the learner reports it and as its seeds are mixed with;
             "" uses the machine's host name. Give each actor on one machine its own.
+        progress_every_s: print one progress line this often (env steps, episodes, success and
+            intervention rates, link state, weights version), s; 0 prints only the final one.
         eval_every_steps: every this many env steps, evaluate the deterministic policy for
             `eval_episodes` episodes (no interventions, not sent to the learner) and append the
             result to RUN_DIR/actor/eval_curve.jsonl. 0 disables.
@@ -82,6 +84,7 @@ class ActorConfig:
     device: str = "cpu"
     seed: int = 0
     robot_name: str = ""
+    progress_every_s: float = 5.0
     eval_every_steps: int = 0
     eval_episodes: int = 10
     intervention: InterventionConfig = field(default_factory=InterventionConfig)
@@ -91,6 +94,8 @@ class ActorConfig:
             raise ValueError("chunk_steps must be >= 1")
         if self.throttle_updates_per_step < 0 or self.throttle_slack_steps < 0 or not self.learner_wait_s >= 0:
             raise ValueError("throttle settings (throttle_updates_per_step, throttle_slack_steps, learner_wait_s) must be >= 0")
+        if not self.progress_every_s >= 0:
+            raise ValueError("progress_every_s must be >= 0")
         if len(self.robot_name) > 64 or not self.robot_name.isprintable():
             raise ValueError(f"robot_name must be at most 64 printable characters, got {self.robot_name!r}")
         if self.eval_every_steps < 0 or self.eval_episodes < 1:

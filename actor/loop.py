@@ -58,6 +58,7 @@ from hilrl.transport.learner_messages import EpisodeStats, Hello
 from hilrl.transport.link import ActorLink
 from hilrl.transport.link_config import LinkConfig
 from hilrl.transport.observation import check_env_observation
+from hilrl.transport.progress import ProgressReporter
 from hilrl.transport.run_dir import RunDir
 from hilrl.transport.schema import SchemaError
 from hilrl.transport.sections.env import EnvConfig
@@ -203,6 +204,9 @@ class Actor:
         self.rng = np.random.default_rng(self.seed)
         self.env_steps = 0
         self.episodes = 0
+        self._recent: list[tuple[bool, float]] = []  # (success, intervention fraction), last 20 episodes
+        self.reporter = ProgressReporter(f"[actor {s.robot_name}]", s.actor.progress_every_s)
+        self._max_env_steps: int | None = None
         self.throttle = (
             LockstepThrottle(s.actor, s.training_starts, s.link.address)
             if self.lockstep and s.actor.throttle_updates_per_step > 0 else None
@@ -218,6 +222,7 @@ class Actor:
             OperatorStopped: the operator stopped the arm (after that episode was sent).
             RuntimeError: the learner refused this actor.
         """
+        self._max_env_steps = max_env_steps
         self.link.start()
         if self.throttle is not None:
             self.throttle.wait_for_learner(self.link, self.stop)
@@ -242,6 +247,7 @@ class Actor:
                 return result
             return None
         finally:
+            self.print_progress()
             self.link.close()
 
     def _episode(self, max_env_steps: int | None) -> None:
@@ -280,6 +286,8 @@ class Actor:
                 done = True
             if self.throttle is not None:
                 self.throttle.wait(self.env_steps, self.link, self.stop)
+            if self.reporter.due():
+                self.print_progress()
         p50, p99, worst = periods.percentiles()
         stats = EpisodeStats(
             actor_session=self.session,
@@ -299,6 +307,23 @@ class Actor:
         )
         self.link.send_stats(stats)
         self.dashboard.episode(self.env_steps, stats)
+        self._recent = (self._recent + [(stats.success, stats.intervention_fraction)])[-20:]
+
+    def print_progress(self) -> None:
+        """One line: env steps (of the total, with an ETA), episodes, success and intervention
+        rates over the last 20 episodes, the learner link's state, the weights version."""
+        r, link = self.reporter, self.link
+        total = f"/{self._max_env_steps}" if self._max_env_steps else ""
+        recent = (f"success (last {len(self._recent)}) {np.mean([s for s, _ in self._recent]):.0%} | intervention "
+                  f"{np.mean([f for _, f in self._recent]):.0%}" if self._recent else "no episode finished yet")
+        if link.refused is not None:
+            state = f"refused ({link.refused.field})"
+        elif link.learner_alive:
+            state = f"learner connected, {link.unacked} unacked"
+        else:
+            state = f"learner absent, {link.unacked} kept on disk for it"
+        r.emit(f"env steps {self.env_steps}{total} ({r.rate(self.env_steps):.1f}/s){r.eta(self.env_steps, self._max_env_steps)}"
+               f" | episodes {self.episodes} | {recent} | {state} | weights v{self.policy_version}")
 
     def _check_refused(self) -> None:
         """A learner that refused this actor (its learning contract differs): hold the arm at once

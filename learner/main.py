@@ -56,6 +56,7 @@ from hilrl.transport.learner_messages import (
 from hilrl.transport.link import LearnerLink
 from hilrl.transport.link_config import LinkConfig
 from hilrl.transport.observation import observation_spec
+from hilrl.transport.progress import ProgressReporter, duration
 from hilrl.transport.run_dir import RunDir
 from hilrl.transport.schema import SchemaError
 from hilrl.transport.sections.env import EnvConfig
@@ -137,6 +138,7 @@ class Learner:
         self.weights_version = -1
         self.progress = Progress()
         self._recent: list[tuple[bool, float]] = []
+        self.reporter = ProgressReporter("[learner]", c.progress_every_s)
         # Newest weights version that chose an action in a received chunk (-1: none yet).
         self._acting_version = -1
         self._load_demos()
@@ -311,8 +313,18 @@ class Learner:
         finally:
             self.checkpoint()
             self._report(0.0)
+            self.print_progress()
             self.link.close()
             self.dashboard.close()
+
+    def print_progress(self) -> None:
+        """One line: updates and their rate, env steps and their rate, buffers, robots."""
+        p, r = self.progress, self.reporter
+        robots = self.link.robots_last_heard()
+        shown = ", ".join(f"{name} {duration(age)} ago" for name, age in sorted(robots.items())) or "none yet"
+        r.emit(f"updates {p.updates} ({p.updates_per_s:.1f}/s) | env steps {p.env_steps} "
+               f"({r.rate(p.env_steps):.1f}/s) | buffers online {p.online_transitions}, demo {p.demo_transitions}, "
+               f"intervention {p.intervention_transitions} | weights v{p.weights_version} | robots: {shown}")
 
     def _report(self, updates_per_s: float) -> None:
         p = self.progress
@@ -323,6 +335,8 @@ class Learner:
             p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
             p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))
         write_json_atomic(self.paths.progress, vars(p))
+        if self.reporter.due():
+            self.print_progress()
         self.dashboard.status(
             p.updates, p.env_steps, p.updates_per_s,
             {"online": p.online_transitions, "demo": p.demo_transitions, "intervention": p.intervention_transitions},

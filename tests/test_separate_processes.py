@@ -27,15 +27,26 @@ def test_per_robot_overrides_train_together_and_a_contract_mismatch_is_refused(t
     learner = actor = server = None
     try:
         learner = spawn(["learner", "--config", "sim_reach", "--run-dir", str(tmp_path / "learner-run"), link,
-                         "learner.batch_size=64", "learner.training_starts=100"], tmp_path / "learner.log")
+                         "learner.batch_size=64", "learner.training_starts=100", "learner.progress_every_s=1"],
+                        tmp_path / "learner.log")
         # Per-robot settings that differ from the learner's: seed, robot name, throttle, frame age.
         actor = spawn(["actor", "--config", "sim_reach", "--run-dir", str(tmp_path / "actor-run"), link,
                        "actor.seed=7", "actor.robot_name=cell-b", "env.reset_position_noise_m=0.01",
+                       "actor.progress_every_s=1",
                        "--max-env-steps", "300", "--eval-episodes", "0"], tmp_path / "actor.log")
         assert actor.wait(180) == 0, (tmp_path / "actor.log").read_text()[-3000:]
         wait_for(lambda: _progress(tmp_path / "learner-run").get("env_steps", 0) >= 300, 30,
                  "the learner to count the actor's 300 env steps")
-        assert "refused" not in (tmp_path / "actor.log").read_text()
+        actor_log = (tmp_path / "actor.log").read_text()
+        assert "refused" not in actor_log
+        # Progress lines, every second and at the end: totals, rates, the link, the robot.
+        lines = [line for line in actor_log.splitlines() if line.startswith("[actor cell-b] env steps")]
+        assert lines and lines[-1].startswith("[actor cell-b] env steps 300/300"), actor_log[-2000:]
+        assert "episodes" in lines[-1] and "learner connected" in lines[-1] and "weights v" in lines[-1]
+        wait_for(lambda: "cell-b" in (tmp_path / "learner.log").read_text(), 10, "a learner progress line naming the robot")
+        learner_lines = [line for line in (tmp_path / "learner.log").read_text().splitlines()
+                         if line.startswith("[learner] updates")]
+        assert learner_lines and "env steps" in learner_lines[-1] and "buffers online" in learner_lines[-1]
 
         # Another robot whose action scale differs: refused at once, named, with both values.
         robot_port = free_port()

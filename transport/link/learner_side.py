@@ -404,6 +404,17 @@ class LearnerLink:
         """Gradient updates so far (reported to actors in heartbeats, acks and welcomes)."""
         self._updates_done = int(updates_done)
 
+    def robots_last_heard(self) -> dict[str, float]:
+        """Seconds since each welcomed actor was last heard from, by robot name (its session when
+        it gave none), for actors heard from within 10 peer timeouts."""
+        now = time.monotonic()
+        with self._lock:
+            out: dict[str, float] = {}
+            for session, peer in self._peers.items():
+                name = peer.hello.robot_name or session
+                out[name] = min(out.get(name, float("inf")), now - peer.last_heard)
+            return out
+
     def actors_alive(self) -> list[str]:
         """Sessions of actors heard from within peer_timeout_s."""
         now = time.monotonic()

@@ -30,6 +30,9 @@ class LearnerConfig:
         min_free_disk_gb: disk space, GB, the learner keeps free in its run directory: below it,
             received experience is not stored or acknowledged (the actors keep it and resend it
             once space is freed), so checkpoints still fit. 0: no reserve.
+        progress_every_s: print one progress line this often (updates and their rate, env steps
+            and their rate, buffer sizes, the robots connected and their last contact), s; 0:
+            only the final one.
     """
 
     device: str = "auto"
@@ -44,6 +47,7 @@ class LearnerConfig:
     seed: int = 0
     torch_threads: int = 0
     min_free_disk_gb: float = 1.0
+    progress_every_s: float = 5.0
     sac: SACConfig = field(default_factory=SACConfig)
 
     def __post_init__(self) -> None:
@@ -57,6 +61,8 @@ class LearnerConfig:
             raise ValueError("torch_threads must be >= 0")
         if not self.min_free_disk_gb >= 0:
             raise ValueError("min_free_disk_gb must be >= 0")
+        if not self.progress_every_s >= 0:
+            raise ValueError("progress_every_s must be >= 0")
         if self.keep_checkpoints < 0:
             raise ValueError("keep_checkpoints must be >= 0")
         if self.weights_every_updates < 1 or self.checkpoint_every_updates < 1:
