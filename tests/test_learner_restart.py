@@ -40,23 +40,7 @@ def stored(run_dir: Path, kind: str) -> list:
 def test_learner_sigkill_and_resume_loses_and_duplicates_nothing(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    doc = load_document(
-        config_path("sim_reach"),
-        [
-            "robot_server.clock=realtime",
-            f"robot_server.address=tcp://127.0.0.1:{free_port()}",
-            f"link.address=tcp://127.0.0.1:{free_port()}",
-            "env.connection=server",
-            "learner.training_starts=30",
-            "learner.demos=[]",
-            "learner.checkpoint_every_updates=20",
-            "actor.intervention.device=none",
-            "actor.chunk_steps=5",
-        ],
-    )
-    config = run_dir / "config.yaml"
-    config.write_text(yaml.safe_dump(doc))
-    port = int(doc["robot_server"]["address"].rsplit(":", 1)[1])
+    config, port = _realtime_config(run_dir, "learner.checkpoint_every_updates=20")
     server = learner = actor = None
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -110,7 +94,9 @@ def test_learner_sigkill_and_resume_loses_and_duplicates_nothing(tmp_path):
     assert np.isfinite([s.episode_return for s in stats]).all()
 
 
-def _realtime_config(run_dir: Path) -> tuple[Path, int]:
+def _realtime_config(run_dir: Path, *overrides: str) -> tuple[Path, int]:
+    """A reach config on the realtime clock (a robot server process, 10 Hz) on free ports, written
+    to RUN_DIR/config.yaml; (its path, the robot server's port)."""
     doc = load_document(
         config_path("sim_reach"),
         [
@@ -122,6 +108,7 @@ def _realtime_config(run_dir: Path) -> tuple[Path, int]:
             "learner.demos=[]",
             "actor.intervention.device=none",
             "actor.chunk_steps=5",
+            *overrides,
         ],
     )
     config = run_dir / "config.yaml"
