@@ -406,6 +406,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. actor.chunk_steps=5")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.run_dir.exists() and not args.run_dir.is_dir():
+        print(f"{parser.prog}: error: {args.run_dir} is a file, not a run directory: give a folder with --run-dir "
+              "(the actor keeps its spool and evaluations in RUN_DIR/actor)", file=sys.stderr)
+        return 2
     try:
         doc = load_document(args.config, [*args.overrides, *dashboard_overrides(args.dashboard)])
         load_settings(doc)

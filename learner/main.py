@@ -44,7 +44,7 @@ from hilrl.policies.sac import SACAgent, resolve_device
 from hilrl.transport.checkpoint import Checkpoint, keep_numbered, read_checkpoint, write_checkpoint
 from hilrl.transport.chunkfile import ChunkDirectory, write_json_atomic
 from hilrl.transport.codec import PROTOCOL_VERSION
-from hilrl.transport.config import document_hash, load_document, section
+from hilrl.transport.config import document_hash, load_document, parse_document, section
 from hilrl.transport.contract import contract_hash, learning_contract
 from hilrl.transport.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
 from hilrl.transport.learner_messages import (
@@ -53,7 +53,7 @@ from hilrl.transport.learner_messages import (
     ObservationSpec,
     TransitionChunk,
 )
-from hilrl.transport.link import LearnerLink
+from hilrl.transport.link import AddressInUseError, LearnerLink
 from hilrl.transport.link_config import LinkConfig
 from hilrl.transport.observation import observation_spec
 from hilrl.transport.progress import ProgressReporter, duration
@@ -359,14 +359,24 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     if (args.run_dir is None) == (args.resume is None):
         parser.error("give exactly one of --run-dir (new run) or --resume RUN_DIR")
     run_dir = args.resume or args.run_dir
-    saved = RunDir(run_dir).config_json
+    paths = RunDir(run_dir)
+    saved = paths.config_json
+    if run_dir.exists() and not run_dir.is_dir():
+        print(f"{parser.prog}: error: {run_dir} is a file, not a run directory: give a new folder with --run-dir, "
+              "or an existing run's folder with --resume", file=sys.stderr)
+        return 2
+    if args.resume and not run_dir.is_dir():
+        print(f"{parser.prog}: error: {run_dir}: no such run directory to resume; start a new run with "
+              f"--config FILE --run-dir {run_dir}", file=sys.stderr)
+        return 2
     try:
         if args.config:
             doc = load_document(args.config, overrides)
         elif args.resume and saved.exists():
-            from hilrl.transport.config import parse_document
-
             doc = parse_document(json.loads(saved.read_text()), overrides, where=str(saved))
+        elif args.resume:
+            parser.error(f"{run_dir} has no saved config ({saved.name}): is it a learner's run directory? "
+                         "Give the config with --config")
         else:
             parser.error("--config is required for a new run")
         Learner.validate(doc)
@@ -384,4 +394,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
+    except AddressInUseError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
     return 0

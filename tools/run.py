@@ -199,6 +199,16 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides = [*args.overrides, *dashboard_overrides(args.dashboard)]
+    ignored = [o for o in args.overrides if o.split("=", 1)[0] in ("link.address", "robot_server.address")]
+    if ignored:
+        print(f"{parser.prog}: error: {', '.join(ignored)}: `hilrl run` picks free loopback ports for the robot "
+              "server and the learner it starts, so an address override would be ignored. To choose addresses, "
+              "start `hilrl robot-server`, `hilrl learner` and `hilrl actor` yourself (README, 'Training')",
+              file=sys.stderr)
+        return 2
+    if args.run_dir is not None and args.run_dir.exists() and not args.run_dir.is_dir():
+        print(f"{parser.prog}: error: {args.run_dir} is a file, not a run directory", file=sys.stderr)
+        return 2
     try:
         doc = load_document(args.config, overrides)
         # Every section is checked here, before a second is spent recording demos or starting

@@ -25,7 +25,12 @@ Everything callers use is importable from here.
 """
 
 from hilrl.transport.link.actor_side import ActorLink
-from hilrl.transport.link.common import ACTOR_RECV_LIMITS, LEARNER_RECV_LIMITS, check_chunk
+from hilrl.transport.link.common import (
+    ACTOR_RECV_LIMITS,
+    LEARNER_RECV_LIMITS,
+    AddressInUseError,
+    check_chunk,
+)
 from hilrl.transport.link.learner_side import (
     LearnerLink,
     SeqWindow,
@@ -37,6 +42,7 @@ __all__ = [
     "ACTOR_RECV_LIMITS",
     "LEARNER_RECV_LIMITS",
     "ActorLink",
+    "AddressInUseError",
     "LearnerLink",
     "SeqWindow",
     "check_chunk",

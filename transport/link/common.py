@@ -121,6 +121,11 @@ class Waker:
             os.close(self._w)
 
 
+class AddressInUseError(OSError):
+    """A link cannot bind its address: something else listens there (the message names the key
+    and the fix)."""
+
+
 class LogLimiter:
     """Log a repeating problem at most once per `every_s` per key, counting what it suppressed."""
 

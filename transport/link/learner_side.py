@@ -47,6 +47,7 @@ from hilrl.transport.link.common import (
     LOGGER_NAME,
     MAX_POLL_S,
     RECV_BATCH,
+    AddressInUseError,
     LogLimiter,
     Waker,
     check_chunk,
@@ -311,7 +312,8 @@ class LearnerLink:
 
         Raises:
             InsecureAddressError: a non-loopback address without `config.curve` (before binding).
-            CurveKeyError: missing key files. zmq.ZMQError: the bind failed (e.g. address in use).
+            CurveKeyError: missing key files. AddressInUseError: another process listens there.
+            zmq.ZMQError: the bind failed otherwise.
         """
         if self._thread is not None:
             raise RuntimeError("LearnerLink already started")
@@ -322,7 +324,16 @@ class LearnerLink:
             # Errors instead of silent drops when a peer is gone or its queue is full: logged.
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.MAXMSGSIZE, _LEARNER_ZMQ_MAX_FRAME)
-            self._auth = secure_bind(sock, self.config.address, self.config.curve)
+            try:
+                self._auth = secure_bind(sock, self.config.address, self.config.curve)
+            except zmq.ZMQError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUseError(
+                        f"link.address {self.config.address} is in use: another learner (or another program) "
+                        "listens there. Stop it, or give this learner another port "
+                        "(link.address=tcp://127.0.0.1:PORT, and the same on its actors)"
+                    ) from None
+                raise
             self._endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         except BaseException:
             sock.close(linger=0)
