@@ -17,18 +17,20 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(600)
 def test_run_learns_reach_to_90_percent(tmp_path, hilrl):
     run_dir = tmp_path / "run"
+    # 5000 env steps: at 4000 one run in four of this session ended at 75 % (runs across
+    # processes are not bit-reproducible; the arm's speed-capped reference brakes before the goal).
     done = hilrl(
         "run", "--config", "configs/sim_reach.yaml", "--run-dir", str(run_dir),
-        "--max-env-steps", "4000", "--eval-episodes", "20", "actor.throttle_updates_per_step=2",
+        "--max-env-steps", "5000", "--eval-episodes", "20", "actor.throttle_updates_per_step=2",
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["env_steps"] == 4000
+    assert summary["env_steps"] == 5000
     assert summary["eval_episodes"] == 20
     assert summary["eval_success_rate"] >= 0.9, summary
     # the actor's throttle held the learner's pace: 2 updates per env step once the learner has
     # started (it starts some hundreds of steps in: training_starts plus process start-up)
-    assert summary["updates"] >= 2 * (4000 - 800), summary
+    assert summary["updates"] >= 2 * (5000 - 800), summary
     assert summary["demo_transitions"] > 0 and summary["intervention_transitions"] > 0
     # what a user is promised: demos, logs, a checkpoint, the resolved config, progress lines
     assert (run_dir / "demos" / "demos.json").exists()
