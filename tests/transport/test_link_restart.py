@@ -65,6 +65,10 @@ def test_learner_killed_midway_and_restarted_stores_every_chunk_exactly_once(lea
 
         while seq < N_CHUNKS // 3:
             send_one()
+        # The chunks whose acks it drops must have reached its store before it dies (the actor puts
+        # each on its own disk before it sends it, which a busy machine can delay a little).
+        assert wait_until(lambda: len(ChunkDirectory(store / "chunks").indices()) > DROP_ACKS_FROM, 10), \
+            "the first learner never stored the chunks whose acks it drops"
         first.kill()  # SIGKILL mid-stream: whatever it was writing or acking is cut off
         killed_at = time.monotonic()
         # Keep streaming while it is gone: until the actor has noticed, and a while longer.
