@@ -172,6 +172,7 @@ class ActorLink:
 
         self._limiter = LogLimiter(log)
         self._spool_failing = False  # the last write-through failed: send from memory meanwhile
+        self._unpersisted: collections.deque[_Entry] = collections.deque()  # in the window, not on disk yet
         self._waker = Waker()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -501,6 +502,7 @@ class ActorLink:
             if not self._spooled and len(self._window) < limit:
                 entry = self._tail.popleft()
                 self._window[entry.key] = entry
+                self._unpersisted.append(entry)
             elif spills < _SPILLS_PER_TURN:
                 entry = self._tail.popleft()
                 self._spill(entry)
@@ -534,7 +536,13 @@ class ActorLink:
         sending), as one group commit (one disk flush), so an actor killed at any moment keeps them
         for the next run using this spool. A full or failing disk is logged (rate-limited) and
         retried on later turns; meanwhile the messages are sent from memory."""
-        pending = [e for e in self._window.values() if not e.on_disk and e.msg is not None][:_SPILLS_PER_TURN * 4]
+        # Only what was admitted since (no scan of the whole window each loop turn); acked or
+        # dropped entries that never reached the disk need no file any more.
+        pending = []
+        while self._unpersisted and len(pending) < _SPILLS_PER_TURN * 4:
+            entry = self._unpersisted.popleft()
+            if not entry.on_disk and entry.msg is not None and entry.key in self._window:
+                pending.append(entry)
         if not pending:
             return
         try:
@@ -544,6 +552,7 @@ class ActorLink:
             self._limiter.error("spool", "actor link: cannot write %d message(s) to the spool %s: %s (kept in memory "
                                 "and sent; retried; free disk space so a crash cannot lose them)",
                                 len(pending), self._spool.path, exc)
+            self._unpersisted.extendleft(reversed(pending))  # retried first on the next turn
             return
         self._spool_failing = False
         for entry in pending:
