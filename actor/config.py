@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from hilrl.hardware.keyboard import KeyboardConfig
 from hilrl.hardware.spacemouse import SpaceMouseConfig
@@ -55,13 +55,13 @@ class ActorConfig:
     Attributes:
         chunk_steps: records per transition chunk (about one second at 10 Hz).
         random_steps: act uniformly at random for this many env steps, or until weights arrive.
-        throttle_updates_per_step: lockstep clock only: wait while the learner has done fewer
-            than this many updates per env step (after its warm-up), so the learning curve does not
-            depend on how fast the machine is. 0 disables. Never waits on a learner that is gone.
-        throttle_slack_steps: env steps the actor may run ahead of the throttle.
-        learner_wait_s: throttled lockstep runs only: the longest the actor waits for the learner,
-            either for its first welcome at start or for its next update, before stepping on
-            without it (logged; the throttle resumes once the learner makes progress).
+        throttle_slack_steps: lockstep clock only: wait while the learner reports more than this
+            many env steps (of all robots) it has not yet done its `learner.updates_per_env_step`
+            updates for, so the learning curve does not depend on how fast the machine is
+            (actor/throttle.py). Never waits on a learner that is gone.
+        learner_wait_s: lockstep runs only: the longest the actor waits for the learner, either
+            for its first welcome at start or for its next update, before stepping on without it
+            (logged; the throttle resumes once the learner makes progress).
         device: policy inference device (the actor runs its policy on the CPU by default).
         seed: seeds episodes and exploration, mixed with the robot name (two robots with the same
             seed still get different reset sequences).
@@ -76,9 +76,11 @@ class ActorConfig:
         intervention: who may take over.
     """
 
+    # Keys that moved to another section: named with their new place instead of "unknown key".
+    moved_keys: ClassVar[dict[str, str]] = {"throttle_updates_per_step": "learner.updates_per_env_step"}
+
     chunk_steps: int = 10
     random_steps: int = 0
-    throttle_updates_per_step: float = 0.0
     throttle_slack_steps: int = 20
     learner_wait_s: float = 60.0
     device: str = "cpu"
@@ -92,8 +94,8 @@ class ActorConfig:
     def __post_init__(self) -> None:
         if self.chunk_steps < 1:
             raise ValueError("chunk_steps must be >= 1")
-        if self.throttle_updates_per_step < 0 or self.throttle_slack_steps < 0 or not self.learner_wait_s >= 0:
-            raise ValueError("throttle settings (throttle_updates_per_step, throttle_slack_steps, learner_wait_s) must be >= 0")
+        if self.throttle_slack_steps < 0 or not self.learner_wait_s >= 0:
+            raise ValueError("throttle_slack_steps and learner_wait_s must be >= 0")
         if not self.progress_every_s >= 0:
             raise ValueError("progress_every_s must be >= 0")
         if len(self.robot_name) > 64 or not self.robot_name.isprintable():

@@ -77,7 +77,6 @@ class ActorSettings:
     actor: ActorConfig
     link: LinkConfig
     sac: SACConfig
-    training_starts: int
     dashboard: DashboardConfig
     config_hash: str
     contract: dict[str, Any]
@@ -92,8 +91,7 @@ def robot_seed(seed: int, robot_name: str) -> int:
 
 
 def load_settings(doc: dict[str, Any]) -> ActorSettings:
-    """Validate the sections the actor uses (the learner's `sac` subsection shapes the policy, and
-    its `training_starts` tells the throttle how long the learner's warm-up lasts)."""
+    """Validate the sections the actor uses (the learner's `sac` subsection shapes the policy)."""
     learner = section(doc, "learner", LearnerConfig)
     settings = ActorSettings(
         task=doc.get("task", ""),
@@ -101,7 +99,6 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
         actor=section(doc, "actor", ActorConfig),
         link=section(doc, "link", LinkConfig),
         sac=learner.sac,
-        training_starts=learner.training_starts,
         dashboard=section(doc, "dashboard", DashboardConfig),
         config_hash="",
         contract=learning_contract(doc),
@@ -207,10 +204,7 @@ class Actor:
         self._recent: list[tuple[bool, float]] = []  # (success, intervention fraction), last 20 episodes
         self.reporter = ProgressReporter(f"[actor {s.robot_name}]", s.actor.progress_every_s)
         self._max_env_steps: int | None = None
-        self.throttle = (
-            LockstepThrottle(s.actor, s.training_starts, s.link.address)
-            if self.lockstep and s.actor.throttle_updates_per_step > 0 else None
-        )
+        self.throttle = LockstepThrottle(s.actor, s.link.address) if self.lockstep else None
         self.dashboard = ActorDashboard(s.dashboard, run_dir, s.task, action_names(s.env.action))
 
     # ------------------------------------------------------------------ main loop
@@ -285,7 +279,7 @@ class Actor:
                     self.link.send_chunk(chunk)
                 done = True
             if self.throttle is not None:
-                self.throttle.wait(self.env_steps, self.link, self.stop)
+                self.throttle.wait(self.link, self.stop)
             if self.reporter.due():
                 self.print_progress()
         p50, p99, worst = periods.percentiles()

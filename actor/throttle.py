@@ -1,21 +1,19 @@
 """The lockstep throttle: keeps a simulated actor from outrunning the learner.
 
 On the lockstep clock the simulator is as fast as the CPU allows, so without a brake the learning
-curve (success against env steps) would depend on how fast the machine is. The throttle holds the
-actor at `throttle_updates_per_step` learner updates per env step, counted from the learner's first
-update, with `throttle_slack_steps` of slack. It is credit-based flow control in the ZeroMQ guide's
-sense, with the learner's reported update count as the credit.
+curve (success against env steps) would depend on how fast the machine is. The learner owns the
+update-to-data ratio (`learner.updates_per_env_step`, over the env steps of all robots together):
+it never runs ahead of it, and it reports to every actor how many env steps it has not yet trained
+on (`env_steps_ahead`, in acks and heartbeats, and pushed at once when it catches up). The throttle
+makes a lockstep actor wait while that exceeds `actor.throttle_slack_steps`. It is credit-based flow
+control in the ZeroMQ guide's sense, with the learner's backlog as the (negative) credit; because
+the backlog is global, N actors together get the configured ratio, not 1/N of it.
 
 What it must never do is hang: it does not wait on a learner that is gone (not heard within the
-link's `peer_timeout_s`), nor longer than `learner_wait_s` for any one update, nor for the first
-welcome. A real robot (realtime clock) is never throttled; the robot sets the pace.
-
-Three windows would otherwise let the actor run ahead unthrottled, and a short run finish before
-training had begun:
-- before the learner's welcome (a learner that starts slower than the actor): `wait_for_learner`;
-- while the learner warms up: the actor steps freely until the learner has had `training_starts`
-  of its transitions (plus a chunk and the slack) and then waits for the first update;
-- after a learner restart: the count starts again with the new learner session.
+link's `peer_timeout_s`), nor longer than `learner_wait_s` on a learner that does no update, nor for
+the first welcome. A real robot (realtime clock) is never throttled; the robot sets the pace, and
+the learner holds the ratio from its side alone. While the learner warms up (fewer than
+`training_starts` online transitions) it owes nothing, so actors step freely.
 """
 
 from __future__ import annotations
@@ -43,6 +41,9 @@ class LearnerProgress(Protocol):
     def learner_updates_done(self) -> int: ...
 
     @property
+    def learner_env_steps_ahead(self) -> int: ...
+
+    @property
     def refused(self) -> Any: ...
 
 
@@ -50,23 +51,15 @@ class LockstepThrottle:
     """Waits between lockstep env steps for the learner (see the module docstring).
 
     Args:
-        config: the actor section (throttle_updates_per_step > 0, throttle_slack_steps,
-            chunk_steps, learner_wait_s).
-        training_starts: online transitions the learner stores before its first update.
+        config: the actor section (throttle_slack_steps, learner_wait_s).
         learner_address: for log messages.
         poll_s: how often a waiting actor looks at the learner's progress, seconds.
     """
 
-    def __init__(self, config: ActorConfig, training_starts: int, learner_address: str, poll_s: float = 0.002) -> None:
-        if config.throttle_updates_per_step <= 0:
-            raise ValueError("LockstepThrottle needs throttle_updates_per_step > 0")
+    def __init__(self, config: ActorConfig, learner_address: str, poll_s: float = 0.002) -> None:
         self.config = config
-        self.warmup_steps = training_starts + config.chunk_steps + config.throttle_slack_steps
         self.learner_address = learner_address
         self.poll_s = poll_s
-        self._session: str | None = None
-        self._welcome_steps = 0  # our env steps when this learner session was first seen
-        self._base: tuple[int, int] | None = None  # (our env steps, its updates) at its first update seen
         self._last_updates = -1
         self._released_at: int | None = None  # gave up waiting on a stuck learner at this update count
 
@@ -84,28 +77,19 @@ class LockstepThrottle:
                         self.learner_address, wait_s)
         return link.learner_alive
 
-    def wait(self, env_steps: int, link: LearnerProgress, stop: threading.Event) -> None:
-        """After env step `env_steps` (counted from 1): return once the learner has caught up, is
-        gone, is warming up on our data, or has done no update for `learner_wait_s`."""
+    def wait(self, link: LearnerProgress, stop: threading.Event) -> None:
+        """After an env step: return once the learner's backlog is within the slack, the learner is
+        gone, or it has done no update for `learner_wait_s`."""
         c = self.config
         waited_since: float | None = None
-        while not stop.is_set() and link.learner_alive:
-            session, updates = link.learner_session, link.learner_updates_done
-            if session != self._session:
-                self._session, self._welcome_steps, self._base, self._released_at = session, env_steps, None, None
+        while not stop.is_set() and link.learner_alive and link.refused is None:
+            updates = link.learner_updates_done
             if self._released_at is not None:
                 if updates == self._released_at:
                     return
                 self._released_at = None  # it made progress again: throttle again
-            if self._base is None:
-                if updates > 0:
-                    self._base = (env_steps, updates)
-                elif env_steps - self._welcome_steps < self.warmup_steps:
-                    return  # warming up: its data must come from us
-            if self._base is not None:
-                owed = c.throttle_updates_per_step * (env_steps - self._base[0] - c.throttle_slack_steps)
-                if updates - self._base[1] >= owed:
-                    return
+            if link.learner_env_steps_ahead <= c.throttle_slack_steps:
+                return
             now = time.monotonic()
             if waited_since is None or updates != self._last_updates:
                 waited_since, self._last_updates = now, updates

@@ -11,7 +11,9 @@ Once a second (with RUN_DIR/learner/progress.json): /learner/updates_per_s,
 /learner/buffer/{online,demo,intervention} (transitions), /learner/weights_version,
 /learner/version_lag (newest published weights version minus the newest version that chose an
 action in the chunks received: how stale the acting policy is), /learner/episodes/success_rate
-and /learner/episodes/intervention_fraction (over the last 20 episodes).
+and /learner/episodes/intervention_fraction (over the last 20 episodes), and for each robot
+/robots/<name>/{env_steps, env_steps_per_s, episodes, success_rate, intervention_fraction,
+weights_lag, connected} (hilrl.learner.fleet.RobotReport; connected is 1 or 0).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from hilrl.learner.fleet import RobotReport
 from hilrl.transport.dashboard import Dashboard, DashboardConfig
+
+
+def entity_name(robot_name: str) -> str:
+    """A robot name as one rerun entity path part: "/" and spaces would split or break it."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in robot_name) or "_"
 
 
 class LearnerDashboard:
@@ -66,6 +74,24 @@ class LearnerDashboard:
                 r.scalar("learner/version_lag", version_lag)
             r.scalar("learner/episodes/success_rate", recent_success_rate)
             r.scalar("learner/episodes/intervention_fraction", recent_intervention_fraction)
+
+    def robots(self, updates: int, env_steps: int, reports: Mapping[str, RobotReport]) -> None:
+        """Each robot under its own entity path, /robots/<name>/... (see the module docstring)."""
+        r = self.recording
+        if not r.active or not reports:
+            return
+        with r.guard():
+            r.set_time(update=updates, step=env_steps)
+            for name, rep in reports.items():
+                base = f"robots/{entity_name(name)}"
+                r.scalar(f"{base}/env_steps", rep.env_steps)
+                r.scalar(f"{base}/env_steps_per_s", rep.env_steps_per_s)
+                r.scalar(f"{base}/episodes", rep.episodes)
+                r.scalar(f"{base}/success_rate", rep.recent_success_rate)
+                r.scalar(f"{base}/intervention_fraction", rep.recent_intervention_fraction)
+                r.scalar(f"{base}/connected", 1.0 if rep.link == "connected" else 0.0)
+                if rep.weights_lag is not None:
+                    r.scalar(f"{base}/weights_lag", rep.weights_lag)
 
     def close(self) -> None:
         self.recording.close()

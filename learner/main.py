@@ -6,23 +6,38 @@ One thread trains; the `LearnerLink` thread owns the socket, stores every receiv
 (RUN_DIR/learner/link/chunks) and acknowledges it only then. The training loop:
 
     move newly stored chunks into the buffers (online: every transition; intervention: the
-        intervened ones; a chunk is never waited for)
-    once `training_starts` online transitions exist: one SAC update on a mixed batch
-        (online_fraction online, the rest demo + intervention)
+        intervened ones; a chunk is never waited for), counting env steps per robot
+    once `training_starts` online transitions exist, and while fewer than
+        `updates_per_env_step` x (env steps of all robots since then) updates are done:
+        one SAC update on a mixed batch (online_fraction online, the rest demo + intervention);
+        caught up: wait for data, and tell the actors at once (their lockstep throttle)
     every `weights_every_updates`: publish the actor's weights with a new version
-    every `checkpoint_every_updates` and at shutdown: write a checkpoint atomically
+    every `checkpoint_every_updates`, every `checkpoint_every_s` and at shutdown: write a
+        checkpoint atomically
+
+The update budget is global: N robots feeding one learner get the configured ratio over their
+sum. It starts when training starts (and again at each `--resume`, from the restored update
+count), so the warm-up's transitions are free and a restarted learner owes nothing for the
+stored ones.
 
 A checkpoint holds networks, optimisers, counters and random states, never the buffers: those are
 rebuilt at `--resume` from the stored chunks (which include everything received after the
 checkpoint), so a checkpoint takes milliseconds whatever the buffer size, and a crash loses no
-transition that was acknowledged.
+transition that was acknowledged. The episode counts are rebuilt from the stored episode stats too
+(and RUN_DIR/learner/episodes.jsonl rewritten from them).
+
+A full disk never stops the learner: the link stops storing and acknowledging (the actors keep
+their experience); a checkpoint, progress.json or episodes.jsonl that cannot be written is logged
+(rate-limited) and retried, and training goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import math
 import shutil
 import signal
 import sys
@@ -38,6 +53,7 @@ import numpy as np
 import torch
 
 from hilrl.learner.dashboard import LearnerDashboard
+from hilrl.learner.fleet import Fleet, RobotReport, reports_as_json
 from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch
 from hilrl.policies.encoders import check_weights_file
 from hilrl.policies.sac import SACAgent, resolve_device
@@ -49,11 +65,13 @@ from hilrl.transport.contract import contract_hash, learning_contract
 from hilrl.transport.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
 from hilrl.transport.learner_messages import (
     LEARNER_MESSAGES,
+    EpisodeStats,
     Hello,
     ObservationSpec,
     TransitionChunk,
 )
 from hilrl.transport.link import AddressInUseError, LearnerLink
+from hilrl.transport.link.common import LogLimiter
 from hilrl.transport.link_config import LinkConfig
 from hilrl.transport.observation import observation_spec
 from hilrl.transport.progress import ProgressReporter, duration
@@ -66,7 +84,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Progress:
-    """Written to RUN_DIR/learner/progress.json about once a second (read by `hilrl run`)."""
+    """Written to RUN_DIR/learner/progress.json about once a second (read by `hilrl run`).
+
+    updates_per_env_step: configured (learner.updates_per_env_step; 0: as fast as it can);
+    updates_per_env_step_held: updates per env step actually done since training started (None
+    before); env_steps_ahead: env steps not yet trained on at the configured ratio; robots: per
+    robot (hilrl.learner.fleet.RobotReport).
+    """
 
     updates: int = 0
     updates_per_s: float = 0.0
@@ -78,7 +102,11 @@ class Progress:
     env_steps: int = 0
     recent_success_rate: float = 0.0
     recent_intervention_fraction: float = 0.0
+    updates_per_env_step: float = 0.0
+    updates_per_env_step_held: float | None = None
+    env_steps_ahead: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    robots: dict[str, RobotReport] = field(default_factory=dict)
 
 
 def learner_spec(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
@@ -136,8 +164,16 @@ class Learner:
         self.rng = np.random.default_rng(c.seed)
         self.updates = 0
         self.weights_version = -1
-        self.progress = Progress()
+        self.progress = Progress(updates_per_env_step=c.updates_per_env_step)
         self._recent: list[tuple[bool, float]] = []
+        self.fleet = Fleet()
+        # Updates allowed so far (None until training starts) and (updates, env steps) when it did.
+        self._budget: float | None = None
+        self._budget_start: tuple[int, int] = (0, 0)
+        self._episode_lines: list[str] = []  # episodes.jsonl lines not yet written (a full disk)
+        self._limiter = LogLimiter(log, every_s=10.0)
+        self._checkpointed = (-1, time.monotonic())  # (updates, time) of the last checkpoint tried
+        self._last_good_checkpoint = 0  # updates in the newest checkpoint on disk
         self.reporter = ProgressReporter("[learner]", c.progress_every_s)
         # Newest weights version that chose an action in a received chunk (-1: none yet).
         self._acting_version = -1
@@ -186,18 +222,64 @@ class Learner:
     def _ingest(self, chunk: TransitionChunk) -> None:
         self.online.add_chunk(chunk)
         self.intervention.add_chunk(chunk, select=chunk.intervened)
-        self.progress.env_steps += int(chunk.has_action.sum())
+        steps = self.fleet.add_chunk(chunk)
+        self.progress.env_steps += steps
+        if self._budget is not None:
+            self._budget += self.config.updates_per_env_step * steps
         # Intervened and random steps carry -1: only the policy's own actions say how old it was.
         self._acting_version = max(self._acting_version, int(chunk.policy_version.max(initial=-1)))
+
+    def _count_episode(self, stats: EpisodeStats) -> None:
+        self._recent = (self._recent + [(stats.success, stats.intervention_fraction)])[-20:]
+        self.progress.episodes += 1
+        self.fleet.add_episode(stats)
 
     def _drain_link(self) -> None:
         for chunk in self.link.poll_chunks():
             self._ingest(chunk)
         for stats in self.link.poll_stats():
-            self._recent = (self._recent + [(stats.success, stats.intervention_fraction)])[-20:]
-            self.progress.episodes += 1
+            self._count_episode(stats)
+            self._episode_lines.append(json.dumps(vars(stats)) + "\n")
+        if self._episode_lines:
+            self._write_episode_lines()
+
+    def _write_episode_lines(self) -> None:
+        """Append the pending episodes.jsonl lines; on a full disk keep them for the next try (the
+        stats themselves are in the link's store already, and `--resume` rewrites the file)."""
+        try:
             with open(self.paths.episodes, "a") as f:
-                f.write(json.dumps({k: v for k, v in vars(stats).items()}) + "\n")
+                f.write("".join(self._episode_lines))
+            self._episode_lines.clear()
+        except OSError as exc:
+            self._disk_problem("episodes", f"cannot append to {self.paths.episodes}", exc)
+
+    def _disk_problem(self, key: str, what: str, exc: OSError) -> None:
+        full = " (the disk is full: free some space; training goes on)" if exc.errno == errno.ENOSPC else ""
+        self._limiter.error(key, "%s: %s%s; retrying", what, exc, full)
+
+    # ------------------------------------------------------------------ update budget
+
+    def _may_update(self) -> bool:
+        """Whether to do an update now: training has started and the learner is not ahead of
+        `updates_per_env_step` over all robots' env steps (see the module docstring)."""
+        if len(self.online) < self.config.training_starts:
+            return False
+        if self._budget is None:  # training starts (or resumes) now
+            self._budget = float(self.updates)
+            self._budget_start = (self.updates, self.progress.env_steps)
+        return self.config.updates_per_env_step == 0 or self.updates < self._budget
+
+    def _env_steps_ahead(self) -> int:
+        """Env steps received but not yet trained on at the configured ratio (0: caught up)."""
+        utd = self.config.updates_per_env_step
+        if self._budget is None or utd == 0:
+            return 0
+        return max(0, math.ceil((self._budget - self.updates) / utd - 1e-9))
+
+    def _held_ratio(self) -> float | None:
+        updates0, steps0 = self._budget_start
+        steps = self.progress.env_steps - steps0
+        return round((self.updates - updates0) / steps, 3) if self._budget is not None and steps > 0 else None
 
     def _fit_normalization(self, samples_per_buffer: int = 5000) -> None:
         """Freeze the agent's input normalisation from the demos and the first online data
@@ -213,23 +295,42 @@ class Learner:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> bool:
+        """Write the checkpoint atomically; False (logged) when the disk refused it: the previous
+        checkpoint stays intact and the next one is tried as scheduled."""
         tensors = dict(self.agent.state_arrays())
         tensors["torch_rng_state"] = torch.get_rng_state().numpy()
         started = time.monotonic()
-        write_checkpoint(
-            self.paths.checkpoint,
-            Checkpoint(
-                updates=self.updates,
-                weights_version=self.weights_version,
-                config_hash=self.config_hash,
-                sampler_rng=self.rng.bit_generator.state,
-                tensors=tensors,
-            ),
-        )
-        if self.config.keep_checkpoints > 0:
-            keep_numbered(self.paths.checkpoint, self.paths.numbered_checkpoint(self.updates), self.config.keep_checkpoints)
+        self._checkpointed = (self.updates, started)
+        try:
+            write_checkpoint(
+                self.paths.checkpoint,
+                Checkpoint(
+                    updates=self.updates,
+                    weights_version=self.weights_version,
+                    config_hash=self.config_hash,
+                    sampler_rng=self.rng.bit_generator.state,
+                    tensors=tensors,
+                ),
+            )
+            if self.config.keep_checkpoints > 0:
+                keep_numbered(self.paths.checkpoint, self.paths.numbered_checkpoint(self.updates),
+                              self.config.keep_checkpoints)
+        except OSError as exc:
+            self._disk_problem("checkpoint", f"cannot write the checkpoint at {self.updates} updates to "
+                               f"{self.paths.checkpoint} (the previous one is kept)", exc)
+            return False
+        self._last_good_checkpoint = self.updates
         log.info("checkpoint at %d updates (%.0f ms)", self.updates, (time.monotonic() - started) * 1e3)
+        return True
+
+    def _checkpoint_due(self) -> bool:
+        c = self.config
+        if self.updates == self._checkpointed[0]:
+            return False
+        if self.updates % c.checkpoint_every_updates == 0:
+            return True
+        return c.checkpoint_every_s > 0 and time.monotonic() - self._checkpointed[1] >= c.checkpoint_every_s
 
     def _resume(self) -> None:
         path = self.paths.checkpoint
@@ -240,7 +341,7 @@ class Learner:
             tensors = dict(ckpt.tensors)
             torch.set_rng_state(torch.from_numpy(np.array(tensors.pop("torch_rng_state"), dtype=np.uint8)))
             self.agent.load_state_arrays(tensors)
-            self.updates = ckpt.updates
+            self.updates = self._last_good_checkpoint = ckpt.updates
             self.weights_version = ckpt.weights_version
             self.rng.bit_generator.state = ckpt.sampler_rng
         else:
@@ -249,10 +350,24 @@ class Learner:
         for chunk in self.link.load_stored():
             self._ingest(chunk)
             newest_seen = max(newest_seen, int(chunk.policy_version.max(initial=-1)))
+        self._checkpointed = (self.updates, time.monotonic())
+        # Episode counts from the stored stats (the durable record); episodes.jsonl is rewritten
+        # from them, so it holds every episode exactly once even if the last run died mid-append.
+        lines = []
+        for stats in self.link.load_stored_stats():
+            self._count_episode(stats)
+            lines.append(json.dumps(vars(stats)) + "\n")
+        try:
+            tmp = self.paths.episodes.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(lines))
+            tmp.replace(self.paths.episodes)
+        except OSError as exc:
+            self._disk_problem("episodes", f"cannot rewrite {self.paths.episodes}", exc)
         # Actors may hold weights newer than the checkpoint (published after it); number on from
         # the newest version they used, so the next publish is newer than anything they have.
         self.weights_version = max(self.weights_version, newest_seen)
-        log.info("resumed at %d updates, weights v%d, %d online transitions", self.updates, self.weights_version, len(self.online))
+        log.info("resumed at %d updates, weights v%d, %d online transitions, %d episodes from %d robot(s)",
+                 self.updates, self.weights_version, len(self.online), self.progress.episodes, len(self.fleet.names))
 
     def _log_disk_room(self) -> None:
         """How much experience fits on the store's disk: image runs fill disks (two 128x128 cameras
@@ -286,11 +401,18 @@ class Learner:
         self.publish()  # actors act on the (initial) policy at once, not on random actions
         last_report, updates_at_report = time.monotonic(), self.updates
         try:
+            waiting = False
             while not self.stop.is_set():
                 self._drain_link()
-                if len(self.online) < c.training_starts:
-                    time.sleep(0.005)
+                if not self._may_update():
+                    if not waiting and self._budget is not None:
+                        # Caught up: tell the (lockstep) actors now, not at the next heartbeat.
+                        self.link.set_progress(self.updates, self._env_steps_ahead())
+                        self.link.push_progress()
+                    waiting = True
+                    time.sleep(0.002 if self._budget is not None else 0.005)
                 else:
+                    waiting = False
                     if self.updates == 0:
                         self._fit_normalization()
                     # A fresh batch for every critic step (as HIL-SERL does); the actor uses the last.
@@ -300,41 +422,58 @@ class Learner:
                     ]
                     self.progress.metrics = self.agent.update(batches)
                     self.updates += 1
-                    self.link.set_progress(self.updates)
                     self.dashboard.training(self.updates, self.progress.env_steps, self.progress.metrics)
                     if self.updates % c.weights_every_updates == 0:
                         self.publish()
-                    if self.updates % c.checkpoint_every_updates == 0:
+                    if self._checkpoint_due():
                         self.checkpoint()
+                self.link.set_progress(self.updates, self._env_steps_ahead())
                 now = time.monotonic()
                 if now - last_report >= 1.0:
                     self._report((self.updates - updates_at_report) / (now - last_report))
                     last_report, updates_at_report = now, self.updates
         finally:
-            self.checkpoint()
+            if not self.checkpoint():
+                log.error("the final checkpoint could not be written: a --resume continues from the last one "
+                          "written (%d updates); no experience is lost (it is in %s)",
+                          self._last_good_checkpoint, self.paths.learner_link)
             self._report(0.0)
             self.print_progress()
             self.link.close()
             self.dashboard.close()
 
     def print_progress(self) -> None:
-        """One line: updates and their rate, env steps and their rate, buffers, robots."""
+        """One line: updates and their rate, updates per env step held, env steps and their rate,
+        buffers, weights, and each robot (its env steps, episodes, success rate, link state)."""
         p, r = self.progress, self.reporter
-        robots = self.link.robots_last_heard()
-        shown = ", ".join(f"{name} {duration(age)} ago" for name, age in sorted(robots.items())) or "none yet"
-        r.emit(f"updates {p.updates} ({p.updates_per_s:.1f}/s) | env steps {p.env_steps} "
-               f"({r.rate(p.env_steps):.1f}/s) | buffers online {p.online_transitions}, demo {p.demo_transitions}, "
-               f"intervention {p.intervention_transitions} | weights v{p.weights_version} | robots: {shown}")
+        ratio = "as fast as it can" if self.config.updates_per_env_step == 0 else f"{self.config.updates_per_env_step:g}"
+        held = f"{p.updates_per_env_step_held:.2f}" if p.updates_per_env_step_held is not None else "-"
+        robots = "; ".join(
+            f"{name}: {rep.env_steps} steps ({rep.env_steps_per_s:.1f}/s), {rep.episodes} episodes, "
+            f"success {rep.recent_success_rate:.0%}, {rep.link}"
+            + (f" {duration(rep.last_heard_s)} ago" if rep.link == "silent" and rep.last_heard_s is not None else "")
+            for name, rep in p.robots.items()
+        ) or "none yet"
+        r.emit(f"updates {p.updates} ({p.updates_per_s:.1f}/s, {held} per env step, configured {ratio}) | env steps "
+               f"{p.env_steps} ({r.rate(p.env_steps):.1f}/s) | buffers online {p.online_transitions}, demo "
+               f"{p.demo_transitions}, intervention {p.intervention_transitions} | weights v{p.weights_version} | "
+               f"robots: {robots}")
 
     def _report(self, updates_per_s: float) -> None:
         p = self.progress
         p.updates, p.updates_per_s, p.weights_version = self.updates, round(updates_per_s, 2), self.weights_version
         p.online_transitions, p.demo_transitions = len(self.online), len(self.demo)
         p.intervention_transitions = len(self.intervention)
+        p.updates_per_env_step_held, p.env_steps_ahead = self._held_ratio(), self._env_steps_ahead()
         if self._recent:
             p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
             p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))
-        write_json_atomic(self.paths.progress, vars(p))
+        p.robots = self.fleet.reports(self.weights_version, self.link.robots_last_heard(),
+                                      self.link_config.peer_timeout_s)
+        try:
+            write_json_atomic(self.paths.progress, {**vars(p), "robots": reports_as_json(p.robots)})
+        except OSError as exc:
+            self._disk_problem("progress", f"cannot write {self.paths.progress}", exc)
         if self.reporter.due():
             self.print_progress()
         self.dashboard.status(
@@ -343,6 +482,7 @@ class Learner:
             p.weights_version, p.weights_version - self._acting_version if self._acting_version >= 0 else None,
             p.recent_success_rate, p.recent_intervention_fraction,
         )
+        self.dashboard.robots(p.updates, p.env_steps, p.robots)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:

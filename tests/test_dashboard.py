@@ -67,7 +67,7 @@ def _doc(tmp_path: Path, *extra: str) -> dict:
             "learner.training_starts=16",
             "learner.replay_capacity=1000",
             "learner.weights_every_updates=2",
-            "actor.throttle_updates_per_step=0",
+            "learner.updates_per_env_step=0",
             "actor.intervention.rule=random",
             "actor.intervention.probability=0.5",
             f"link.address=tcp://127.0.0.1:{free_loopback_port()}",

@@ -277,7 +277,7 @@ def _run_actor(monkeypatch, tmp_path: Path, overrides: list[str], at: int) -> in
         return loop.main([
             "--config", "sim_reach", "--run-dir", str(tmp_path / "run"), "--dashboard", "off",
             "--max-env-steps", "200", "--eval-episodes", "2",
-            "env.max_episode_steps=20", "actor.throttle_updates_per_step=0", "learner.sac.hidden_dims=[16, 16]",
+            "env.max_episode_steps=20", "learner.updates_per_env_step=0", "learner.sac.hidden_dims=[16, 16]",
             f"link.address=tcp://127.0.0.1:{free_loopback_port()}", *overrides,
         ], prog="hilrl actor")
     finally:

@@ -21,7 +21,7 @@ def test_run_learns_reach_to_90_percent(tmp_path, hilrl):
     # processes are not bit-reproducible; the arm's speed-capped reference brakes before the goal).
     done = hilrl(
         "run", "--config", "configs/sim_reach.yaml", "--run-dir", str(run_dir),
-        "--max-env-steps", "5000", "--eval-episodes", "20", "actor.throttle_updates_per_step=2",
+        "--max-env-steps", "5000", "--eval-episodes", "20", "learner.updates_per_env_step=2",
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())

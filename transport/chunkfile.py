@@ -44,7 +44,15 @@ from typing import Any
 
 import numpy as np
 
-from hilrl.transport.codec import Envelope, Limits, ProtocolError, Registry, decode, encode
+from hilrl.transport.codec import (
+    STORED_VERSIONS,
+    Envelope,
+    Limits,
+    ProtocolError,
+    Registry,
+    decode,
+    encode,
+)
 from hilrl.transport.learner_messages import LEARNER_MESSAGES
 
 log = logging.getLogger(__name__)
@@ -274,7 +282,7 @@ def read_message(path: str | Path, registry: Registry, limits: Limits = STORE_LI
     """
     frames = read_frames(path, limits)
     try:
-        envelope, msg = decode(frames, registry, limits)
+        envelope, msg = decode(frames, registry, limits, versions=STORED_VERSIONS)
     except ProtocolError as exc:
         raise ChunkFileError(path, f"stored message does not decode ({exc.code}): {exc}") from None
     return envelope, msg

@@ -28,7 +28,11 @@ import numpy as np
 
 from hilrl.transport.schema import SchemaError, field_types, from_dict
 
-PROTOCOL_VERSION = 3  # 3: Hello carries the learning contract and the robot name
+PROTOCOL_VERSION = 4  # 3: Hello carries the learning contract and the robot name; 4: learner progress
+# carries env_steps_ahead (the global update-to-data throttle), chunks and stats the robot name
+# Versions whose stored messages (demos, the learner's store, the actor's spool) still decode: each
+# bump so far only added fields with defaults. The wire speaks PROTOCOL_VERSION alone.
+STORED_VERSIONS = (3, 4)
 
 # Only plain numeric dtypes may cross the wire; object or structured dtypes could smuggle
 # arbitrary content and are refused.
@@ -181,11 +185,15 @@ def _plain(value: Any) -> Any:
 
 
 def decode(
-    frames: Sequence[bytes | memoryview | Any], registry: Registry, limits: Limits = Limits()
+    frames: Sequence[bytes | memoryview | Any],
+    registry: Registry,
+    limits: Limits = Limits(),
+    versions: Sequence[int] = (PROTOCOL_VERSION,),
 ) -> tuple[Envelope, Any]:
     """Decode multipart frames into (envelope, message). Raises ProtocolError on any defect.
 
-    Array fields come back as read-only numpy views on the received buffers.
+    Array fields come back as read-only numpy views on the received buffers. `versions`: the
+    protocol versions accepted (the wire: this one; stored files: STORED_VERSIONS).
     """
     if not frames:
         raise ProtocolError("garbled", "empty message")
@@ -206,7 +214,7 @@ def decode(
     if not isinstance(header, dict):
         raise ProtocolError("garbled", "header frame is not a JSON object")
     version = header.get("v")
-    if version != PROTOCOL_VERSION:
+    if version not in versions or isinstance(version, bool):
         raise ProtocolError(
             "bad_version", f"protocol version {version!r} not supported; this side speaks {PROTOCOL_VERSION}"
         )

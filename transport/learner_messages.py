@@ -79,12 +79,16 @@ class Welcome:
     Attributes:
         learner_session: unique id of this learner process run; a change means the learner restarted.
         weights_version: newest weights the learner has published (-1: none yet).
-        updates_done: learner gradient updates so far (for the actor's lockstep throttle).
+        updates_done: learner gradient updates so far.
+        env_steps_ahead: env steps (over all robots) the learner has not yet done its configured
+            updates for (`learner.updates_per_env_step`); a lockstep actor waits while this exceeds
+            its `actor.throttle_slack_steps`. 0 when the learner is caught up or uncapped.
     """
 
     learner_session: str
     weights_version: int
     updates_done: int
+    env_steps_ahead: int = 0
 
 
 @dataclass
@@ -115,6 +119,7 @@ class TransitionChunk:
         gripper_switched: (K,) bool, the action changed the gripper command (grasp-critic penalty).
         episode_id: (K,) int64, unique per actor session. step_index: (K,) int32 within the episode.
         policy_version: (K,) int64, weights version that chose the action (-1: none/scripted).
+        robot_name: the sender's `actor.robot_name` (stamped by its link), for per-robot counts.
     """
 
     actor_session: str
@@ -133,6 +138,7 @@ class TransitionChunk:
     obs_images: dict[str, np.ndarray] = field(
         default_factory=dict, metadata={"shape": (None, None, None, 3), "dtype": "uint8"}
     )
+    robot_name: str = ""
 
     def __post_init__(self) -> None:
         k = len(self.obs_state)
@@ -154,7 +160,8 @@ class ChunkAck:
 
     Attributes:
         seq: the acknowledged sequence number.
-        updates_done / weights_version: learner progress (for the actor's throttle and weights).
+        updates_done / weights_version / env_steps_ahead: learner progress (for the actor's
+            throttle and weights; see Welcome).
         actor_session: the acknowledged message's own session. An actor resends chunks spooled by
             an earlier run under their old session and seq, which can equal seqs of its current
             session; the session makes the ack unambiguous. ("" from a sender that predates it.)
@@ -164,6 +171,7 @@ class ChunkAck:
     updates_done: int
     weights_version: int
     actor_session: str = ""
+    env_steps_ahead: int = 0
 
 
 @dataclass
@@ -177,6 +185,7 @@ class EpisodeStats:
         period_p50_ms / period_p99_ms / period_max_ms: control loop period over the episode.
         policy_version: weights version at the end of the episode.
         env_steps: actor's total env steps after this episode.
+        robot_name: the sender's `actor.robot_name` (stamped by its link).
     """
 
     actor_session: str
@@ -193,6 +202,7 @@ class EpisodeStats:
     policy_version: int
     env_steps: int
     period_max_ms: float = 0.0
+    robot_name: str = ""
 
 
 @dataclass
@@ -231,7 +241,8 @@ class Heartbeat:
 
     Attributes:
         session: sender's session id.
-        updates_done / weights_version: learner progress (0 / -1 from an actor).
+        updates_done / weights_version / env_steps_ahead: learner progress (0 / -1 / 0 from an
+            actor; see Welcome).
         env_steps: actor progress (0 from the learner).
     """
 
@@ -239,6 +250,7 @@ class Heartbeat:
     updates_done: int = 0
     weights_version: int = -1
     env_steps: int = 0
+    env_steps_ahead: int = 0
 
 
 LEARNER_MESSAGES = Registry(

@@ -91,7 +91,10 @@ def from_dict(cls: type[T], data: Any, where: str = "", *, allow_arrays: bool = 
     if not isinstance(data, Mapping):
         raise SchemaError(where, f"expected a mapping for {cls.__name__}, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    moved: Mapping[str, str] = getattr(cls, "moved_keys", {})
     for key in data:
+        if isinstance(key, str) and key in moved:
+            raise SchemaError(_join(where, key), f"this key is now {moved[key]}: move the setting there")
         if not isinstance(key, str) or key not in fields:
             near = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(fields)}"

@@ -45,7 +45,7 @@ def test_round_trip_with_images(tmp_path):
     _assert_same_chunk(chunk, back)
     assert not back.obs_state.flags.writeable  # read-only views on the file's bytes, like wire messages
     assert back.obs_state.flags.aligned and back.episode_id.flags.aligned
-    assert read_header(path)["body"] == {"actor_session": "s", "seq": 7}
+    assert read_header(path)["body"] == {"actor_session": "s", "seq": 7, "robot_name": ""}
     raw = path.read_bytes()
     assert raw[:8] == MAGIC and struct.unpack_from("<I", raw, 8)[0] == FORMAT_VERSION
 

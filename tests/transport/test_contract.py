@@ -22,7 +22,7 @@ PER_ROBOT = [
     "dashboard.enabled=false",
     "learner.batch_size=64",
     "learner.demos=[runs/demos]",
-    "actor.throttle_updates_per_step=0",
+    "learner.updates_per_env_step=0",
 ]
 CONTRACT = [
     ("env.action.translation_scale_m=0.02", "env.action.translation_scale_m: learner 0.03, actor 0.02"),

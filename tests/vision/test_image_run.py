@@ -21,7 +21,7 @@ def test_short_image_run_trains_sends_weights_and_the_actor_acts_on_them(tmp_pat
         "--max-env-steps", "300", "--eval-episodes", "2",
         "learner.training_starts=100", "learner.weights_every_updates=10", "learner.batch_size=32",
         f"learner.sac.encoder.frozen={str(frozen).lower()}", "learner.sac.encoder.feature_dim=32",
-        "learner.sac.hidden_dims=[64,64]", "actor.throttle_updates_per_step=1",
+        "learner.sac.hidden_dims=[64,64]", "learner.updates_per_env_step=1",
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -148,6 +148,7 @@ class ActorLink:
         self._last_heard = -1e9
         self._learner_session: str | None = None
         self._updates_done = 0
+        self._env_steps_ahead = 0
         self._learner_weights_version = -1
         self._have_version = -1
         self._requested_version = -1
@@ -262,7 +263,7 @@ class ActorLink:
         with self._lock:
             seq = self._next_seq
             self._next_seq += 1
-            msg = dataclasses.replace(msg, actor_session=self.session, seq=seq)
+            msg = dataclasses.replace(msg, actor_session=self.session, seq=seq, robot_name=self._hello.robot_name)
             self._incoming.append(
                 _Entry(session=self.session, seq=seq, kind=kind, order=self._order_base + seq - 1, msg=msg)
             )
@@ -296,6 +297,12 @@ class ActorLink:
     def learner_updates_done(self) -> int:
         """Gradient updates the learner reported last."""
         return self._updates_done
+
+    @property
+    def learner_env_steps_ahead(self) -> int:
+        """Env steps, over all robots, the learner reported last as not yet trained on at its
+        configured updates per env step (the lockstep throttle's signal; 0: caught up)."""
+        return self._env_steps_ahead
 
     @property
     def learner_weights_version(self) -> int:
@@ -406,7 +413,7 @@ class ActorLink:
     def _on_welcome(self, msg: Welcome, now: float) -> None:
         new_learner = msg.learner_session != self._learner_session
         if self._welcomed and not new_learner:
-            self._progress(msg.updates_done, msg.weights_version, now)
+            self._progress(msg.updates_done, msg.weights_version, msg.env_steps_ahead, now)
             return  # a duplicate answer to a repeated Hello
         if new_learner:
             if self._learner_session is not None:
@@ -428,7 +435,7 @@ class ActorLink:
         for e in in_flight:
             e.sent_at = None
         self.resent_messages += len(in_flight)
-        self._updates_done = msg.updates_done
+        self._updates_done, self._env_steps_ahead = msg.updates_done, msg.env_steps_ahead
         self._next_heartbeat = now + self.config.heartbeat_s
         self._request_weights(now, force=True)
 
@@ -439,11 +446,11 @@ class ActorLink:
                 self._spool.remove(entry.order)
             with self._lock:
                 self._unacked -= 1
-        self._progress(msg.updates_done, msg.weights_version, now)
+        self._progress(msg.updates_done, msg.weights_version, msg.env_steps_ahead, now)
 
     def _on_heartbeat(self, msg: Heartbeat, now: float) -> None:
         if self._welcomed and msg.session == self._learner_session:
-            self._progress(msg.updates_done, msg.weights_version, now)
+            self._progress(msg.updates_done, msg.weights_version, msg.env_steps_ahead, now)
 
     def _on_static_weights(self, msg: StaticWeights, now: float) -> None:
         with self._lock:
@@ -471,8 +478,8 @@ class ActorLink:
             log.error("actor link: the learner refused this actor: %s: %s", msg.field, msg.message)
         self._refused = msg
 
-    def _progress(self, updates_done: int, weights_version: int, now: float) -> None:
-        self._updates_done = updates_done
+    def _progress(self, updates_done: int, weights_version: int, env_steps_ahead: int, now: float) -> None:
+        self._updates_done, self._env_steps_ahead = updates_done, env_steps_ahead
         self._learner_weights_version = weights_version
         self._request_weights(now)
 

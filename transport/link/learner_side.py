@@ -250,6 +250,8 @@ class LearnerLink:
         self._new_weights: tuple[int, list] | None = None
         self._static: tuple[str, list] | None = None  # (static_id, encoded StaticWeights), set once
         self._updates_done = 0
+        self._env_steps_ahead = 0
+        self._push_progress = False
         self._peers: dict[str, _Peer] = {}
 
         # Owned by the I/O thread.
@@ -411,9 +413,16 @@ class LearnerLink:
             self._new_weights = (int(version), frames)
         self._waker.wake()
 
-    def set_progress(self, updates_done: int) -> None:
-        """Gradient updates so far (reported to actors in heartbeats, acks and welcomes)."""
-        self._updates_done = int(updates_done)
+    def set_progress(self, updates_done: int, env_steps_ahead: int = 0) -> None:
+        """Gradient updates so far, and the env steps not yet trained on at the configured updates
+        per env step (both reported to actors in heartbeats, acks and welcomes)."""
+        self._updates_done, self._env_steps_ahead = int(updates_done), max(0, int(env_steps_ahead))
+
+    def push_progress(self) -> None:
+        """Send the progress to every live actor now, not at the next heartbeat: the trainer calls
+        it when it has caught up, so lockstep actors waiting on it step on at once."""
+        self._push_progress = True
+        self._waker.wake()
 
     def robots_last_heard(self) -> dict[str, float]:
         """Seconds since each welcomed actor was last heard from, by robot name (its session when
@@ -467,6 +476,9 @@ class LearnerLink:
                     if self._waker.fd in events:
                         self._waker.drain()
                         self._take_published()
+                        if self._push_progress:
+                            self._push_progress = False
+                            self._send_heartbeats(now)
                     batch = []
                     if sock in events:
                         for _ in range(RECV_BATCH):
@@ -640,7 +652,8 @@ class LearnerLink:
 
     def _ack(self, identity: bytes, key: tuple[str, int]) -> None:
         self._reply(identity, ChunkAck(seq=key[1], updates_done=self._updates_done,
-                                       weights_version=self._weights_version(), actor_session=key[0]))
+                                       weights_version=self._weights_version(), actor_session=key[0],
+                                       env_steps_ahead=self._env_steps_ahead))
 
     def _on_hello(self, hello: Hello, inbound: _Inbound, turn: _Turn) -> None:
         """Welcome or refuse; the one message a session needs no welcome for."""
@@ -660,17 +673,20 @@ class LearnerLink:
             self._peers[sender] = _Peer(sender, identity, hello, now)
         if not known:
             log.info("learner link: welcomed actor %s", sender)
-        self._reply(identity, Welcome(learner_session=self.learner_session,
-                                      weights_version=self._weights_version(), updates_done=self._updates_done))
+        self._reply(identity, Welcome(learner_session=self.learner_session, weights_version=self._weights_version(),
+                                      updates_done=self._updates_done, env_steps_ahead=self._env_steps_ahead))
+
+    def _send_heartbeats(self, now: float) -> None:
+        self._next_heartbeat = now + self.config.heartbeat_s
+        beat = encode(Heartbeat(session=self.learner_session, updates_done=self._updates_done,
+                                weights_version=self._weights_version(), env_steps_ahead=self._env_steps_ahead),
+                      LEARNER_MESSAGES, sender=self.learner_session)
+        for peer in self._live_peers(now):
+            self._send_to(peer.identity, beat)
 
     def _timers(self, now: float) -> None:
         if now >= self._next_heartbeat:
-            self._next_heartbeat = now + self.config.heartbeat_s
-            beat = encode(Heartbeat(session=self.learner_session, updates_done=self._updates_done,
-                                    weights_version=self._weights_version()),
-                          LEARNER_MESSAGES, sender=self.learner_session)
-            for peer in self._live_peers(now):
-                self._send_to(peer.identity, beat)
+            self._send_heartbeats(now)
             # Forget sessions silent for long (an actor that comes back is asked to say Hello).
             forget_after = 10 * self.config.peer_timeout_s
             gone = [s for s, p in self._peers.items() if now - p.last_heard > forget_after]

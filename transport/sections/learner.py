@@ -17,10 +17,18 @@ class LearnerConfig:
         online_fraction: share of each batch drawn from the online buffer; the rest comes from the
             demo and intervention buffers together (when they are empty, all of it is online).
         training_starts: online transitions stored before the first update.
+        updates_per_env_step: gradient updates per env step, over the env steps of all robots
+            together, counted from `training_starts`; on both clocks the learner waits when it is
+            ahead. (Lockstep actors also wait when it is behind, actor.throttle_slack_steps; on the
+            realtime clock a learner too slow for its robots falls behind, shown in its progress.)
+            0: as fast as it can, whatever the data rate.
         replay_capacity: transitions each buffer holds (oldest overwritten).
         demos: folders of recorded demonstrations (chunk files) loaded into the demo buffer.
         weights_every_updates: publish actor weights every N updates.
         checkpoint_every_updates: write a checkpoint every N updates (and always at shutdown).
+        checkpoint_every_s: and at least this often, s, while training, so a killed learner loses
+            at most this much training whatever its update rate (a checkpoint takes milliseconds:
+            it holds no buffers). 0: by updates only.
         keep_checkpoints: besides the latest (RUN_DIR/learner/checkpoint.bin), keep the newest N
             checkpoints as RUN_DIR/learner/checkpoints/checkpoint-<updates>.bin (hard links, no
             extra write), for `hilrl eval --checkpoint <updates>`. 0 keeps only the latest.
@@ -39,10 +47,12 @@ class LearnerConfig:
     batch_size: int = 256
     online_fraction: float = 0.5
     training_starts: int = 200
+    updates_per_env_step: float = 1.0
     replay_capacity: int = 200_000
     demos: list[str] = field(default_factory=list)
     weights_every_updates: int = 50
     checkpoint_every_updates: int = 2000
+    checkpoint_every_s: float = 60.0
     keep_checkpoints: int = 0
     seed: int = 0
     torch_threads: int = 0
@@ -57,6 +67,10 @@ class LearnerConfig:
             raise ValueError("online_fraction must be in (0, 1]")
         if self.training_starts < 1 or self.replay_capacity < self.batch_size:
             raise ValueError("need training_starts >= 1 and replay_capacity >= batch_size")
+        if not 0 <= self.updates_per_env_step <= 1000:
+            raise ValueError("updates_per_env_step must be in [0, 1000] (0: as fast as the learner can)")
+        if not self.checkpoint_every_s >= 0:
+            raise ValueError("checkpoint_every_s must be >= 0 (0: by updates only)")
         if self.torch_threads < 0:
             raise ValueError("torch_threads must be >= 0")
         if not self.min_free_disk_gb >= 0:
