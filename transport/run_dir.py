@@ -16,8 +16,11 @@
         spool/                chunks not yet acknowledged by the learner
         eval.json             the actor's end-of-run evaluation
         eval_curve.jsonl      its periodic evaluations (actor.eval_every_steps)
+        link.json             its link counters at exit (sent, resent, unacknowledged)
       eval/eval-<updates>-<time>.json    `hilrl eval` results
       dashboard/<process>.rrd             the rerun recordings (hilrl.transport.dashboard)
+      robots/<name>/          `hilrl run --robots N` (N > 1): each robot's actor's part (actor/,
+                              actor.log, dashboard/), a run directory of its own
 
 Processes on different machines each hold their own part (the learner's workstation the learner/
 folder, each robot's machine its actor/ folder); none of them assumes another's part is there.
@@ -144,3 +147,20 @@ class RunDir:
     @property
     def eval_curve(self) -> Path:
         return self.actor / "eval_curve.jsonl"
+
+    @property
+    def actor_link_stats(self) -> Path:
+        """The actor's link counters at exit (messages sent, resent, still unacknowledged)."""
+        return self.actor / "link.json"
+
+    # ------------------------------------------------------------------ several robots, one run
+
+    def robot(self, name: str) -> RunDir:
+        """The run directory of robot `name`'s actor when one `hilrl run --robots N` starts several
+        (RUN_DIR/robots/<name>/, holding that actor's actor/ part and its log)."""
+        return RunDir(self.root / "robots" / name)
+
+    def robots(self) -> dict[str, RunDir]:
+        """The robots' run directories that exist, by name."""
+        folder = self.root / "robots"
+        return {p.name: RunDir(p) for p in sorted(folder.iterdir()) if p.is_dir()} if folder.is_dir() else {}
