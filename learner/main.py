@@ -89,7 +89,8 @@ class Progress:
     updates_per_env_step: configured (learner.updates_per_env_step; 0: as fast as it can);
     updates_per_env_step_held: updates per env step actually done since training started (None
     before); env_steps_ahead: env steps not yet trained on at the configured ratio; robots: per
-    robot (hilrl.learner.fleet.RobotReport).
+    robot (hilrl.learner.fleet.RobotReport); link: the link's counters since this process started
+    (stored_chunks in the store, duplicates dropped, deferred, store_failures, dropped_messages).
     """
 
     updates: int = 0
@@ -107,6 +108,7 @@ class Progress:
     env_steps_ahead: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     robots: dict[str, RobotReport] = field(default_factory=dict)
+    link: dict[str, int] = field(default_factory=dict)
 
 
 def learner_spec(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
@@ -468,6 +470,9 @@ class Learner:
         if self._recent:
             p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
             p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))
+        p.link = {"stored_chunks": self.link.stored_chunks, "duplicates": self.link.duplicates,
+                  "deferred": self.link.deferred, "store_failures": self.link.store_failures,
+                  "dropped_messages": self.link.dropped_messages}
         p.robots = self.fleet.reports(self.weights_version, self.link.robots_last_heard(),
                                       self.link_config.peer_timeout_s)
         try:

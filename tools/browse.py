@@ -8,7 +8,7 @@ What DIR is, is read from its contents:
             or a learner's --run-dir): learner progress and checkpoints, episodes
             (learner/episodes.jsonl), the transitions the learner stored (learner/link/chunks), its
             demos, and evaluation results (actor/eval.json, actor/eval_curve.jsonl,
-            eval/eval-*.json from `hilrl eval`);
+            eval/eval-*.json from `hilrl eval`); and one row per robot (see `robot_rows`);
     chunks  any other folder of transition chunk files (an actor's spool, learner/link/chunks).
 
 For transition chunks: episodes, their lengths (mean/min/max, env steps), success rate (an
@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from hilrl.learner.fleet import RECENT_EPISODES
 from hilrl.transport.chunkfile import ChunkFileError, read_header, read_message
 from hilrl.transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
 from hilrl.transport.run_dir import RunDir
@@ -325,6 +326,8 @@ def _summarize_run(path: Path, list_episodes: bool) -> dict[str, Any]:
                           for s in stats]),
         "interventions": sum(int(s.get("interventions", 0)) for s in stats),
     }
+    progress = learner["progress"]
+    out["robots"] = robot_rows(stats, progress.get("robots") if isinstance(progress, dict) else None, paths)
     chunk_dir = paths.learner_chunks
     if chunk_dir.is_dir() and _has_chunks(chunk_dir):
         episodes, totals = scan_chunks(chunk_dir)
@@ -359,6 +362,77 @@ def _summarize_run(path: Path, list_episodes: bool) -> dict[str, Any]:
     # The rerun dashboard's recordings (hilrl.transport.dashboard): the view of the run as it trained.
     out["dashboard_recordings"] = len(list(paths.dashboard.glob("*.rrd")))
     return out
+
+
+def robot_of_stats(stats: dict[str, Any]) -> str:
+    """The robot an episodes.jsonl line came from: its "robot_name", else (an old run, or an actor
+    that gave none) its actor session, as the learner names it (hilrl.learner.fleet.robot_of)."""
+    return str(stats.get("robot_name") or stats.get("actor_session") or "?")
+
+
+def _eval_of(path: Path) -> dict[str, Any] | None:
+    result = _read_json(path)
+    if not isinstance(result, dict):
+        return None
+    return {"success_rate": result.get("eval_success_rate"), "episodes": result.get("eval_episodes"),
+            "policy_version": result.get("policy_version"), "env_steps": result.get("env_steps"),
+            "file": str(path)}
+
+
+def robot_rows(stats: Sequence[dict[str, Any]], reports: Any, paths: RunDir) -> dict[str, dict[str, Any]]:
+    """One row per robot, by name (sorted): its episodes in learner/episodes.jsonl (`stats`, in the
+    order written), the learner's report on it (progress.json "robots": `reports`, None in old runs)
+    and its actor's final evaluation (RUN_DIR/robots/<name>/actor/eval.json; in a run of one robot
+    without robots/, RUN_DIR/actor/eval.json).
+
+    Each row: episodes; episode_steps (env steps of its finished episodes); env_steps (the
+    learner's count when it reports one, which includes an episode under way, else episode_steps);
+    successes, success_rate (all its episodes); recent_episodes, recent_success_rate (its last
+    RECENT_EPISODES); intervention_steps, intervention_fraction (operator steps / steps, all its
+    episodes); interventions (takeovers); policy_version (the weights version of its last
+    episode); sessions (actor sessions it ran); link, last_heard_s (from the learner's report, else
+    None); learner (that report as written); eval (success_rate, episodes, policy_version,
+    env_steps, file; or None)."""
+    mine: dict[str, list[dict[str, Any]]] = {}
+    for s in stats:
+        mine.setdefault(robot_of_stats(s), []).append(s)
+    reports = {str(k): v for k, v in reports.items() if isinstance(v, dict)} if isinstance(reports, dict) else {}
+    robot_dirs = paths.robots()
+    evals = {name: _eval_of(d.actor_eval) for name, d in robot_dirs.items()}
+    evals = {name: e for name, e in evals.items() if e is not None}
+    names = sorted(set(mine) | set(reports) | set(evals))
+    if len(names) == 1 and not robot_dirs and names[0] not in evals:
+        single = _eval_of(paths.actor_eval)  # a run of one robot: its actor's part is RUN_DIR/actor
+        if single is not None:
+            evals[names[0]] = single
+    rows: dict[str, dict[str, Any]] = {}
+    for name in names:
+        episodes = mine.get(name, [])
+        totals = episode_totals([(int(s.get("length", 0)), bool(s.get("success")), int(s.get("intervention_steps", 0)))
+                                 for s in episodes])
+        recent = episodes[-RECENT_EPISODES:]
+        report = reports.get(name)
+        learner_steps = report.get("env_steps") if report else None
+        last_version = episodes[-1].get("policy_version") if episodes else None
+        rows[name] = {
+            "episodes": totals["episodes"],
+            "episode_steps": totals["transitions"],
+            "env_steps": learner_steps if isinstance(learner_steps, int) else totals["transitions"],
+            "successes": totals["successes"],
+            "success_rate": totals["success_rate"],
+            "recent_episodes": len(recent),
+            "recent_success_rate": sum(bool(s.get("success")) for s in recent) / len(recent) if recent else None,
+            "intervention_steps": totals["intervention_steps"],
+            "intervention_fraction": totals["intervention_fraction"],
+            "interventions": sum(int(s.get("interventions", 0)) for s in episodes),
+            "policy_version": int(last_version) if isinstance(last_version, (int, float)) else None,
+            "sessions": sorted({str(s.get("actor_session", "")) for s in episodes}),
+            "link": report.get("link") if report else None,
+            "last_heard_s": report.get("last_heard_s") if report else None,
+            "learner": report,
+            "eval": evals.get(name),
+        }
+    return rows
 
 
 # ---------------------------------------------------------------------------------- printing
@@ -402,6 +476,33 @@ def _chunk_lines(t: dict[str, Any], indent: str = "") -> list[str]:
     if "cameras" in t:
         cams = ", ".join(f"{n} {s[0]}x{s[1]}" for n, s in t["cameras"].items()) or "none (state only)"
         lines.append(f"{indent}cameras         {cams}")
+    return lines
+
+
+def _robot_lines(robots: dict[str, dict[str, Any]]) -> list[str]:
+    """The per-robot table of a run (`robot_rows`), one row per robot, columns aligned."""
+    if not robots:
+        return ["robots          none reported yet"]
+    header = ["robot", "episodes", "env steps", "success", f"last {RECENT_EPISODES}", "operator", "weights",
+              "link", "eval"]
+    table = [header]
+    for name, r in robots.items():
+        link = r.get("link") or "-"
+        if r.get("link") and isinstance(r.get("last_heard_s"), (int, float)):
+            link += f" ({r['last_heard_s']:.1f} s ago)"
+        ev = r.get("eval")
+        table.append([
+            name, str(r["episodes"]), str(r["env_steps"]), _pct(r["success_rate"]), _pct(r["recent_success_rate"]),
+            _pct(r["intervention_fraction"]), "-" if r["policy_version"] is None else f"v{r['policy_version']}",
+            link, "-" if not ev else f"{_pct(ev.get('success_rate'))} of {ev.get('episodes')}",
+        ])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [f"robots          {len(robots)} (success over all episodes and the last {RECENT_EPISODES}; operator: "
+             "share of steps; weights: the last episode's)"]
+    for row in table:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:7], widths[1:7], strict=True)]
+        cells += [c.ljust(w) for c, w in zip(row[7:], widths[7:], strict=True)]
+        lines.append(("  " + "  ".join(cells)).rstrip())
     return lines
 
 
@@ -450,6 +551,7 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append("episodes (as the actor reported them):")
         lines += _chunk_lines(e, "  ")
         lines.append(f"  takeovers       {e['interventions']}")
+        lines += _robot_lines(s.get("robots") or {})
         if "stored_transitions" in s:
             lines.append("stored by the learner (learner/link/chunks):")
             lines += _chunk_lines(s["stored_transitions"], "  ")
