@@ -34,10 +34,12 @@ their experience); a checkpoint, progress.json or episodes.jsonl that cannot be 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import sys
@@ -109,6 +111,26 @@ class Progress:
     metrics: dict[str, float] = field(default_factory=dict)
     robots: dict[str, RobotReport] = field(default_factory=dict)
     link: dict[str, int] = field(default_factory=dict)
+
+
+def append_whole(path: Path, text: str) -> None:
+    """Append `text` to `path`, all or nothing: a write the disk refuses halfway is cut back off,
+    so a retry does not leave half a line before the whole one (unbuffered: nothing is left over
+    to be flushed at close)."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
 
 
 def learner_spec(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
@@ -249,8 +271,7 @@ class Learner:
         """Append the pending episodes.jsonl lines; on a full disk keep them for the next try (the
         stats themselves are in the link's store already, and `--resume` rewrites the file)."""
         try:
-            with open(self.paths.episodes, "a") as f:
-                f.write("".join(self._episode_lines))
+            append_whole(self.paths.episodes, "".join(self._episode_lines))
             self._episode_lines.clear()
         except OSError as exc:
             self._disk_problem("episodes", f"cannot append to {self.paths.episodes}", exc)

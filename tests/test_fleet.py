@@ -311,3 +311,52 @@ def test_two_actors_with_their_own_robot_servers_into_one_learner(tmp_path):
     per_robot = {name: r["env_steps"] for name, r in final["robots"].items()}
     assert sum(per_robot.values()) == final["env_steps"] == sum(int(c.has_action.sum()) for c in chunks)
     assert final["link"]["duplicates"] >= 0
+
+
+@pytest.mark.timeout(120)
+def test_a_full_disk_pauses_the_learners_records_and_loses_nothing_once_space_returns(tmp_path, monkeypatch, caplog):
+    """ENOSPC from every file the learner writes itself (progress.json, episodes.jsonl, the
+    checkpoint; the link's store has its own tests): training goes on, the failures are logged,
+    and once space returns every record is written, each episode once."""
+    import errno
+
+    import hilrl.learner.main as learner_main
+
+    full = threading.Event()
+    real = {name: getattr(learner_main, name) for name in ("write_json_atomic", "write_checkpoint", "append_whole")}
+
+    def failing(name):
+        def write(*args, **kwargs):
+            if full.is_set():
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real[name](*args, **kwargs)
+        return write
+
+    for name in real:
+        monkeypatch.setattr(learner_main, name, failing(name))
+    cell = _Cell(tmp_path, ["learner.training_starts=18", "learner.updates_per_env_step=1",
+                            "learner.checkpoint_every_updates=5"])
+    try:
+        a = cell.actor("cell-a")
+        for episode in (0, 1):
+            a.send_chunk(cell.chunk(episode=episode))
+        assert _wait(lambda: cell.learner._budget is not None, 10)
+        full.set()
+        for episode in range(2, 5):
+            a.send_chunk(cell.chunk(episode=episode))
+            a.send_stats(_stats(True, episode))
+        assert _settled(cell.learner) == 30  # trained on, with nothing writable
+        assert cell.thread.is_alive()
+        assert _wait(lambda: "No space left on device" in caplog.text, 10)
+        assert not (tmp_path / "learner" / "episodes.jsonl").exists()
+        assert not (tmp_path / "learner" / "checkpoint.bin").exists()
+        full.clear()  # space again
+        a.send_chunk(cell.chunk(episode=5))
+        a.send_stats(_stats(False, 5))
+        assert _settled(cell.learner) == 40
+        assert _wait(lambda: (tmp_path / "learner" / "checkpoint.bin").exists(), 10)
+        assert _wait(lambda: len((tmp_path / "learner" / "episodes.jsonl").read_text().splitlines()) == 4, 10)
+        assert _wait(lambda: json.loads((tmp_path / "learner" / "progress.json").read_text())["episodes"] == 4, 10)
+    finally:
+        cell.close()
+    assert "full" in caplog.text and "training goes on" in caplog.text
