@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from hilrl.hardware.keyboard import KeyboardConfig
 from hilrl.hardware.spacemouse import SpaceMouseConfig
+from hilrl.transport.schema import RangeError
 
 
 @dataclass
@@ -62,6 +64,19 @@ class ActorConfig:
         learner_wait_s: lockstep runs only: the longest the actor waits for the learner, either
             for its first welcome at start or for its next update, before stepping on without it
             (logged; the throttle resumes once the learner makes progress).
+        learner_grace_s: 0 (the default): a learner that is gone (not heard within
+            `link.peer_timeout_s`) is waited for indefinitely, acting on the last weights while
+            the experience is spooled. > 0: once the learner has been gone that long without a
+            break (or has not welcomed this actor within that long of its start), the actor ends
+            the episode, holds the arm and exits with code 4; the experience stays in
+            RUN_DIR/actor/spool and the next actor run with the same run directory resends it.
+            Seconds; a stop after peer_timeout_s + learner_grace_s of silence.
+        robot_wait_s: what the actor does when the robot server stops answering (every retry of
+            one request failed: `robot_server.request_timeout_s` times its tries). 0 (the
+            default): it sends the episode so far (cut short), prints what happened and exits with
+            code 3. > 0: it waits up to this long for the server to answer again (one log line),
+            then starts a fresh episode (a reset) and carries on; exit code 3 if it does not come
+            back in time. Seconds.
         device: policy inference device (the actor runs its policy on the CPU by default).
         seed: seeds episodes and exploration, mixed with the robot name (two robots with the same
             seed still get different reset sequences).
@@ -83,6 +98,8 @@ class ActorConfig:
     random_steps: int = 0
     throttle_slack_steps: int = 20
     learner_wait_s: float = 60.0
+    learner_grace_s: float = 0.0
+    robot_wait_s: float = 0.0
     device: str = "cpu"
     seed: int = 0
     robot_name: str = ""
@@ -96,6 +113,10 @@ class ActorConfig:
             raise ValueError("chunk_steps must be >= 1")
         if self.throttle_slack_steps < 0 or not self.learner_wait_s >= 0:
             raise ValueError("throttle_slack_steps and learner_wait_s must be >= 0")
+        for name in ("learner_grace_s", "robot_wait_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):  # NaN fails both
+                raise RangeError(name, f"must be a finite number of seconds >= 0 (0: off), got {value!r}")
         if not self.progress_every_s >= 0:
             raise ValueError("progress_every_s must be >= 0")
         if len(self.robot_name) > 64 or not self.robot_name.isprintable():

@@ -18,6 +18,19 @@ An operator stop (the SpaceMouse's or keyboard's stop gesture, actor/interventio
 episode, which is recorded and sent as usual; then the actor stops without evaluating (an
 evaluation would reset, and so move, the arm the operator stopped): `hilrl actor` prints how to
 resume (`hilrl clear-errors`, then a restart) and exits 1.
+
+A robot server that stops answering (every retry of a request failed, RobotUnreachableError)
+ends the episode there: what was recorded goes to the link as an episode cut short, and the actor
+either stops (exit 3, one error line naming `robot_server.address`) or, with `actor.robot_wait_s`,
+waits that long for the server to answer again and carries on from a fresh reset. A learner gone
+for longer than `actor.learner_grace_s` (0: never given up on) ends the episode, holds the arm and
+exits 4; the experience waits in RUN_DIR/actor/spool for the next run with the same run directory.
+Whatever the ending (done, error, signal), the link's counters are written to RUN_DIR/actor/link.json.
+
+Exit codes of `hilrl actor` (`EXIT_CODES`): 0 done or stopped by SIGINT/SIGTERM; 1 an error
+(refused by the learner, an operator stop, a device missing, a robot error); 2 a bad config or
+command line; 3 the robot server did not answer, or stopped answering; 4 the learner was gone longer than
+`actor.learner_grace_s`.
 """
 
 from __future__ import annotations
@@ -47,7 +60,9 @@ from hilrl.actor.interventions import InterventionWrapper, OperatorStopped, make
 from hilrl.actor.make import make_env
 from hilrl.actor.recorder import ChunkRecorder
 from hilrl.actor.throttle import LockstepThrottle
+from hilrl.hardware.errors import RobotError
 from hilrl.policies.sac import Policy
+from hilrl.robot_server.interface import RobotUnreachableError
 from hilrl.transport.action import action_names
 from hilrl.transport.chunkfile import write_json_atomic
 from hilrl.transport.codec import PROTOCOL_VERSION
@@ -115,8 +130,32 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
     return settings
 
 
+EXIT_CODES = {
+    0: "done, or stopped by SIGINT / SIGTERM",
+    1: "an error: refused by the learner, an operator stop, a missing device, a robot error",
+    2: "a bad config or command line",
+    3: "the robot server did not answer, or stopped answering (robot_server.address; see actor.robot_wait_s)",
+    4: "the learner was gone longer than actor.learner_grace_s (the experience is kept in RUN_DIR/actor/spool)",
+}
+
+
 class LearnerRefused(RuntimeError):
     """The learner refused this actor's handshake; the message is the learner's reason."""
+
+    exit_code = 1
+
+
+class RobotServerGone(RuntimeError):
+    """The robot server stopped answering (and did not come back within `actor.robot_wait_s`);
+    the message says what it means and what to do."""
+
+    exit_code = 3
+
+
+class LearnerGone(RuntimeError):
+    """The learner was gone longer than `actor.learner_grace_s`; the arm is held."""
+
+    exit_code = 4
 
 
 class PeriodStats:
@@ -199,6 +238,9 @@ class Actor:
         )
         self.recorder = ChunkRecorder(self.action_dim, s.actor.chunk_steps, tuple(self.obs_spec.cameras))
         self.rng = np.random.default_rng(self.seed)
+        self.messages_sent = 0  # chunks and episode stats handed to the link by this process
+        self._learner_silent_since: float | None = None  # learner_alive false since (monotonic)
+        self._link_closed = False
         self.env_steps = 0
         self.episodes = 0
         self._recent: list[tuple[bool, float]] = []  # (success, intervention fraction), last 20 episodes
@@ -214,48 +256,77 @@ class Actor:
 
         Raises:
             OperatorStopped: the operator stopped the arm (after that episode was sent).
-            RuntimeError: the learner refused this actor.
+            LearnerRefused: the learner refused this actor.
+            RobotServerGone: the robot server stopped answering (and did not come back within
+                `actor.robot_wait_s`).
+            LearnerGone: the learner was gone longer than `actor.learner_grace_s`.
         """
         self._max_env_steps = max_env_steps
-        self.link.start()
-        if self.throttle is not None:
-            self.throttle.wait_for_learner(self.link, self.stop)
-        self._check_refused()
-        every = self.settings.actor.eval_every_steps
-        next_eval = every
+        flush_s = 5.0
+        grace = self.settings.actor.learner_grace_s
+        self._learner_silent_since = time.monotonic()  # not welcomed yet: the grace runs from the start
         try:
+            self.link.start()
+            if self.throttle is not None:
+                self.throttle.wait_for_learner(self.link, self.stop, give_up_s=grace if grace > 0 else None)
+            self._check_refused()
+            if self._learner_gone():
+                self._stop_for_learner(ended_episode=False)
+            every = self.settings.actor.eval_every_steps
+            next_eval = every
             while not self.stop.is_set() and (max_env_steps is None or self.env_steps < max_env_steps):
-                self._episode(max_env_steps)
-                stopped = getattr(self.train_env, "stopped", None)
-                if stopped is not None:  # the operator stopped the arm: nothing more may move it
-                    raise OperatorStopped(stopped)
-                if every and self.env_steps >= next_eval and self.policy_version >= 0:
-                    point = self.evaluate(self.settings.actor.eval_episodes, write=False)
-                    with open(self.paths.eval_curve, "a") as f:
-                        f.write(json.dumps(point) + "\n")
-                    self.dashboard.evaluation(self.env_steps, point)
-                    next_eval = self.env_steps + every
+                try:
+                    self._episode(max_env_steps)
+                    stopped = getattr(self.train_env, "stopped", None)
+                    if stopped is not None:  # the operator stopped the arm: nothing more may move it
+                        raise OperatorStopped(stopped)
+                    if every and self.env_steps >= next_eval and self.policy_version >= 0:
+                        point = self.evaluate(self.settings.actor.eval_episodes, write=False)
+                        with open(self.paths.eval_curve, "a") as f:
+                            f.write(json.dumps(point) + "\n")
+                        self.dashboard.evaluation(self.env_steps, point)
+                        next_eval = self.env_steps + every
+                except RobotUnreachableError:
+                    self._wait_for_robot()  # back: the next episode starts from a fresh reset
             if eval_episodes > 0 and not self.stop.is_set():
-                result = self.evaluate(eval_episodes)
+                try:
+                    result = self.evaluate(eval_episodes)
+                except RobotUnreachableError:
+                    raise RobotServerGone(self._robot_gone_message(waited_s=0.0, during="the evaluation")) from None
                 self.dashboard.evaluation(self.env_steps, result)
                 return result
             return None
+        except LearnerGone:
+            flush_s = 0.0  # nobody to acknowledge: everything unacked goes to the spool at once
+            raise
         finally:
             self.print_progress()
-            self.link.close()
+            self._close_link(flush_s)
 
     def _episode(self, max_env_steps: int | None) -> None:
+        """One episode, recorded and handed to the link with its stats. A robot server that stops
+        answering ends it where it is (RobotUnreachableError, re-raised): what was recorded goes
+        out as an episode cut short, with its stats. A learner gone past `learner_grace_s` ends it
+        the same way, then LearnerGone."""
         episode_id = self.episodes
-        self.episodes += 1
         obs, _ = self.train_env.reset(seed=int(self.rng.integers(2**31 - 1)))
+        self.episodes += 1
         self.recorder.start_episode(episode_id, obs)
         periods = PeriodStats()
         ret, length, interventions, intervention_steps = 0.0, 0, 0, 0
-        was_intervening, info, done = False, {}, False
+        was_intervening, info, done, learner_gone = False, {}, False, False
         while not done:
             self._take_new_weights()
             action = self._policy_action(obs)
-            obs, reward, terminated, truncated, info = self.train_env.step(action)
+            try:
+                obs, reward, terminated, truncated, info = self.train_env.step(action)
+            except RobotUnreachableError:
+                for chunk in self.recorder.end_episode():  # the steps so far: an episode cut short
+                    self._send_chunk(chunk)
+                if length:
+                    self._send_episode_stats(episode_id, ret, length, interventions, intervention_steps,
+                                             False, periods)
+                raise
             periods.tick()
             intervened = bool(info.get("intervened", False))
             taken = info.get("action_taken", action)
@@ -271,24 +342,32 @@ class Actor:
                 taken, reward, terminated, truncated, intervened, bool(info.get("gripper_switched", False)),
                 self.policy_version if not intervened else -1, obs,
             ):
-                self.link.send_chunk(chunk)
+                self._send_chunk(chunk)
             done = terminated or truncated
             self._check_refused()
-            if cut and not done:
+            learner_gone = self._learner_gone()
+            if (cut or learner_gone) and not done:
                 for chunk in self.recorder.end_episode():
-                    self.link.send_chunk(chunk)
+                    self._send_chunk(chunk)
                 done = True
             if self.throttle is not None:
                 self.throttle.wait(self.link, self.stop)
             if self.reporter.due():
                 self.print_progress()
+        self._send_episode_stats(episode_id, ret, length, interventions, intervention_steps,
+                                 bool(info.get("succeeded", False)), periods)
+        if learner_gone:
+            self._stop_for_learner(ended_episode=True)
+
+    def _send_episode_stats(self, episode_id: int, ret: float, length: int, interventions: int,
+                            intervention_steps: int, success: bool, periods: PeriodStats) -> None:
         p50, p99, worst = periods.percentiles()
         stats = EpisodeStats(
             actor_session=self.session,
             seq=0,
             episode_id=episode_id,
             episode_return=float(ret),
-            success=bool(info.get("succeeded", False)),
+            success=success,
             length=length,
             interventions=int(interventions),
             intervention_steps=int(intervention_steps),
@@ -300,8 +379,13 @@ class Actor:
             env_steps=self.env_steps,
         )
         self.link.send_stats(stats)
+        self.messages_sent += 1
         self.dashboard.episode(self.env_steps, stats)
         self._recent = (self._recent + [(stats.success, stats.intervention_fraction)])[-20:]
+
+    def _send_chunk(self, chunk: Any) -> None:
+        self.link.send_chunk(chunk)
+        self.messages_sent += 1
 
     def print_progress(self) -> None:
         """One line: env steps (of the total, with an ETA), episodes, success and intervention
@@ -333,6 +417,126 @@ class Actor:
         raise LearnerRefused(f"the learner refused this actor ({refused.field}): {refused.message}; the arm is "
                              "held. Run the learner and this actor with the same learning contract (the same "
                              "task config; only per-robot settings may differ)")
+
+    def _learner_gone(self) -> bool:
+        """Whether the learner has been gone longer than `actor.learner_grace_s` (never with 0):
+        `learner_alive` false without a break for that long, counted from the start until a
+        first welcome. Checked every step."""
+        grace = self.settings.actor.learner_grace_s
+        if grace <= 0:
+            return False
+        now = time.monotonic()
+        if self.link.learner_alive or self.link.refused is not None:
+            self._learner_silent_since = None
+            return False
+        if self._learner_silent_since is None:
+            self._learner_silent_since = now
+        return now - self._learner_silent_since > grace
+
+    def _stop_for_learner(self, ended_episode: bool) -> None:
+        """The learner is gone past its grace: hold the arm and stop (LearnerGone)."""
+        try:
+            self.env.hold()
+        except Exception as exc:  # the robot may be gone too: the learner is the news
+            log.warning("could not hold the arm: %s (a robot server's watchdog holds it once commands stop)", exc)
+        s = self.settings
+        silent = time.monotonic() - (self._learner_silent_since or time.monotonic())
+        if self.link.learner_session is None:
+            what = (f"no learner answered at {s.link.address} (link.address) within {silent:.0f} s of the start "
+                    f"(actor.learner_grace_s={s.actor.learner_grace_s:g})")
+        else:
+            what = (f"the learner at {s.link.address} (link.address) has not been heard for "
+                    f"{silent + s.link.peer_timeout_s:.0f} s (link.peer_timeout_s={s.link.peer_timeout_s:g} + "
+                    f"actor.learner_grace_s={s.actor.learner_grace_s:g})")
+        raise LearnerGone(
+            f"{what}; {'the episode was ended and ' if ended_episode else ''}the arm is held. The experience is safe in {self.paths.spool} "
+            f"({self.link.unacked} message(s) not acknowledged) and the next actor run with the same --run-dir "
+            f"({self.paths.root}) resends it: start (or `hilrl learner --resume`) the learner, then this actor again"
+        )
+
+    def _robot_address(self) -> str:
+        return str(getattr(self.env.robot, "address", "") or "the configured address")
+
+    def _robot_gone_message(self, waited_s: float, during: str = "") -> str:
+        robot = self.env.robot
+        tries = (f" (no reply after {robot.retries} tries of {robot.timeout_s:g} s each"
+                 f"{' during ' + during if during else ''})"
+                 if hasattr(robot, "retries") and hasattr(robot, "timeout_s") else "")
+        if waited_s > 0:
+            what = f"stopped answering and did not answer again within actor.robot_wait_s={waited_s:g} s"
+            hint = ""
+        else:
+            what = f"stopped answering{tries}"
+            hint = "; or set actor.robot_wait_s=SECONDS to have the actor wait for it instead of exiting"
+        return (
+            f"the robot server at {self._robot_address()} (robot_server.address) {what}. The actor stopped "
+            f"stepping and kept everything it recorded (an episode in progress went to the learner link cut "
+            f"short; what the learner has not acknowledged stays in {self.paths.spool}). If that server is still "
+            f"running, its own watchdog holds the arm; if it died, check it (its log, the robot PC, the network) "
+            f"and restart `hilrl robot-server` on that address, then restart this actor with the same "
+            f"--run-dir{hint}"
+        )
+
+    def _wait_for_robot(self) -> None:
+        """After RobotUnreachableError: wait up to `actor.robot_wait_s` for the robot server to
+        answer again (returns: the caller starts a fresh episode), else raise RobotServerGone."""
+        wait_s = self.settings.actor.robot_wait_s
+        if wait_s <= 0 or self.stop.is_set():
+            raise RobotServerGone(self._robot_gone_message(waited_s=0.0))
+        robot = self.env.robot
+        address = self._robot_address()
+        log.warning("the robot server at %s (robot_server.address) stopped answering (an episode in progress was "
+                    "sent cut short): waiting up to %g s for it to answer again (actor.robot_wait_s)", address, wait_s)
+        started = time.monotonic()
+        deadline = started + wait_s
+        # One try per probe (the client would otherwise retry, and log, each one), and its per-try
+        # lines silenced: the line above says what is going on.
+        client_log = logging.getLogger(type(robot).__module__)
+        level, retries = client_log.level, getattr(robot, "retries", None)
+        client_log.setLevel(max(logging.WARNING, client_log.getEffectiveLevel()))
+        if retries is not None:
+            robot.retries = 1
+        try:
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                try:
+                    robot.state()
+                except RobotUnreachableError:
+                    continue
+                except RobotError:  # it answered (with an error): it is back; the reset deals with it
+                    pass
+                log.warning("the robot server at %s answers again after %.1f s: starting a fresh episode",
+                            address, time.monotonic() - started)
+                return
+        finally:
+            client_log.setLevel(level)
+            if retries is not None:
+                robot.retries = retries
+        raise RobotServerGone(self._robot_gone_message(waited_s=wait_s))
+
+    def _close_link(self, flush_timeout_s: float) -> None:
+        """Close (flush) the link once, then write its counters to RUN_DIR/actor/link.json."""
+        if self._link_closed:
+            return
+        self._link_closed = True
+        try:
+            self.link.close(flush_timeout_s=flush_timeout_s)
+        finally:
+            self.write_link_stats()
+
+    def write_link_stats(self) -> None:
+        """RUN_DIR/actor/link.json: robot_name, messages_sent (chunks and episode stats this process
+        handed to the link), resent_messages, unacked_at_exit. Atomic; a failure is logged only."""
+        path = self.paths.actor_link_stats
+        stats = {
+            "robot_name": self.settings.robot_name,
+            "messages_sent": self.messages_sent,
+            "resent_messages": self.link.resent_messages,
+            "unacked_at_exit": self.link.unacked,
+        }
+        try:
+            write_json_atomic(path, stats)
+        except Exception as exc:  # e.g. a full disk: the counters are not worth a failed exit
+            log.error("could not write the link counters to %s: %s", path, exc)
 
     def _take_new_weights(self) -> None:
         weights = self.link.take_weights()
@@ -385,12 +589,17 @@ class Actor:
         return result
 
     def close(self) -> None:
+        self._close_link(5.0)  # when run() never ran (or failed before its own close)
         self.dashboard.close()
         self.train_env.close()
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=prog, description="Run the actor: the policy on the robot, streaming to the learner.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Run the actor: the policy on the robot, streaming to the learner.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes:\n" + "\n".join(f"  {code}  {what}" for code, what in EXIT_CODES.items()),
+    )
     parser.add_argument("--config", required=True, help="task YAML file")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/actor"), help="run directory (default runs/actor)")
     parser.add_argument("--max-env-steps", type=int, help="stop training after this many env steps")
@@ -415,7 +624,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         actor = Actor(doc, args.run_dir, stop)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except RobotUnreachableError as exc:  # the robot server is not there at all
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return RobotServerGone.exit_code
+    except (OSError, RuntimeError, ValueError, RobotError) as exc:
         # A missing device (SpaceMouse, terminal, robot) is a message with its fix, not a traceback.
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
@@ -423,9 +635,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         result = actor.run(args.max_env_steps, args.eval_episodes)
         if result is not None:
             print(json.dumps(result), flush=True)
-    except RuntimeError as exc:  # an operator stop too (OperatorStopped: the message says how to resume)
+    except (RuntimeError, RobotError) as exc:
+        # An operator stop too (OperatorStopped: the message says how to resume); RobotServerGone
+        # exits 3, LearnerGone 4 (EXIT_CODES).
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_code", 1))
     finally:
         actor.close()
     return 0

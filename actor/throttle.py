@@ -63,16 +63,20 @@ class LockstepThrottle:
         self._last_updates = -1
         self._released_at: int | None = None  # gave up waiting on a stuck learner at this update count
 
-    def wait_for_learner(self, link: LearnerProgress, stop: threading.Event) -> bool:
+    def wait_for_learner(self, link: LearnerProgress, stop: threading.Event, give_up_s: float | None = None) -> bool:
         """Before the first step: wait up to `learner_wait_s` for the learner's welcome. Returns
-        whether a learner is there."""
+        whether a learner is there. With `give_up_s` shorter than that (the actor's
+        `learner_grace_s`), waits only that long and leaves the news to the caller, which stops."""
         wait_s = self.config.learner_wait_s
+        gives_up = give_up_s is not None and give_up_s < wait_s
+        if gives_up:
+            wait_s = give_up_s
         if not link.learner_alive and wait_s > 0:
             log.info("waiting up to %g s for the learner at %s", wait_s, self.learner_address)
         deadline = time.monotonic() + wait_s
         while not link.learner_alive and link.refused is None and not stop.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)
-        if not link.learner_alive and link.refused is None and not stop.is_set():
+        if not link.learner_alive and link.refused is None and not stop.is_set() and not gives_up:
             log.warning("no learner at %s after %g s: stepping on unthrottled (experience is spooled)",
                         self.learner_address, wait_s)
         return link.learner_alive
