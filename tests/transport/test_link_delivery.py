@@ -15,6 +15,7 @@ from link_support import (
     make_chunk,
     make_hello,
     make_stats,
+    stable_port,
     stored_seqs,
     wait_until,
 )
@@ -299,6 +300,35 @@ def test_a_full_disk_loses_nothing_the_actor_resends_once_space_is_back(learners
     delivered = learner.poll_chunks()
     assert sorted(c.seq for c in delivered) == list(range(1, 7))
     assert stored_seqs(store) == {(actor.session, seq): 1 for seq in range(1, 7)}
+
+
+@pytest.mark.timeout(30)
+def test_a_full_disk_under_the_actor_keeps_its_messages_in_memory_until_space_returns(learners, actors, tmp_path,
+                                                                                     caplog):
+    """The learner is down and the actor's window is full, so new messages would go to the spool,
+    which is on a full disk: they stay in memory instead (past the bound), nothing is lost, and
+    everything is delivered once, in order, when space and the learner are back."""
+    address = f"tcp://127.0.0.1:{stable_port()}"
+    actor = actors(address, peer_timeout_s=0.2, heartbeat_s=0.05, max_in_flight_chunks=4, max_chunks_in_memory=4)
+    spool = actor._spool
+    real_put, real_put_many = spool.put, spool.put_many
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    spool.put, spool.put_many = no_space, no_space
+    for i in range(12):
+        actor.send_chunk(make_chunk(float(i)))
+    assert wait_until(lambda: any("cannot spill" in r.message for r in caplog.records), 5)
+    time.sleep(0.3)
+    assert actor.unacked == 12 and len(ChunkDirectory(tmp_path / "spool0")) == 0
+    spool.put, spool.put_many = real_put, real_put_many  # space freed
+    learner = learners(store=tmp_path / "store", config=fast_config(address))
+    assert wait_until(lambda: actor.unacked == 0, 15)
+    delivered = []
+    assert wait_until(lambda: len(delivered.__iadd__(learner.poll_chunks())) == 12, 5)
+    assert [c.seq for c in delivered] == list(range(1, 13))
+    assert sorted(c.reward[0] for c in delivered) == [float(i) for i in range(12)]
 
 
 @pytest.mark.timeout(30)

@@ -511,8 +511,18 @@ class ActorLink:
                 self._window[entry.key] = entry
                 self._unpersisted.append(entry)
             elif spills < _SPILLS_PER_TURN:
-                entry = self._tail.popleft()
-                self._spill(entry)
+                entry = self._tail[0]
+                try:
+                    self._spill(entry)
+                except (OSError, ValueError) as exc:
+                    # A full disk: the message stays in memory (past max_chunks_in_memory) rather
+                    # than be lost, and the spill is retried on later turns.
+                    self._spool_failing = True
+                    self._limiter.error("spill", "actor link: cannot spill to the spool %s: %s (%d message(s) "
+                                        "kept in memory past link.max_chunks_in_memory; retried; free disk space)",
+                                        self._spool.path, exc, len(self._tail))
+                    break
+                self._tail.popleft()
                 self._spooled.append(entry)
                 spills += 1
             else:
