@@ -5,12 +5,15 @@ separate processes on loopback, lockstep clock), sampled from the learner's prog
 Prints one JSON object: {"machine": ..., "cases": [ {...}, ... ]}, one case per (robots,
 observation):
     robots, observation         1 / 2 / 4; "state" (sim_reach) or "images" (sim_pick_cube_vision:
-                                two 64x64 cameras and proprioception)
+                                two 64x64 cameras and proprioception, training from 100
+                                transitions)
     env_steps_per_s             all robots together, over the steady part of the run (from a
                                 quarter to nine tenths of its env steps)
     updates_per_s               the learner's, over the same window
     updates_per_env_step        configured (learner.updates_per_env_step)
-    updates_per_env_step_held   done since training started, over all robots (final progress.json)
+    updates_per_env_step_held   done since training started, over all robots (final progress.json;
+                                short runs end with the actors up to throttle_slack_steps ahead)
+    updates_per_env_step_steady the same over the steady window
     weights_lag_mean / _max     per robot, sampled each second: published weights version minus
                                 the newest version that chose an action in its chunks
     messages_sent, resent, duplicates_dropped, stored, lost
@@ -21,12 +24,13 @@ observation):
 
 Demonstrations are recorded once per task (20 scripted episodes) and shared by its cases.
 
-Usage: python bench/fleet.py [--robots 1 2 4] [--state-steps 1200] [--image-steps 240] [--only state|images]
+Usage: python bench/fleet.py [--robots 1 2 4] [--state-steps 1200] [--image-steps 500] [--only state|images]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -46,7 +50,8 @@ from hilrl.transport.run_dir import RunDir  # noqa: E402
 CASES = {
     # observation: (config, overrides)
     "state": ("sim_reach", []),
-    "images": ("sim_pick_cube_vision", []),
+    # Training from 100 transitions, so a short case trains on images for most of its steps.
+    "images": ("sim_pick_cube_vision", ["learner.training_starts=100"]),
 }
 COMMON = ["dashboard.enabled=false", "learner.progress_every_s=0", "actor.progress_every_s=0"]
 
@@ -55,7 +60,8 @@ def _record_demos(config: str, out: Path) -> Path:
     from hilrl.tools.demos import record_demos
 
     doc = load_document(config_path(config), ["env.connection=inprocess", "dashboard.enabled=false"])
-    record_demos(doc, 20, out, wait_for_input=False)
+    with contextlib.redirect_stdout(sys.stderr):  # its progress lines: stdout carries the one JSON object
+        record_demos(doc, 20, out, wait_for_input=False)
     return out
 
 
@@ -97,8 +103,9 @@ def run_case(robots: int, observation: str, env_steps: int, demos: Path, work: P
     if len(window) >= 2:
         (t0, e0, u0), (t1, e1, u1) = window[0], window[-1]
         steps_per_s, updates_per_s = (e1 - e0) / (t1 - t0), (u1 - u0) / (t1 - t0)
+        steady_ratio = (u1 - u0) / (e1 - e0) if e1 > e0 else None
     else:
-        steps_per_s = updates_per_s = None
+        steps_per_s = updates_per_s = steady_ratio = None
     final = _read(paths.progress) or {}
     summary = _read(paths.summary) or {}
     links = [r.get("link") or {} for r in summary.get("robots", {}).values()]
@@ -112,6 +119,7 @@ def run_case(robots: int, observation: str, env_steps: int, demos: Path, work: P
         "updates_per_s": round(updates_per_s, 1) if updates_per_s is not None else None,
         "updates_per_env_step": final.get("updates_per_env_step"),
         "updates_per_env_step_held": final.get("updates_per_env_step_held"),
+        "updates_per_env_step_steady": round(steady_ratio, 3) if steady_ratio is not None else None,
         "weights_lag_mean": round(sum(lags) / len(lags), 2) if lags else None,
         "weights_lag_max": max(lags) if lags else None,
         "messages_sent": sent,
@@ -127,7 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--robots", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--state-steps", type=int, default=1200, help="total env steps per state case")
-    parser.add_argument("--image-steps", type=int, default=240, help="total env steps per image case")
+    parser.add_argument("--image-steps", type=int, default=500, help="total env steps per image case")
     parser.add_argument("--only", choices=sorted(CASES))
     parser.add_argument("--keep", type=Path, help="keep the runs in this folder (default: a temporary one)")
     args = parser.parse_args()

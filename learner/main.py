@@ -299,6 +299,10 @@ class Learner:
             return 0
         return max(0, math.ceil((self._budget - self.updates) / utd - 1e-9))
 
+    def _set_link_progress(self) -> None:
+        holding = self._budget is not None and self.config.updates_per_env_step > 0
+        self.link.set_progress(self.updates, self._env_steps_ahead(), count_undelivered=holding)
+
     def _held_ratio(self) -> float | None:
         updates0, steps0 = self._budget_start
         steps = self.progress.env_steps - steps0
@@ -430,7 +434,7 @@ class Learner:
                 if not self._may_update():
                     if not waiting and self._budget is not None:
                         # Caught up: tell the (lockstep) actors now, not at the next heartbeat.
-                        self.link.set_progress(self.updates, self._env_steps_ahead())
+                        self._set_link_progress()
                         self.link.push_progress()
                     waiting = True
                     time.sleep(0.002 if self._budget is not None else 0.005)
@@ -450,7 +454,7 @@ class Learner:
                         self.publish()
                     if self._checkpoint_due():
                         self.checkpoint()
-                self.link.set_progress(self.updates, self._env_steps_ahead())
+                self._set_link_progress()
                 now = time.monotonic()
                 if now - last_report >= 1.0:
                     self._report((self.updates - updates_at_report) / (now - last_report))

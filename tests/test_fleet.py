@@ -360,3 +360,23 @@ def test_a_full_disk_pauses_the_learners_records_and_loses_nothing_once_space_re
     finally:
         cell.close()
     assert "full" in caplog.text and "training goes on" in caplog.text
+
+
+@pytest.mark.timeout(60)
+def test_checkpoints_come_by_wall_time_too(tmp_path):
+    """With a checkpoint every million updates, a killed learner would lose all its training; by
+    time, at most `checkpoint_every_s` of it."""
+    cell = _Cell(tmp_path, ["learner.training_starts=18", "learner.updates_per_env_step=0",
+                            "learner.checkpoint_every_updates=1000000", "learner.checkpoint_every_s=1"])
+    try:
+        a = cell.actor("cell-a")
+        for episode in (0, 1):
+            a.send_chunk(cell.chunk(episode=episode))
+        path = tmp_path / "learner" / "checkpoint.bin"
+        assert _wait(lambda: path.exists(), 20)
+        first = path.stat().st_mtime_ns
+        assert _wait(lambda: path.stat().st_mtime_ns != first, 10)  # and again a second later
+        from hilrl.transport.checkpoint import read_checkpoint
+        assert 0 < read_checkpoint(path).updates < 1_000_000
+    finally:
+        cell.close()

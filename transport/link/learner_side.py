@@ -251,6 +251,8 @@ class LearnerLink:
         self._static: tuple[str, list] | None = None  # (static_id, encoded StaticWeights), set once
         self._updates_done = 0
         self._env_steps_ahead = 0
+        self._count_undelivered = False
+        self._undelivered_steps = 0  # env steps in _chunks_out (guarded by _lock)
         self._push_progress = False
         self._peers: dict[str, _Peer] = {}
 
@@ -378,7 +380,9 @@ class LearnerLink:
         """Chunks received (and stored) since the last call, in arrival order; at most `max_n`."""
         with self._lock:
             n = len(self._chunks_out) if max_n is None else min(max_n, len(self._chunks_out))
-            return [self._chunks_out.popleft() for _ in range(n)]
+            taken = [self._chunks_out.popleft() for _ in range(n)]
+            self._undelivered_steps -= sum(int(np.count_nonzero(c.has_action)) for c in taken)
+            return taken
 
     def poll_stats(self) -> list[EpisodeStats]:
         """Episode stats received since the last call."""
@@ -413,10 +417,17 @@ class LearnerLink:
             self._new_weights = (int(version), frames)
         self._waker.wake()
 
-    def set_progress(self, updates_done: int, env_steps_ahead: int = 0) -> None:
+    def set_progress(self, updates_done: int, env_steps_ahead: int = 0, count_undelivered: bool = False) -> None:
         """Gradient updates so far, and the env steps not yet trained on at the configured updates
-        per env step (both reported to actors in heartbeats, acks and welcomes)."""
+        per env step (both reported to actors in heartbeats, acks and welcomes). With
+        `count_undelivered` (the trainer holds a ratio), the env steps in chunks stored but not yet
+        taken by `poll_chunks` are added to what is reported: a trainer busy in one long update
+        must not look caught up to the actors while chunks pile up behind it."""
         self._updates_done, self._env_steps_ahead = int(updates_done), max(0, int(env_steps_ahead))
+        self._count_undelivered = bool(count_undelivered)
+
+    def _reported_ahead(self) -> int:
+        return self._env_steps_ahead + (self._undelivered_steps if self._count_undelivered else 0)
 
     def push_progress(self) -> None:
         """Send the progress to every live actor now, not at the next heartbeat: the trainer calls
@@ -634,6 +645,8 @@ class LearnerLink:
         with self._lock:
             out = self._chunks_out if kind == "transition_chunk" else self._stats_out
             out.extend(item.msg for item in items)
+            if kind == "transition_chunk":
+                self._undelivered_steps += sum(int(np.count_nonzero(item.msg.has_action)) for item in items)
         for item in items:
             self._window_of(item.key[0]).add(item.key[1])
             self._ack(item.identity, item.key)
@@ -653,7 +666,7 @@ class LearnerLink:
     def _ack(self, identity: bytes, key: tuple[str, int]) -> None:
         self._reply(identity, ChunkAck(seq=key[1], updates_done=self._updates_done,
                                        weights_version=self._weights_version(), actor_session=key[0],
-                                       env_steps_ahead=self._env_steps_ahead))
+                                       env_steps_ahead=self._reported_ahead()))
 
     def _on_hello(self, hello: Hello, inbound: _Inbound, turn: _Turn) -> None:
         """Welcome or refuse; the one message a session needs no welcome for."""
@@ -674,12 +687,12 @@ class LearnerLink:
         if not known:
             log.info("learner link: welcomed actor %s", sender)
         self._reply(identity, Welcome(learner_session=self.learner_session, weights_version=self._weights_version(),
-                                      updates_done=self._updates_done, env_steps_ahead=self._env_steps_ahead))
+                                      updates_done=self._updates_done, env_steps_ahead=self._reported_ahead()))
 
     def _send_heartbeats(self, now: float) -> None:
         self._next_heartbeat = now + self.config.heartbeat_s
         beat = encode(Heartbeat(session=self.learner_session, updates_done=self._updates_done,
-                                weights_version=self._weights_version(), env_steps_ahead=self._env_steps_ahead),
+                                weights_version=self._weights_version(), env_steps_ahead=self._reported_ahead()),
                       LEARNER_MESSAGES, sender=self.learner_session)
         for peer in self._live_peers(now):
             self._send_to(peer.identity, beat)
