@@ -42,6 +42,10 @@ class ObsNormalizer(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs - self.mean) / self.std
 
+    def is_identity(self) -> bool:
+        """Whether the statistics were never set (mean 0, std 1 everywhere)."""
+        return bool(torch.all(self.mean == 0) and torch.all(self.std == 1))
+
 
 class MLP(nn.Module):
     """Linear -> LayerNorm -> ReLU for each hidden layer, then an optional linear output layer.

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -61,12 +62,11 @@ from hilrl.transport.action import GRIPPER_THRESHOLD
 from hilrl.transport.checkpoint import ACTING_NETWORKS
 from hilrl.transport.sections.sac import SACConfig
 
-# Exploration on the gripper: with this probability the acting gripper action is uniform over
-# {open, stay, close} instead of the grasp critic's argmax (epsilon-greedy; deterministic acting
-# never explores).
-GRASP_EPSILON = 0.1
-
 Batch = Mapping[str, torch.Tensor]
+
+
+class UnfittedNormalizationWarning(UserWarning):
+    """SACAgent.update ran before set_obs_normalization: the inputs are not normalised."""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -310,7 +310,8 @@ class SACAgent:
         """
         state, images, single = _as_batch(obs, self.cameras, self.device)
         features = _features(self.obs_norm, self.encoder, state, images)
-        action = _act(self.actor, self.grasp_critic, features, deterministic, self.act_generator, GRASP_EPSILON)
+        action = _act(self.actor, self.grasp_critic, features, deterministic, self.act_generator,
+                      self.config.grasp_exploration)
         out = action.cpu().numpy().astype(np.float32)
         return out[0] if single else out
 
@@ -330,7 +331,15 @@ class SACAgent:
             fresh augmentation each time).
         Returns metrics (floats): critic_loss, q_mean, td_error_abs, grasp_loss (averaged over the
             critic steps), actor_loss, temperature, entropy.
+        Warns (UnfittedNormalizationWarning, once) when the input normalisation was never set.
         """
+        if self.updates == 0 and self.obs_norm.is_identity():
+            warnings.warn(
+                "SACAgent.update: the input normalisation was never fitted, so states go in unscaled: call "
+                "set_obs_normalization(mean, std) with statistics of the observations (demos and early data) "
+                "before the first update, as the learner process does",
+                UnfittedNormalizationWarning, stacklevel=2,
+            )
         k = self.config.critic_updates_per_actor_update
         batches = [batch] * k if isinstance(batch, Mapping) else list(batch)
         if len(batches) != k:
@@ -620,7 +629,8 @@ class Policy:
             weights file is never read here: every tensor comes from the learner.
         device: inference device ("cpu" by default: the actor's machine may have no GPU).
         seed: seeds exploration (action noise and the gripper's epsilon-greedy draw).
-        grasp_epsilon: gripper exploration rate of act(deterministic=False).
+        grasp_epsilon: gripper exploration rate of act(deterministic=False); None: the config's
+            `grasp_exploration`.
     """
 
     def __init__(
@@ -631,7 +641,7 @@ class Policy:
         config: SACConfig,
         device: str | torch.device = "cpu",
         seed: int = 0,
-        grasp_epsilon: float = GRASP_EPSILON,
+        grasp_epsilon: float | None = None,
         cameras: Sequence[str] = (),
     ):
         self.state_dim = state_dim
@@ -639,7 +649,7 @@ class Policy:
         self.has_gripper = has_gripper
         self.cameras = tuple(cameras)
         self.device = resolve_device(device)
-        self.grasp_epsilon = grasp_epsilon
+        self.grasp_epsilon = config.grasp_exploration if grasp_epsilon is None else grasp_epsilon
         continuous_dim = action_dim - 1 if has_gripper else action_dim
         if continuous_dim < 1:
             raise ValueError(f"action_dim {action_dim} leaves no continuous dimension")

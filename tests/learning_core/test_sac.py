@@ -304,3 +304,38 @@ def test_agent_on_cuda_updates_resumes_and_feeds_a_cpu_policy():
     policy.load_tensors(a.actor_tensors())
     obs = np.random.default_rng(0).normal(size=(8, S)).astype(np.float32)
     np.testing.assert_allclose(policy.act(obs, True), a.act(obs, True), atol=1e-5)
+
+
+def test_an_unfitted_normalisation_warns_once_and_a_fitted_one_never():
+    from hilrl.policies.sac import UnfittedNormalizationWarning
+
+    agent = SACAgent(S, A, True, small_config(), seed=0)
+    with pytest.warns(UnfittedNormalizationWarning, match="set_obs_normalization"):
+        agent.update(make_batch())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnfittedNormalizationWarning)
+        agent.update(make_batch(seed=1))  # once is enough
+        fitted = SACAgent(S, A, True, small_config(), seed=0)
+        fitted.set_obs_normalization(np.full(S, 0.5), np.full(S, 2.0))
+        fitted.update(make_batch())
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_gripper_exploration_is_the_configured_rate(rate):
+    config = small_config(grasp_exploration=rate)
+    agent = SACAgent(S, A, True, config, seed=0)
+    policy = Policy(S, A, True, config, seed=0)
+    policy.load_tensors(agent.actor_tensors())
+    obs = np.zeros((2000, S), np.float32)  # one state: the grasp critic's argmax is one value
+    greedy = policy.act(obs[:1], deterministic=True)[0, -1]
+    for actor in (agent, policy):
+        gripper = actor.act(obs, deterministic=False)[:, -1]
+        if rate == 0.0:
+            assert np.all(gripper == greedy)
+        else:  # uniform over open / stay / close
+            values, counts = np.unique(gripper, return_counts=True)
+            assert len(values) == 3 and counts.min() > 500, (values, counts)
+    with pytest.raises(ValueError, match="grasp_exploration"):
+        SACConfig(grasp_exploration=1.5)

@@ -104,6 +104,9 @@ class SACConfig:
         critic_updates_per_actor_update: critic steps per actor/temperature step.
         backup_entropy: include the entropy bonus in the critic target.
         grasp_switch_penalty: reward subtracted for each gripper switch (grasp critic only).
+        grasp_exploration: while training (not in evaluation), the probability that the acting
+            gripper action is drawn uniformly from {open, stay, close} instead of the grasp
+            critic's argmax (epsilon-greedy exploration of the gripper; 0 turns it off).
         encoder: image encoder, one per camera (used only when the observation has images).
     """
 
@@ -121,6 +124,7 @@ class SACConfig:
     critic_updates_per_actor_update: int = 2
     backup_entropy: bool = False
     grasp_switch_penalty: float = 0.05
+    grasp_exploration: float = 0.1
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
@@ -136,5 +140,7 @@ class SACConfig:
             raise ValueError("tau must be in (0, 1]")
         if self.init_temperature <= 0:
             raise ValueError("init_temperature must be > 0")
+        if not 0 <= self.grasp_exploration <= 1:
+            raise ValueError(f"grasp_exploration must be a probability in [0, 1], got {self.grasp_exploration}")
         if self.critic_updates_per_actor_update < 1:
             raise ValueError("critic_updates_per_actor_update must be >= 1")
