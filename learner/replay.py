@@ -8,7 +8,8 @@ i + 1 (mod N); only valid slots are sampled, so the pair (slot i, slot i + 1) is
 its own), truncations (bootstrapped from that final observation), intervention boundaries and
 across wrap-around.
 
-Records arrive in `TransitionChunk`s (transport.learner_messages; any object with the same
+Records arrive in `TransitionChunk`s (or, for training in one process on a gymnasium env, as
+plain steps through `add_step`, which turns them into the same records) (transport.learner_messages; any object with the same
 attributes works): records in the order the actor saw them, a record's next observation is the
 next record of the same episode, possibly in the next chunk. Chunks of several actors may
 interleave: continuity is tracked per `actor_session` (episode ids are only unique per session),
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 import numpy as np
@@ -67,6 +69,22 @@ class _Pending:
     write: int
     episode: int
     step: int
+
+
+@dataclass
+class _Waiting:
+    """add_step: the last step of a stream, stored, whose next observation is not stored yet."""
+
+    episode: int
+    step: int
+    next_obs: tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+Observation = Mapping[str, np.ndarray] | np.ndarray
+
+
+def _same_observation(a: tuple[np.ndarray, dict], b: tuple[np.ndarray, dict]) -> bool:
+    return np.array_equal(a[0], b[0]) and all(np.array_equal(a[1][k], b[1][k]) for k in a[1])
 
 
 class ReplayBuffer:
@@ -122,6 +140,9 @@ class ReplayBuffer:
         # chunks of several actors may interleave (episode ids are only unique per session).
         self._pending: dict[str, _Pending] = {}
         self._valid_slots: np.ndarray | None = None  # cache of flatnonzero(valid)
+        # add_step: per stream, the step still waiting for its next observation, and episode ids.
+        self._streams: dict[str, _Waiting] = {}
+        self._episodes: dict[str, int] = {}
 
     def _slot_arrays(self) -> list[np.ndarray]:
         """Every per-slot array (first axis N)."""
@@ -225,6 +246,95 @@ class ReplayBuffer:
         for name, shape in self.cameras.items():
             if chunk.obs_images[name].shape != (k, *shape):
                 raise ValueError(f"chunk camera {name!r} has shape {chunk.obs_images[name].shape}, expected ({k}, {shape})")
+
+    def add_step(
+        self,
+        obs: Observation,
+        action: np.ndarray,
+        reward: float,
+        next_obs: Observation,
+        terminated: bool,
+        truncated: bool,
+        *,
+        intervened: bool = False,
+        gripper_switched: bool = False,
+        stream: str = "",
+    ) -> None:
+        """Store one plain gymnasium step (obs, action, reward, next_obs, terminated, truncated).
+
+        An observation is a dict {"state": (S,) float32, camera: (H, W, 3) uint8, ...} or, without
+        cameras, the state (S,) alone. Consecutive steps of one `stream` (an env; give each env
+        of a vector its own) share observations, as the actor's chunks do: a step whose obs is
+        the previous step's next_obs continues its episode. The final transition of an episode is
+        sampleable as soon as its step says terminated or truncated (its next_obs is stored as
+        the episode's final observation); a step whose obs is not the previous next_obs (a reset
+        the caller did not flag) closes the previous episode with that next_obs first, so no
+        episode's last transition is ever dropped. `flush()` stores the next_obs a stream still
+        waits on (before sampling mid-episode, or at the end).
+        """
+        state, images = self._split(obs)
+        next_state, next_images = self._split(next_obs)
+        waiting = self._streams.get(stream)
+        if waiting is not None and not _same_observation(waiting.next_obs, (state, images)):
+            self.flush(stream)
+            waiting = None
+        episode = waiting.episode if waiting is not None else self._next_episode(stream)
+        step = waiting.step + 1 if waiting is not None else 0
+        self._add_records(stream, [(state, images, np.asarray(action, np.float32), float(reward), bool(terminated),
+                                    bool(truncated), bool(intervened), bool(gripper_switched), True)], episode, step)
+        if terminated or truncated:
+            self._streams.pop(stream, None)
+            self._add_records(stream, [(next_state, next_images, None, 0.0, False, False, False, False, False)],
+                              episode, step + 1)
+        else:
+            self._streams[stream] = _Waiting(episode, step, (next_state, next_images))
+
+    def flush(self, stream: str | None = None) -> None:
+        """Store the next observation that `stream` (None: every stream) waits on, so its last
+        step is sampleable; the stream's next step starts a new episode."""
+        for name in [stream] if stream is not None else list(self._streams):
+            waiting = self._streams.pop(name, None)
+            if waiting is not None:
+                state, images = waiting.next_obs
+                self._add_records(name, [(state, images, None, 0.0, False, False, False, False, False)],
+                                  waiting.episode, waiting.step + 1)
+
+    def _split(self, obs: Observation) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if isinstance(obs, Mapping):
+            if "state" not in obs:
+                raise ValueError("an observation dict needs a 'state' entry (S,) float32")
+            state, images = obs["state"], {name: np.asarray(obs[name], np.uint8) for name in self.cameras}
+        else:
+            state, images = obs, {}
+            if self.cameras:
+                raise ValueError(f"this buffer stores cameras {sorted(self.cameras)}: give observation dicts")
+        state = np.asarray(state, np.float32)
+        if state.shape != (self.state_dim,):
+            raise ValueError(f"observation state has shape {state.shape}, expected ({self.state_dim},)")
+        return state, images
+
+    def _next_episode(self, stream: str) -> int:
+        episode = self._episodes.get(stream, -1) + 1
+        self._episodes[stream] = episode
+        return episode
+
+    def _add_records(self, stream: str, records: list[tuple], episode: int, step: int) -> None:
+        """Records (state, images, action or None, reward, terminated, truncated, intervened,
+        gripper_switched, has_action) of one episode from `step` on, as a chunk of the session
+        "step:<stream>" (its own continuity, apart from any actor's chunks)."""
+        k = len(records)
+        chunk = SimpleNamespace(
+            actor_session=f"step:{stream}",
+            obs_state=np.stack([r[0] for r in records]),
+            obs_images={name: np.stack([r[1][name] for r in records]) for name in self.cameras},
+            action=np.stack([r[2] if r[2] is not None else np.zeros(self.action_dim, np.float32) for r in records]),
+            reward=np.array([r[3] for r in records], np.float32),
+            terminated=np.array([r[4] for r in records]), truncated=np.array([r[5] for r in records]),
+            intervened=np.array([r[6] for r in records]), gripper_switched=np.array([r[7] for r in records]),
+            has_action=np.array([r[8] for r in records]),
+            episode_id=np.full(k, episode, np.int64), step_index=np.arange(step, step + k, dtype=np.int32),
+        )
+        self.add_chunk(chunk)
 
     # ---------------------------------------------------------------- reading
 
