@@ -2,7 +2,8 @@
 
     hilrl learner --config FILE [--run-dir DIR | --resume RUN_DIR] [overrides...]
 
-One thread trains; the `LearnerLink` thread owns the socket, stores every received chunk durably
+One thread trains (the training core, buffers to update, is hilrl.learner.rlpd's RLPDTrainer,
+the same one that trains in a single process); the `LearnerLink` thread owns the socket, stores every received chunk durably
 (RUN_DIR/learner/link/chunks) and acknowledges it only then. The training loop:
 
     move newly stored chunks into the buffers (online: every transition; intervention: the
@@ -38,7 +39,6 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -56,9 +56,9 @@ import torch
 
 from hilrl.learner.dashboard import LearnerDashboard
 from hilrl.learner.fleet import Fleet, RobotReport, reports_as_json
-from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch
+from hilrl.learner.rlpd import RLPDTrainer
 from hilrl.policies.encoders import check_weights_file
-from hilrl.policies.sac import SACAgent, resolve_device
+from hilrl.policies.sac import resolve_device
 from hilrl.transport.checkpoint import Checkpoint, keep_numbered, read_checkpoint, write_checkpoint
 from hilrl.transport.chunkfile import ChunkDirectory, write_json_atomic
 from hilrl.transport.codec import PROTOCOL_VERSION
@@ -177,23 +177,15 @@ class Learner:
         self.device = resolve_device(c.device)
         self.obs_spec, self.action_dim, has_gripper = learner_spec(doc)
         cameras = {k: tuple(v) for k, v in self.obs_spec.cameras.items()}
-        self.agent = SACAgent(
-            self.obs_spec.state_dim, self.action_dim, has_gripper, c.sac, self.device, seed=c.seed,
-            cameras=list(self.obs_spec.cameras),
-        )
-        self.online = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
-        self.demo = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
-        self.intervention = ReplayBuffer(c.replay_capacity, self.obs_spec.state_dim, self.action_dim, cameras)
-        self.sampler = MixedSampler(self.online, [self.demo, self.intervention], c.online_fraction, c.batch_size)
-        self.rng = np.random.default_rng(c.seed)
-        self.updates = 0
+        # The training core (buffers, warm-up, update budget, normalisation fit, update): the same
+        # one that trains in a single process (hilrl.learner.rlpd).
+        self.trainer = RLPDTrainer(c, self.obs_spec.state_dim, self.action_dim, has_gripper, cameras, self.device)
+        self.agent = self.trainer.agent
+        self.online, self.demo, self.intervention = self.trainer.online, self.trainer.demo, self.trainer.intervention
         self.weights_version = -1
         self.progress = Progress(updates_per_env_step=c.updates_per_env_step)
         self._recent: list[tuple[bool, float]] = []
         self.fleet = Fleet()
-        # Updates allowed so far (None until training starts) and (updates, env steps) when it did.
-        self._budget: float | None = None
-        self._budget_start: tuple[int, int] = (0, 0)
         self._episode_lines: list[str] = []  # episodes.jsonl lines not yet written (a full disk)
         self._limiter = LogLimiter(log, every_s=10.0)
         self._checkpointed = (-1, time.monotonic())  # (updates, time) of the last checkpoint tried
@@ -232,7 +224,7 @@ class Learner:
             for _, msg in ChunkDirectory(path).iter_messages(LEARNER_MESSAGES):
                 if isinstance(msg, TransitionChunk):
                     self._check_chunk(msg, f"demo {folder}")
-                    self.demo.add_chunk(msg)
+                    self.trainer.add_demo_chunk(msg)
         if self.config.demos:
             log.info("loaded %d demo transitions from %s", len(self.demo), ", ".join(self.config.demos))
 
@@ -243,13 +235,15 @@ class Learner:
                 f"this config needs {self.obs_spec.state_dim} / {self.action_dim}"
             )
 
+    @property
+    def updates(self) -> int:
+        """Gradient updates so far (the trainer's count, restored at --resume)."""
+        return self.trainer.updates
+
     def _ingest(self, chunk: TransitionChunk) -> None:
-        self.online.add_chunk(chunk)
-        self.intervention.add_chunk(chunk, select=chunk.intervened)
-        steps = self.fleet.add_chunk(chunk)
-        self.progress.env_steps += steps
-        if self._budget is not None:
-            self._budget += self.config.updates_per_env_step * steps
+        self.trainer.add_chunk(chunk)
+        self.fleet.add_chunk(chunk)
+        self.progress.env_steps = self.trainer.env_steps
         # Intervened and random steps carry -1: only the policy's own actions say how old it was.
         self._acting_version = max(self._acting_version, int(chunk.policy_version.max(initial=-1)))
 
@@ -280,53 +274,16 @@ class Learner:
         full = " (the disk is full: free some space; training goes on)" if exc.errno == errno.ENOSPC else ""
         self._limiter.error(key, "%s: %s%s; retrying", what, exc, full)
 
-    # ------------------------------------------------------------------ update budget
-
-    def _may_update(self) -> bool:
-        """Whether to do an update now: training has started and the learner is not ahead of
-        `updates_per_env_step` over all robots' env steps (see the module docstring)."""
-        if len(self.online) < self.config.training_starts:
-            return False
-        if self._budget is None:  # training starts (or resumes) now
-            self._budget = float(self.updates)
-            self._budget_start = (self.updates, self.progress.env_steps)
-        return self.config.updates_per_env_step == 0 or self.updates < self._budget
-
-    def _env_steps_ahead(self) -> int:
-        """Env steps received but not yet trained on at the configured ratio (0: caught up)."""
-        utd = self.config.updates_per_env_step
-        if self._budget is None or utd == 0:
-            return 0
-        return max(0, math.ceil((self._budget - self.updates) / utd - 1e-9))
-
     def _set_link_progress(self) -> None:
-        holding = self._budget is not None and self.config.updates_per_env_step > 0
-        self.link.set_progress(self.updates, self._env_steps_ahead(), count_undelivered=holding)
-
-    def _held_ratio(self) -> float | None:
-        updates0, steps0 = self._budget_start
-        steps = self.progress.env_steps - steps0
-        return round((self.updates - updates0) / steps, 3) if self._budget is not None and steps > 0 else None
-
-    def _fit_normalization(self, samples_per_buffer: int = 5000) -> None:
-        """Freeze the agent's input normalisation from the demos and the first online data
-        (restored from the checkpoint on resume, never refitted)."""
-        states = [
-            buffer.sample(min(samples_per_buffer, len(buffer)), self.rng)["obs_state"]
-            for buffer in (self.online, self.demo)
-            if len(buffer) > 0
-        ]
-        data = np.concatenate(states)
-        self.agent.set_obs_normalization(data.mean(axis=0), data.std(axis=0))
-        log.info("input normalisation fitted on %d observations", len(data))
+        holding = self.trainer.training and self.config.updates_per_env_step > 0
+        self.link.set_progress(self.updates, self.trainer.env_steps_ahead(), count_undelivered=holding)
 
     # ------------------------------------------------------------------ checkpoints
 
     def checkpoint(self) -> bool:
         """Write the checkpoint atomically; False (logged) when the disk refused it: the previous
         checkpoint stays intact and the next one is tried as scheduled."""
-        tensors = dict(self.agent.state_arrays())
-        tensors["torch_rng_state"] = torch.get_rng_state().numpy()
+        tensors, counters = self.trainer.state()
         started = time.monotonic()
         self._checkpointed = (self.updates, started)
         try:
@@ -336,7 +293,7 @@ class Learner:
                     updates=self.updates,
                     weights_version=self.weights_version,
                     config_hash=self.config_hash,
-                    sampler_rng=self.rng.bit_generator.state,
+                    sampler_rng=counters["sampler_rng"],
                     tensors=tensors,
                 ),
             )
@@ -365,12 +322,9 @@ class Learner:
             ckpt = read_checkpoint(path)
             if ckpt.config_hash != self.config_hash:
                 log.warning("resuming with a different config (hash %s, run started with %s)", self.config_hash, ckpt.config_hash)
-            tensors = dict(ckpt.tensors)
-            torch.set_rng_state(torch.from_numpy(np.array(tensors.pop("torch_rng_state"), dtype=np.uint8)))
-            self.agent.load_state_arrays(tensors)
-            self.updates = self._last_good_checkpoint = ckpt.updates
+            self.trainer.load_state(ckpt.tensors, ckpt.updates, ckpt.sampler_rng)
+            self._last_good_checkpoint = ckpt.updates
             self.weights_version = ckpt.weights_version
-            self.rng.bit_generator.state = ckpt.sampler_rng
         else:
             log.warning("no checkpoint in %s: resuming from the stored transitions only", self.dir)
         newest_seen = -1
@@ -431,24 +385,16 @@ class Learner:
             waiting = False
             while not self.stop.is_set():
                 self._drain_link()
-                if not self._may_update():
-                    if not waiting and self._budget is not None:
+                if not self.trainer.may_update():
+                    if not waiting and self.trainer.training:
                         # Caught up: tell the (lockstep) actors now, not at the next heartbeat.
                         self._set_link_progress()
                         self.link.push_progress()
                     waiting = True
-                    time.sleep(0.002 if self._budget is not None else 0.005)
+                    time.sleep(0.002 if self.trainer.training else 0.005)
                 else:
                     waiting = False
-                    if self.updates == 0:
-                        self._fit_normalization()
-                    # A fresh batch for every critic step (as HIL-SERL does); the actor uses the last.
-                    batches = [
-                        to_torch(self.sampler.sample(self.rng), self.device)
-                        for _ in range(c.sac.critic_updates_per_actor_update)
-                    ]
-                    self.progress.metrics = self.agent.update(batches)
-                    self.updates += 1
+                    self.progress.metrics = self.trainer.update()
                     self.dashboard.training(self.updates, self.progress.env_steps, self.progress.metrics)
                     if self.updates % c.weights_every_updates == 0:
                         self.publish()
@@ -491,7 +437,7 @@ class Learner:
         p.updates, p.updates_per_s, p.weights_version = self.updates, round(updates_per_s, 2), self.weights_version
         p.online_transitions, p.demo_transitions = len(self.online), len(self.demo)
         p.intervention_transitions = len(self.intervention)
-        p.updates_per_env_step_held, p.env_steps_ahead = self._held_ratio(), self._env_steps_ahead()
+        p.updates_per_env_step_held, p.env_steps_ahead = self.trainer.held_ratio(), self.trainer.env_steps_ahead()
         if self._recent:
             p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
             p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))

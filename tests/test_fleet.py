@@ -116,7 +116,7 @@ def test_the_update_ratio_is_held_over_all_robots_and_the_learner_waits_when_ahe
         for episode in (0, 1):  # the warm-up: 20 env steps (18 transitions) from robot a, free of updates
             a.send_chunk(cell.chunk(episode=episode))
         assert _wait(lambda: cell.learner.progress.env_steps == 20, 10)
-        assert _wait(lambda: cell.learner._budget is not None, 10)  # training has started
+        assert _wait(lambda: cell.learner.trainer.training, 10)  # training has started
         assert _settled(cell.learner) == 0
         # 10 steps from each robot: 2 updates per env step over their sum, then it waits.
         b.send_chunk(cell.chunk(episode=10))
@@ -340,7 +340,7 @@ def test_a_full_disk_pauses_the_learners_records_and_loses_nothing_once_space_re
         a = cell.actor("cell-a")
         for episode in (0, 1):
             a.send_chunk(cell.chunk(episode=episode))
-        assert _wait(lambda: cell.learner._budget is not None, 10)
+        assert _wait(lambda: cell.learner.trainer.training, 10)
         full.set()
         for episode in range(2, 5):
             a.send_chunk(cell.chunk(episode=episode))

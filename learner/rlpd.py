@@ -1,0 +1,226 @@
+"""The RLPD training core, once: buffers, warm-up, the update budget, the normalisation fit and
+the update itself. The learner process (hilrl.learner.main) feeds it chunks from its link; a
+notebook, a sweep or a benchmark feeds it plain gymnasium steps in one process (`add_step`, or
+`train_on_env`). The same data in the same order gives the same updates either way.
+
+    trainer = RLPDTrainer(config, state_dim, action_dim, has_gripper)
+    trainer.add_demo_step(...) / trainer.add_demo_chunk(chunk)      # demonstrations
+    loop:
+        trainer.add_step(obs, action, reward, next_obs, terminated, truncated)   # or add_chunk
+        while trainer.may_update():
+            metrics = trainer.update()
+
+The rules, in order:
+- online transitions go to the online buffer, intervened ones also to the intervention buffer;
+  demonstrations to the demo buffer;
+- no update before `training_starts` online transitions (the warm-up);
+- then `updates_per_env_step` updates per env step received after the warm-up (over every source:
+  all robots of a learner process), so `may_update` is False when the trainer is ahead; 0: as fast
+  as it can, `may_update` is always True once warm;
+- the input normalisation is fitted from the demo and online data just before the first update
+  (never refitted; restored with the weights);
+- each update draws a fresh RLPD batch (online_fraction online, the rest demo + intervention) per
+  critic step, as HIL-SERL does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from hilrl.learner.replay import ChunkLike, MixedSampler, Observation, ReplayBuffer, to_torch
+from hilrl.policies.sac import SACAgent, resolve_device
+from hilrl.transport.sections.learner import LearnerConfig
+
+log = logging.getLogger(__name__)
+
+
+class RLPDTrainer:
+    """See the module docstring.
+
+    Args:
+        config: the `learner:` section (batch size, online fraction, warm-up, capacity, update
+            ratio, seed, `sac`).
+        state_dim: S. action_dim: A (env format, gripper last when has_gripper).
+        cameras: camera name -> (H, W, 3) of the policy images ({} for state only).
+        device: torch device ("auto": cuda when present).
+    """
+
+    def __init__(self, config: LearnerConfig, state_dim: int, action_dim: int, has_gripper: bool,
+                 cameras: Mapping[str, tuple[int, int, int]] | None = None, device: str | torch.device = "auto"):
+        c = self.config = config
+        cameras = {name: tuple(shape) for name, shape in (cameras or {}).items()}
+        self.device = resolve_device(device)
+        self.agent = SACAgent(state_dim, action_dim, has_gripper, c.sac, self.device, seed=c.seed,
+                              cameras=list(cameras))
+        self.online = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
+        self.demo = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
+        self.intervention = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
+        self.sampler = MixedSampler(self.online, [self.demo, self.intervention], c.online_fraction, c.batch_size)
+        self.rng = np.random.default_rng(c.seed)
+        self.updates = 0
+        self.env_steps = 0  # online env steps received (records that carry an action)
+        # Updates allowed so far (None until training starts) and (updates, env steps) when it did.
+        self._budget: float | None = None
+        self._budget_start: tuple[int, int] = (0, 0)
+
+    # ------------------------------------------------------------------ data
+
+    def add_chunk(self, chunk: ChunkLike) -> int:
+        """An online chunk (hilrl.transport.learner_messages.TransitionChunk); returns its env steps."""
+        self.online.add_chunk(chunk)
+        self.intervention.add_chunk(chunk, select=chunk.intervened)
+        return self._count(int(np.count_nonzero(chunk.has_action)))
+
+    def add_demo_chunk(self, chunk: ChunkLike) -> None:
+        self.demo.add_chunk(chunk)
+
+    def add_step(self, obs: Observation, action: np.ndarray, reward: float, next_obs: Observation,
+                 terminated: bool, truncated: bool, *, intervened: bool = False, gripper_switched: bool = False,
+                 stream: str = "") -> None:
+        """One online gymnasium step (ReplayBuffer.add_step: no episode's last transition is lost)."""
+        for buffer, wanted in ((self.online, True), (self.intervention, intervened)):
+            if wanted:
+                buffer.add_step(obs, action, reward, next_obs, terminated, truncated, intervened=intervened,
+                                gripper_switched=gripper_switched, stream=stream)
+        if not intervened:
+            # The operator let go: the last intervened step's next observation is this one, so
+            # that transition is complete now (as in a chunk), not when the operator next takes over.
+            self.intervention.flush(stream)
+        self._count(1)
+
+    def add_demo_step(self, obs: Observation, action: np.ndarray, reward: float, next_obs: Observation,
+                      terminated: bool, truncated: bool, *, gripper_switched: bool = False, stream: str = "") -> None:
+        self.demo.add_step(obs, action, reward, next_obs, terminated, truncated, gripper_switched=gripper_switched,
+                           stream=stream)
+
+    def _count(self, steps: int) -> int:
+        self.env_steps += steps
+        if self._budget is not None:
+            self._budget += self.config.updates_per_env_step * steps
+        return steps
+
+    # ------------------------------------------------------------------ the budget
+
+    def may_update(self) -> bool:
+        """Whether to do an update now: warm (training_starts online transitions) and not ahead of
+        `updates_per_env_step` over the env steps received since training started."""
+        if len(self.online) < self.config.training_starts:
+            return False
+        if self._budget is None:  # training starts (or resumes) now
+            self._budget = float(self.updates)
+            self._budget_start = (self.updates, self.env_steps)
+        return self.config.updates_per_env_step == 0 or self.updates < self._budget
+
+    @property
+    def training(self) -> bool:
+        """Training has started (the budget runs)."""
+        return self._budget is not None
+
+    def env_steps_ahead(self) -> int:
+        """Env steps received but not yet trained on at the configured ratio (0: caught up, or
+        uncapped)."""
+        utd = self.config.updates_per_env_step
+        if self._budget is None or utd == 0:
+            return 0
+        return max(0, math.ceil((self._budget - self.updates) / utd - 1e-9))
+
+    def held_ratio(self) -> float | None:
+        """Updates per env step done since training started (None before)."""
+        updates0, steps0 = self._budget_start
+        steps = self.env_steps - steps0
+        return round((self.updates - updates0) / steps, 3) if self._budget is not None and steps > 0 else None
+
+    # ------------------------------------------------------------------ learning
+
+    def fit_normalization(self, samples_per_buffer: int = 5000) -> None:
+        """Freeze the agent's input normalisation from the demos and the first online data."""
+        states = [
+            buffer.sample(min(samples_per_buffer, len(buffer)), self.rng)["obs_state"]
+            for buffer in (self.online, self.demo)
+            if len(buffer) > 0
+        ]
+        data = np.concatenate(states)
+        self.agent.set_obs_normalization(data.mean(axis=0), data.std(axis=0))
+        log.info("input normalisation fitted on %d observations", len(data))
+
+    def update(self) -> dict[str, float]:
+        """One SAC update on fresh RLPD batches (one per critic step); fits the normalisation
+        first when it is the first update of the run. Returns the agent's metrics."""
+        if self.updates == 0:
+            self.fit_normalization()
+        batches = [to_torch(self.sampler.sample(self.rng), self.device)
+                   for _ in range(self.config.sac.critic_updates_per_actor_update)]
+        metrics = self.agent.update(batches)
+        self.updates += 1
+        return metrics
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """(tensors, counters) for a checkpoint: the agent's arrays with torch's random state, and
+        the update count with the sampler's random state. The buffers are not in it."""
+        tensors = dict(self.agent.state_arrays())
+        tensors["torch_rng_state"] = torch.get_rng_state().numpy()
+        return tensors, {"updates": self.updates, "sampler_rng": self.rng.bit_generator.state}
+
+    def load_state(self, tensors: Mapping[str, np.ndarray], updates: int, sampler_rng: dict) -> None:
+        tensors = dict(tensors)
+        torch.set_rng_state(torch.from_numpy(np.array(tensors.pop("torch_rng_state"), dtype=np.uint8)))
+        self.agent.load_state_arrays(tensors)
+        self.updates = updates
+        self.rng.bit_generator.state = sampler_rng
+
+
+def train_on_env(
+    env: Any,
+    trainer: RLPDTrainer,
+    max_env_steps: int,
+    *,
+    random_steps: int = 0,
+    seed: int = 0,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train `trainer` on a gymnasium env in this process, the learner's loop without a link.
+
+    Args:
+        env: a gymnasium env whose observations and actions fit the trainer (an observation dict
+            with "state" and the cameras, or the state vector; actions in [-1, 1]).
+        max_env_steps: env steps to run.
+        random_steps: act uniformly at random for the first N steps (before that, the policy acts).
+        seed: seeds the env's resets and the random actions.
+        on_episode: called after each episode with {"episode", "return", "length", "success",
+            "env_steps", "updates"} (success: info["succeeded"] or info["is_success"]).
+    Returns {"env_steps", "updates", "episodes", "updates_per_env_step_held"}.
+    """
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
+    episode, ret, length = 0, 0.0, 0
+    for step in range(max_env_steps):
+        if step < random_steps:
+            action = rng.uniform(-1, 1, trainer.agent.action_dim).astype(np.float32)
+        else:
+            action = trainer.agent.act(obs, deterministic=False)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        trainer.add_step(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
+        while trainer.may_update():
+            trainer.update()
+            if trainer.config.updates_per_env_step == 0:
+                break  # as fast as it can: one update per env step in one process
+        ret, length = ret + float(reward), length + 1
+        obs = next_obs
+        if terminated or truncated:
+            if on_episode is not None:
+                on_episode({"episode": episode, "return": ret, "length": length,
+                            "success": bool(info.get("succeeded", info.get("is_success", False))),
+                            "env_steps": step + 1, "updates": trainer.updates})
+            episode, ret, length = episode + 1, 0.0, 0
+            obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
+    trainer.online.flush()
+    return {"env_steps": max_env_steps, "updates": trainer.updates, "episodes": episode,
+            "updates_per_env_step_held": trainer.held_ratio()}

@@ -1,0 +1,113 @@
+"""The RLPD training core exists once (hilrl.learner.rlpd): fed the same data as the learner
+process's chunks or as plain gymnasium steps, it makes the same updates; its budget holds the
+configured updates per env step; and it trains in one process on a gymnasium env we did not write."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from hilrl.learner.main import Learner
+from hilrl.learner.rlpd import RLPDTrainer, train_on_env
+from hilrl.transport.config import config_path, load_document
+from hilrl.transport.learner_messages import TransitionChunk
+from hilrl.transport.sections.learner import LearnerConfig
+from hilrl.transport.sections.sac import SACConfig
+
+S, A = 5, 3
+
+
+def _config(**changes) -> LearnerConfig:
+    values = dict(batch_size=16, training_starts=20, replay_capacity=1000, updates_per_env_step=1.5, seed=3,
+                  sac=SACConfig(hidden_dims=[16, 16]))
+    values.update(changes)
+    return LearnerConfig(**values)
+
+
+def _episodes(n: int, seed: int = 0) -> list[list[tuple]]:
+    """n episodes of (obs, action, reward, next_obs, terminated, truncated, intervened) steps."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in range(n):
+        steps, obs = [], rng.standard_normal(S).astype(np.float32)
+        length = int(rng.integers(3, 9))
+        for i in range(length):
+            nxt = rng.standard_normal(S).astype(np.float32)
+            last = i == length - 1
+            steps.append((obs, rng.uniform(-1, 1, A).astype(np.float32), float(last), nxt,
+                          last and e % 2 == 0, last and e % 2 == 1, bool(rng.random() < 0.3)))
+            obs = nxt
+        out.append(steps)
+    return out
+
+
+def _chunk(episode_id: int, steps: list[tuple]) -> TransitionChunk:
+    """The episode as the actor sends it: one record per step, then the final observation."""
+    k = len(steps) + 1
+    pad = np.zeros(A, np.float32)
+    return TransitionChunk(
+        actor_session="actor-1", seq=episode_id + 1,
+        obs_state=np.stack([s[0] for s in steps] + [steps[-1][3]]),
+        action=np.stack([s[1] for s in steps] + [pad]),
+        reward=np.array([s[2] for s in steps] + [0.0], np.float32),
+        terminated=np.array([s[4] for s in steps] + [False]), truncated=np.array([s[5] for s in steps] + [False]),
+        intervened=np.array([s[6] for s in steps] + [False]), gripper_switched=np.zeros(k, bool),
+        has_action=np.array([True] * len(steps) + [False]),
+        episode_id=np.full(k, episode_id, np.int64), step_index=np.arange(k, dtype=np.int32),
+        policy_version=np.full(k, -1, np.int64),
+    )
+
+
+def _train(feed) -> tuple[list[dict], RLPDTrainer]:
+    torch.manual_seed(0)
+    trainer = RLPDTrainer(_config(), S, A, has_gripper=False, device="cpu")
+    metrics = []
+    for e, steps in enumerate(_episodes(12)):
+        feed(trainer, e, steps)
+        while trainer.may_update():
+            metrics.append(trainer.update())
+    return metrics, trainer
+
+
+def test_chunks_and_plain_steps_give_the_same_updates():
+    def as_chunks(trainer, e, steps):
+        trainer.add_chunk(_chunk(e, steps))
+
+    def as_steps(trainer, e, steps):
+        for obs, action, reward, nxt, term, trunc, intervened in steps:
+            trainer.add_step(obs, action, reward, nxt, term, trunc, intervened=intervened)
+
+    chunked, a = _train(as_chunks)
+    stepped, b = _train(as_steps)
+    assert len(chunked) == len(stepped) > 20
+    assert chunked == stepped  # every loss, Q and temperature of every update
+    for name, tensor in a.agent.state_arrays().items():
+        np.testing.assert_array_equal(tensor, b.agent.state_arrays()[name], err_msg=name)
+    assert len(a.intervention) == len(b.intervention) > 0
+
+
+def test_the_budget_holds_the_ratio_and_the_learner_process_uses_this_trainer(tmp_path):
+    metrics, trainer = _train(lambda t, e, steps: t.add_chunk(_chunk(e, steps)))
+    warm = trainer._budget_start[1]  # env steps when training started: the warm-up's are free
+    assert trainer.updates == math.ceil(1.5 * (trainer.env_steps - warm))
+    assert not trainer.may_update() and trainer.env_steps_ahead() == 0
+    doc = load_document(config_path("sim_reach"), ["dashboard.enabled=false", "link.address=tcp://127.0.0.1:0"])
+    learner = Learner(doc, tmp_path, resume=False)
+    try:
+        assert isinstance(learner.trainer, RLPDTrainer) and learner.agent is learner.trainer.agent
+    finally:
+        learner.link.close()
+
+
+def test_trains_in_one_process_on_a_gymnasium_env_we_did_not_write():
+    env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)  # our actions are in [-1, 1]
+    trainer = RLPDTrainer(_config(training_starts=100, updates_per_env_step=1.0), 3, 1, has_gripper=False, device="cpu")
+    episodes = []
+    result = train_on_env(env, trainer, 300, random_steps=100, on_episode=episodes.append)
+    assert result["env_steps"] == 300 and result["episodes"] == 1  # Pendulum truncates at 200 steps
+    assert episodes[0]["length"] == 200
+    assert 195 <= result["updates"] <= 200 and result["updates_per_env_step_held"] == 1.0
+    assert len(trainer.online) == 300  # the truncated episode's last transition included
