@@ -10,6 +10,10 @@ Prints one JSON object:
     updates_per_s_ens10      10 critics, target min over 2 drawn at random (SERL)
     updates_per_s_ens2_with_replay   the same as ens2 but every batch drawn from replay
                              (MixedSampler 128 online + 128 intervention, to_torch) on the way
+    updates_per_s_peer_ens2 / updates_per_s_peer_ens10
+                             the workload peers publish: one critic step per update, no grasp
+                             critic, state 19 / action 7 (all continuous), 2 critics / 10 with a
+                             target min over 2, batch 256 (issue 13's comparison with LeRobot's SAC)
     plus device, torch version, torch threads (torch's default, not changed), CPU count.
 Each figure is measured for --seconds after --warmup untimed updates.
 
@@ -40,14 +44,15 @@ from hilrl.transport.sections.sac import SACConfig  # noqa: E402
 STATE_DIM, ACTION_DIM, BATCH = 16, 4, 256
 
 
-def random_batch(gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+def random_batch(gen: torch.Generator, device: torch.device, state_dim: int = STATE_DIM,
+                 action_dim: int = ACTION_DIM) -> dict[str, torch.Tensor]:
     """One synthetic batch in SACAgent.update's format, built on the CPU and moved once."""
     b = {
-        "obs": torch.randn(BATCH, STATE_DIM, generator=gen),
-        "action": torch.rand(BATCH, ACTION_DIM, generator=gen) * 2 - 1,
+        "obs": torch.randn(BATCH, state_dim, generator=gen),
+        "action": torch.rand(BATCH, action_dim, generator=gen) * 2 - 1,
         "reward": torch.rand(BATCH, generator=gen),
         "terminated": (torch.rand(BATCH, generator=gen) < 0.01).float(),
-        "next_obs": torch.randn(BATCH, STATE_DIM, generator=gen),
+        "next_obs": torch.randn(BATCH, state_dim, generator=gen),
         "gripper_switched": torch.rand(BATCH, generator=gen) < 0.05,
     }
     return {k: v.to(device) for k, v in b.items()}
@@ -113,6 +118,19 @@ def main(argv: list[str] | None = None) -> None:
             i[0] += k
 
         result[f"updates_per_s_{name}"] = round(measure(update, args.seconds, args.warmup), 1)
+
+    peer_pool = [random_batch(gen, device, 19, 7) for _ in range(16)]
+    for name, config in (
+        ("peer_ens2", SACConfig(critic_updates_per_actor_update=1)),
+        ("peer_ens10", SACConfig(critic_updates_per_actor_update=1, ensemble_size=10, ensemble_subsample=2)),
+    ):
+        agent = SACAgent(19, 7, False, config, device=device, seed=0)
+
+        def peer_update(agent=agent, i=[0]) -> None:  # noqa: B006 (a counter shared by the calls)
+            agent.update([peer_pool[i[0] % len(peer_pool)]])
+            i[0] += 1
+
+        result[f"updates_per_s_{name}"] = round(measure(peer_update, args.seconds, args.warmup), 1)
 
     online, intervention = filled_buffer(100_000, 1), filled_buffer(10_000, 2)
     sampler = MixedSampler(online, [intervention], online_fraction=0.5, batch_size=BATCH)

@@ -7,6 +7,8 @@ it asked for port 0. The child's log goes to a file so a failure can be shown, n
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import queue
 import signal
@@ -73,6 +75,32 @@ class ServerProcess:
         self.stop()
 
 
+LAUNCHER_PID_ENV = "HILRL_STOP_WITH_LAUNCHER"
+"""Set (to the launcher's pid) in the environment of a child that must not outlive its launcher."""
+
+
+def launcher_env() -> dict[str, str]:
+    """Environment entries that make a `hilrl` child stop (SIGTERM) when this process dies."""
+    return {LAUNCHER_PID_ENV: str(os.getpid())}
+
+
+def stop_with_launcher() -> None:
+    """Called first by every `hilrl` command: when started with `launcher_env()`, ask Linux to send
+    SIGTERM when the launcher dies (PR_SET_PDEATHSIG), so a `hilrl run` killed by SIGKILL leaves no
+    robot server, learner or actor running on its own. SIGTERM stops each of them cleanly (the
+    learner checkpoints, the actor flushes, the server holds the arm). Elsewhere a no-op."""
+    pid = os.environ.pop(LAUNCHER_PID_ENV, None)  # for this process only, not for what it starts
+    if not pid or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if str(os.getppid()) != pid:  # the launcher died before the call: do what the signal would
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def start_server_process(
     task: str,
     *,
@@ -82,6 +110,7 @@ def start_server_process(
     extra_args: Sequence[str] = (),
     log_path: str | Path | None = None,
     timeout_s: float = 30.0,
+    stop_with_this_process: bool = False,
 ) -> ServerProcess:
     """Start `hilrl robot-server` (sim backend) and wait until it listens.
 
@@ -93,6 +122,7 @@ def start_server_process(
         extra_args: more command-line arguments.
         log_path: file for the server's log (default: a temporary file, removed by `stop`).
         timeout_s: how long to wait for the readiness line.
+        stop_with_this_process: the server gets SIGTERM when this process dies (`launcher_env`).
     Raises:
         RuntimeError: the server exited or did not become ready; the message holds its log tail.
     """
@@ -109,7 +139,7 @@ def start_server_process(
     if clock is not None:
         cmd += ["--clock", clock]
     cmd += list(extra_args)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(launcher_env() if stop_with_this_process else {})}
     env.setdefault("MUJOCO_GL", "egl")
     # The child must find this checkout's packages whether or not the project is installed.
     repo = str(Path(__file__).resolve().parent.parent)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,46 @@ def test_ctrl_c_stops_all_three_with_a_final_checkpoint(tmp_path):
     # no process of the run is left behind
     leftovers = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes still running: {leftovers}"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.timeout(180)
+def test_a_sigkilled_run_leaves_no_process_behind(tmp_path):
+    """`hilrl run` killed by SIGKILL (a timeout, the OOM killer): its robot server, learner and
+    actor stop too (they used to train and serve on, orphaned, for as long as the machine ran)."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "hilrl.tools.cli", "run", "--config", "sim_reach", "--run-dir",
+                             str(run_dir), "--max-env-steps", "100000", "dashboard.enabled=false"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (run_dir / "learner" / "progress.json").exists():
+            time.sleep(0.2)
+        children = _children(proc.pid)
+        assert len(children) == 3, children  # robot server, learner, actor
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(c) for c in children):
+            time.sleep(0.1)
+        assert not [c for c in children if _alive(c)], "children outlived the killed launcher"
+    finally:
+        proc.kill()
+        for child in children:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hilrl.robot_server.process import stop_with_launcher
+
 
 @dataclass(frozen=True)
 class Subcommand:
@@ -50,6 +52,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hilrl` console script; returns the exit code."""
+    stop_with_launcher()  # a child of `hilrl run` stops when it does, even when it is SIGKILLed
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="hilrl",

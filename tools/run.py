@@ -49,7 +49,7 @@ import yaml
 from hilrl.actor.loop import load_settings
 from hilrl.actor.make import SIM_TASKS
 from hilrl.robot_server.config import ServerConfig
-from hilrl.robot_server.process import ServerProcess, start_server_process
+from hilrl.robot_server.process import ServerProcess, launcher_env, start_server_process
 from hilrl.tools.demos import record_demos
 from hilrl.transport.chunkfile import write_json_atomic
 from hilrl.transport.config import load_document, parse_document, section
@@ -75,7 +75,8 @@ def free_loopback_port() -> int:
 
 
 def _child_env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # launcher_env: the children stop when this process dies, however it dies (no orphans).
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **launcher_env()}
     repo = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     return env
@@ -292,7 +293,8 @@ def run(
     learner = None
     try:
         for r in fleet:
-            r.server = start_server_process(task, config=config_path, port=r.port, log_path=r.paths.log("robot_server"))
+            r.server = start_server_process(task, config=config_path, port=r.port, log_path=r.paths.log("robot_server"),
+                                            stop_with_this_process=True)
         learner = _spawn(["learner", "--config", str(config_path), "--run-dir", str(run_dir)], paths.log("learner"))
         for r in fleet:
             r.actor = _spawn(
