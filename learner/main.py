@@ -391,7 +391,7 @@ class Learner:
                         self._set_link_progress()
                         self.link.push_progress()
                     waiting = True
-                    time.sleep(0.002 if self.trainer.training else 0.005)
+                    self.link.wait_for_data(0.05)  # woken by the next stored chunk; reports still run
                 else:
                     waiting = False
                     self.progress.metrics = self.trainer.update()

@@ -253,6 +253,7 @@ class LearnerLink:
         self._env_steps_ahead = 0
         self._count_undelivered = False
         self._undelivered_steps = 0  # env steps in _chunks_out (guarded by _lock)
+        self._delivered = threading.Event()  # set while chunks or stats wait for the trainer
         self._push_progress = False
         self._peers: dict[str, _Peer] = {}
 
@@ -382,6 +383,8 @@ class LearnerLink:
             n = len(self._chunks_out) if max_n is None else min(max_n, len(self._chunks_out))
             taken = [self._chunks_out.popleft() for _ in range(n)]
             self._undelivered_steps -= sum(int(np.count_nonzero(c.has_action)) for c in taken)
+            if not self._chunks_out and not self._stats_out:
+                self._delivered.clear()
             return taken
 
     def poll_stats(self) -> list[EpisodeStats]:
@@ -389,7 +392,14 @@ class LearnerLink:
         with self._lock:
             out = list(self._stats_out)
             self._stats_out.clear()
+            if not self._chunks_out:
+                self._delivered.clear()
             return out
+
+    def wait_for_data(self, timeout_s: float) -> bool:
+        """Block until chunks or stats wait for `poll_chunks` / `poll_stats`, at most `timeout_s`
+        (an idle trainer sleeps here instead of polling). Returns whether any do."""
+        return self._delivered.wait(timeout_s)
 
     def set_static_weights(self, tensors: dict[str, np.ndarray]) -> str:
         """The tensors that never change (a frozen backbone; float32, copied here), sent to each
@@ -647,6 +657,7 @@ class LearnerLink:
             out.extend(item.msg for item in items)
             if kind == "transition_chunk":
                 self._undelivered_steps += sum(int(np.count_nonzero(item.msg.has_action)) for item in items)
+            self._delivered.set()
         for item in items:
             self._window_of(item.key[0]).add(item.key[1])
             self._ack(item.identity, item.key)
