@@ -94,6 +94,11 @@ class Fleet:
         tally.recent.append((bool(stats.success), float(stats.intervention_fraction)))
 
     @property
+    def acting_version(self) -> int:
+        """Newest weights version that chose an action in any robot's chunks (-1: none yet)."""
+        return max((t.acting_version for t in self._robots.values()), default=-1)
+
+    @property
     def names(self) -> list[str]:
         return sorted(self._robots)
 

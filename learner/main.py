@@ -191,8 +191,6 @@ class Learner:
         self._checkpointed = (-1, time.monotonic())  # (updates, time) of the last checkpoint tried
         self._last_good_checkpoint = 0  # updates in the newest checkpoint on disk
         self.reporter = ProgressReporter("[learner]", c.progress_every_s)
-        # Newest weights version that chose an action in a received chunk (-1: none yet).
-        self._acting_version = -1
         self._load_demos()
 
         self.link = LearnerLink(
@@ -244,8 +242,6 @@ class Learner:
         self.trainer.add_chunk(chunk)
         self.fleet.add_chunk(chunk)
         self.progress.env_steps = self.trainer.env_steps
-        # Intervened and random steps carry -1: only the policy's own actions say how old it was.
-        self._acting_version = max(self._acting_version, int(chunk.policy_version.max(initial=-1)))
 
     def _count_episode(self, stats: EpisodeStats) -> None:
         self._recent = (self._recent + [(stats.success, stats.intervention_fraction)])[-20:]
@@ -327,10 +323,8 @@ class Learner:
             self.weights_version = ckpt.weights_version
         else:
             log.warning("no checkpoint in %s: resuming from the stored transitions only", self.dir)
-        newest_seen = -1
         for chunk in self.link.load_stored():
             self._ingest(chunk)
-            newest_seen = max(newest_seen, int(chunk.policy_version.max(initial=-1)))
         self._checkpointed = (self.updates, time.monotonic())
         # Episode counts from the stored stats (the durable record); episodes.jsonl is rewritten
         # from them, so it holds every episode exactly once even if the last run died mid-append.
@@ -346,7 +340,7 @@ class Learner:
             self._disk_problem("episodes", f"cannot rewrite {self.paths.episodes}", exc)
         # Actors may hold weights newer than the checkpoint (published after it); number on from
         # the newest version they used, so the next publish is newer than anything they have.
-        self.weights_version = max(self.weights_version, newest_seen)
+        self.weights_version = max(self.weights_version, self.fleet.acting_version)
         log.info("resumed at %d updates, weights v%d, %d online transitions, %d episodes from %d robot(s)",
                  self.updates, self.weights_version, len(self.online), self.progress.episodes, len(self.fleet.names))
 
@@ -455,7 +449,8 @@ class Learner:
         self.dashboard.status(
             p.updates, p.env_steps, p.updates_per_s,
             {"online": p.online_transitions, "demo": p.demo_transitions, "intervention": p.intervention_transitions},
-            p.weights_version, p.weights_version - self._acting_version if self._acting_version >= 0 else None,
+            p.weights_version,
+            p.weights_version - self.fleet.acting_version if self.fleet.acting_version >= 0 else None,
             p.recent_success_rate, p.recent_intervention_fraction,
         )
         self.dashboard.robots(p.updates, p.env_steps, p.robots)

@@ -105,7 +105,7 @@ def test_actor_and_learner_record_the_dashboard(tmp_path):
         # however slowly the first weights arrive on a busy machine.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (
-            actor.env_steps >= 40 and learner.updates >= 4 and learner._acting_version >= 0
+            actor.env_steps >= 40 and learner.updates >= 4 and learner.fleet.acting_version >= 0
         ):
             time.sleep(0.05)
         actor_stop.set()
@@ -120,7 +120,7 @@ def test_actor_and_learner_record_the_dashboard(tmp_path):
         stop.set()
         learner_thread.join(30)
     assert not learner_thread.is_alive()
-    assert learner.updates >= 4 and learner._acting_version >= 0
+    assert learner.updates >= 4 and learner.fleet.acting_version >= 0
     n = actor.env_steps
 
     folder = tmp_path / "dashboard"
