@@ -48,7 +48,7 @@ import numpy as np
 
 from hilrl.actor.frames import check_crop, crop_resize
 from hilrl.robot_server.interface import RobotInterface
-from hilrl.transport.action import GRIPPER_THRESHOLD
+from hilrl.transport.action import GRIPPER_THRESHOLD, ActionConfig, action_names
 from hilrl.transport.robot_messages import RobotState
 from hilrl.transport.schema import SchemaError
 from hilrl.transport.sections.env import EnvConfig
@@ -194,6 +194,16 @@ class RobotEnv(gym.Env):
         if self._last_frames:
             return next(iter(self._last_frames.values()))
         return self.robot.render([self.server_info.cameras[0]]).pixels[0]
+
+    @property
+    def action_config(self) -> ActionConfig:
+        """The action layout operators and experts drive (`env.action`)."""
+        return self.config.action
+
+    @property
+    def action_names(self) -> list[str]:
+        """Name of each action dim (x, y, z, [rx, ry, rz], [gripper])."""
+        return action_names(self.config.action)
 
     def hold(self) -> None:
         """Hold the arm where it is now (target := the measured pose): what the actor does the

@@ -9,6 +9,8 @@ recovers when the object slips or an operator has moved the arm.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hilrl.transport.action import ActionConfig
@@ -102,6 +104,20 @@ class PegInsertExpert(Expert):
 
 
 EXPERTS: dict[str, type[Expert]] = {"reach": ReachExpert, "pick_cube": PickCubeExpert, "peg_insert": PegInsertExpert}
+
+
+def expert_for(task: str, env: Any) -> Any:
+    """The scripted expert of an env: the sim task's (for a `RobotEnv`), or the one a gymnasium
+    env's `env.gymnasium.expert` names (its `scripted_expert()`, a `ScriptedForeignExpert`). Both
+    have `reset()` and `act(state)`, state being what the env's `robot_state` holds.
+
+    Raises:
+        ValueError: no expert for this task or env (the message names how to give one).
+    """
+    unwrapped = env.unwrapped
+    if hasattr(unwrapped, "scripted_expert"):
+        return unwrapped.scripted_expert()
+    return make_expert(task, unwrapped.config.action)
 
 
 def make_expert(task: str, action: ActionConfig) -> Expert:

@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 
 from hilrl.actor.config import InterventionConfig
-from hilrl.actor.experts import Expert, make_expert
+from hilrl.actor.experts import Expert, expert_for
 from hilrl.actor.operators import KeyboardOperator, SpaceMouseOperator
 from hilrl.hardware.errors import RobotError
 from hilrl.transport.robot_messages import RobotState
@@ -308,9 +308,9 @@ def make_intervention_device(config: InterventionConfig, task: str, env: gym.Env
     """
     if config.device == "none":
         return None
-    action = env.unwrapped.config.action
     if config.device == "scripted":
-        return ScriptedOperator(config, make_expert(task, action), seed)
+        return ScriptedOperator(config, expert_for(task, env), seed)
+    action = env.unwrapped.action_config  # a gymnasium env refuses one an operator cannot drive
     if config.device == "spacemouse":
         return SpaceMouseOperator(config.spacemouse, action)
     if config.device == "keyboard":

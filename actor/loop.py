@@ -63,7 +63,6 @@ from hilrl.actor.throttle import LockstepThrottle
 from hilrl.hardware.errors import RobotError
 from hilrl.policies.sac import Policy
 from hilrl.robot_server.interface import RobotUnreachableError
-from hilrl.transport.action import action_names
 from hilrl.transport.chunkfile import write_json_atomic
 from hilrl.transport.codec import PROTOCOL_VERSION
 from hilrl.transport.config import load_document, section
@@ -210,7 +209,7 @@ class Actor:
         self.session = f"actor-{uuid.uuid4().hex[:12]}"
         self.env = make_env(doc)
         self.lockstep = self.env.lockstep
-        self.has_gripper = s.env.action.gripper
+        self.has_gripper = s.env.has_gripper
         self.seed = robot_seed(s.actor.seed, s.robot_name)
         device = make_intervention_device(s.actor.intervention, s.task, self.env, seed=self.seed)
         self.train_env = InterventionWrapper(self.env, device) if device is not None else self.env
@@ -247,7 +246,7 @@ class Actor:
         self.reporter = ProgressReporter(f"[actor {s.robot_name}]", s.actor.progress_every_s)
         self._max_env_steps: int | None = None
         self.throttle = LockstepThrottle(s.actor, s.link.address) if self.lockstep else None
-        self.dashboard = ActorDashboard(s.dashboard, run_dir, s.task, action_names(s.env.action))
+        self.dashboard = ActorDashboard(s.dashboard, run_dir, s.task, self.env.action_names)
 
     # ------------------------------------------------------------------ main loop
 

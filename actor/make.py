@@ -8,11 +8,13 @@ from typing import Any
 
 from hilrl.actor.cameras import RobotWithCameras
 from hilrl.actor.env import RobotEnv
+from hilrl.actor.gym_env import GymnasiumEnv
 from hilrl.configs import config_path
 from hilrl.hardware.realsense import RealSenseRig
 from hilrl.robot_server.connect import open_robot
 from hilrl.robot_server.interface import RobotInterface
 from hilrl.transport.config import load_document, parse_document, section
+from hilrl.transport.gym_spaces import SpaceMappingError
 from hilrl.transport.sections.env import EnvConfig
 
 SIM_TASKS = ("reach", "pick_cube", "peg_insert")
@@ -21,13 +23,24 @@ SIM_CAMERAS = ("front", "wrist")
 
 def make_env(
     config: str | Path | dict[str, Any], overrides: Iterable[str] = (), render_mode: str | None = None
-) -> RobotEnv:
-    """Environment for a config file path or an already-loaded document, with dotted overrides."""
+) -> RobotEnv | GymnasiumEnv:
+    """Environment for a config file path or an already-loaded document, with dotted overrides:
+    a `RobotEnv` for `env.kind: robot`, a `GymnasiumEnv` for `env.kind: gymnasium`.
+
+    Raises:
+        SchemaError: a gymnasium env that cannot be built or mapped (naming the `env.gymnasium`
+            key or the part).
+    """
     if isinstance(config, dict):
         doc = parse_document(config, overrides)
     else:
         doc = load_document(config, overrides)
     env_config = section(doc, "env", EnvConfig)
+    if env_config.kind == "gymnasium":
+        try:
+            return GymnasiumEnv(env_config, render_mode=render_mode)
+        except SpaceMappingError as exc:
+            raise exc.as_schema_error() from None
     robot = open_robot(doc, env_config.connection)
     if env_config.realsense:
         robot = _with_realsense(robot, env_config)

@@ -65,6 +65,7 @@ from hilrl.transport.codec import PROTOCOL_VERSION
 from hilrl.transport.config import document_hash, load_document, parse_document, section
 from hilrl.transport.contract import contract_hash, learning_contract
 from hilrl.transport.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
+from hilrl.transport.gym_spaces import SpaceMappingError
 from hilrl.transport.learner_messages import (
     LEARNER_MESSAGES,
     EpisodeStats,
@@ -75,7 +76,7 @@ from hilrl.transport.learner_messages import (
 from hilrl.transport.link import AddressInUseError, LearnerLink
 from hilrl.transport.link.common import LogLimiter
 from hilrl.transport.link_config import LinkConfig
-from hilrl.transport.observation import observation_spec
+from hilrl.transport.observation import gymnasium_layout, observation_spec
 from hilrl.transport.progress import ProgressReporter, duration
 from hilrl.transport.run_dir import RunDir
 from hilrl.transport.schema import SchemaError
@@ -138,14 +139,21 @@ def learner_spec(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
     alone (hilrl.transport.observation), so the learner never needs a robot to start; checks that
     the encoder can take the policy cameras' image sizes (SchemaError naming the key)."""
     env = section(doc, "env", EnvConfig)
-    spec = observation_spec(env)
+    if env.kind == "gymnasium":  # its spaces say (the env is built once to read them)
+        try:
+            layout = gymnasium_layout(env)
+        except SpaceMappingError as exc:
+            raise exc.as_schema_error() from None
+        spec, action_dim = layout.spec, layout.actions.action_dim
+    else:
+        spec, action_dim = observation_spec(env), env.action_dim
     if spec.cameras:
         sac = section(doc, "learner", LearnerConfig).sac
         try:
             sac.encoder.check_camera_sizes(spec.cameras)
         except ValueError as exc:
             raise SchemaError("learner.sac.encoder.image_size", str(exc)) from None
-    return spec, env.action_dim, env.action.gripper
+    return spec, action_dim, env.has_gripper
 
 
 class Learner:

@@ -217,6 +217,8 @@ def test_the_new_keys_are_validated_naming_the_key(key):
         assert info.value.key == f"actor.{key}"
     assert getattr(section(load_document(config_path("sim_reach"), [f"actor.{key}=2.5"]), "actor", ActorConfig), key) == 2.5
     for path in sorted(Path(config_path("sim_reach")).parent.glob("*.yaml")):
+        if key == "robot_wait_s" and path.stem.startswith("gym_"):
+            continue  # a gymnasium env has no robot server to wait for
         assert key in yaml.safe_load(path.read_text())["actor"], path
 
 

@@ -22,7 +22,11 @@ from hilrl.transport.schema import SchemaError, to_dict
 from hilrl.transport.sections.env import EnvConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))
+SHIPPED_ALL = sorted(CONFIG_DIR.glob("*.yaml"))
+# gym_<name>: a gymnasium env this project did not write (env.kind: gymnasium); every other
+# shipped config is a robot task, simulated or real.
+GYM_SHIPPED = [p for p in SHIPPED_ALL if p.stem.startswith("gym_")]
+SHIPPED = [p for p in SHIPPED_ALL if p not in GYM_SHIPPED]
 SECTION_TYPES = {"robot_server": ServerConfig, "env": EnvConfig, "dashboard": DashboardConfig}
 
 
@@ -232,6 +236,21 @@ def test_the_shipped_configs_are_the_sim_tasks_and_real_cells():
     assert all(any(s == f"sim_{t}" or s.startswith(f"sim_{t}_") or s == f"franka_{t}" for t in TASKS)
                for s in stems), stems
     assert "franka_peg_insert" in stems
+    assert GYM_SHIPPED, "at least one shipped gymnasium config (configs/gym_*.yaml)"
+
+
+@pytest.mark.parametrize("path", GYM_SHIPPED, ids=[p.stem for p in GYM_SHIPPED])
+def test_every_shipped_gymnasium_config_loads_and_every_value_is_used(path):
+    doc = load_document(path)
+    assert set(doc) <= set(SECTIONS) and "robot_server" not in doc  # no robot: no robot server section
+    assert doc["task"] == path.stem
+    raw = yaml.safe_load(path.read_text())
+    for name, cls in {"env": EnvConfig, "link": LinkConfig, "dashboard": DashboardConfig}.items():
+        _assert_matches(raw[name], to_dict(section(doc, name, cls)), name)
+    env = section(doc, "env", EnvConfig)
+    assert env.kind == "gymnasium" and env.gymnasium is not None and env.gymnasium.expert
+    assert section(doc, "link", LinkConfig).address.startswith("tcp://127.0.0.1:")
+    assert config_path(path.stem).samefile(path)
 
 
 def _assert_matches(raw, parsed, where: str) -> None:

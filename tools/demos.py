@@ -37,7 +37,7 @@ from typing import Any, Literal
 import numpy as np
 
 from hilrl.actor.config import ActorConfig
-from hilrl.actor.experts import make_expert
+from hilrl.actor.experts import expert_for
 from hilrl.actor.interventions import (
     InterventionDevice,
     InterventionWrapper,
@@ -107,7 +107,7 @@ def record_demos(
             print(f"drive the arm with the {device_name}; mark each episode a success or a failure with its "
                   "label gesture (only successes are kept; Ctrl-C stops)", flush=True)
         else:
-            expert = make_expert(task, env.config.action)
+            expert = expert_for(task, env)
     except BaseException:
         runner.close()
         raise
@@ -127,7 +127,7 @@ def record_demos(
             if expert is None and wait_for_input:
                 print(f"attempt {attempts + 1}: the arm is home; set the scene up, then give any input on the "
                       f"{device_name} (a SpaceMouse motion or button, a key) to start; Ctrl-C stops", flush=True)
-                wait_for_operator(device, env.robot_state, idle, env.control_period_s)
+                wait_for_operator(device, env.robot_state, idle, env.control_period_s or 0.05)
                 # A fresh look at the scene as the operator left it, and the time limit from now.
                 obs, _ = runner.reset(seed=seed + attempts)
             if expert is not None:

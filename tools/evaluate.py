@@ -165,7 +165,7 @@ def evaluate_run(
     try:
         spec = check_env_observation(settings.env, env.observation_space)
         policy = Policy(
-            spec.state_dim, int(env.action_space.shape[0]), settings.env.action.gripper, settings.sac,
+            spec.state_dim, int(env.action_space.shape[0]), settings.env.has_gripper, settings.sac,
             device=settings.actor.device, seed=settings.actor.seed, cameras=list(spec.cameras),
         )
         try:

@@ -130,9 +130,9 @@ class ExpertLabeller:
     description = "sim task success check (info['succeeded']); the scripted expert drives"
 
     def __init__(self, task: str, env: Any):
-        from hilrl.actor.experts import make_expert
+        from hilrl.actor.experts import expert_for
 
-        self.expert = make_expert(task, env.unwrapped.config.action)
+        self.expert = expert_for(task, env)
 
     def reset(self) -> None:
         self.expert.reset()

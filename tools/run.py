@@ -25,6 +25,11 @@ summary.json's evaluation figures are over all robots (the success rate weighted
 evaluation episodes; env_steps is the total). N == 1 is the layout above (RUN_DIR/actor/,
 RUN_DIR/actor.log). Stopping, at the end or on Ctrl-C: every actor first (they flush), then the
 learner, then every robot server.
+
+A config with `env.kind: gymnasium` (any gymnasium env, hilrl.transport.sections.gymnasium) runs
+the same way without robot servers: each actor steps its own copy of the env in its process. Its
+demonstrations come from `env.gymnasium.expert` when the config names no demo folder (an error
+otherwise says so), and its `task` may be any name.
 """
 
 from __future__ import annotations
@@ -59,8 +64,11 @@ from hilrl.transport.dashboard import (
     dashboard_overrides,
     describe,
 )
+from hilrl.transport.gym_spaces import SpaceMappingError
+from hilrl.transport.observation import gymnasium_layout
 from hilrl.transport.run_dir import RunDir
 from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.env import EnvConfig
 from hilrl.transport.sections.learner import LearnerConfig
 
 log = logging.getLogger(__name__)
@@ -264,10 +272,12 @@ def run(
     paths = RunDir(run_dir)
     task = doc.get("task", "")
     print(f"dashboard: {describe(section(doc, 'dashboard', DashboardConfig), run_dir)}", flush=True)
+    foreign = section(doc, "env", EnvConfig).kind == "gymnasium"
     learner_section = doc.setdefault("learner", {})
     if not learner_section.get("demos"):
         demo_dir = paths.demos
-        print(f"recording {DEFAULT_DEMOS} demonstrations with the scripted expert into {demo_dir}", flush=True)
+        who = f"the scripted policy {section(doc, 'env', EnvConfig).gymnasium.expert}" if foreign else "the scripted expert"
+        print(f"recording {DEFAULT_DEMOS} demonstrations with {who} into {demo_dir}", flush=True)
         record_demos(parse_document(doc, ["env.connection=inprocess"]), DEFAULT_DEMOS, demo_dir)
         learner_section["demos"] = [str(demo_dir)]
 
@@ -279,20 +289,16 @@ def run(
         for r in fleet:
             r.paths.root.mkdir(parents=True, exist_ok=True)
     steps_per_actor = math.ceil(max_env_steps / robots)
-    resolved = parse_document(
-        doc,
-        [
-            "env.connection=server",
-            f"robot_server.address=tcp://127.0.0.1:{fleet[0].port}",
-            f"link.address=tcp://127.0.0.1:{link_port}",
-        ],
-    )
+    addresses = [f"link.address=tcp://127.0.0.1:{link_port}"]
+    if not foreign:  # a gymnasium env runs inside each actor: no robot server to point at
+        addresses += ["env.connection=server", f"robot_server.address=tcp://127.0.0.1:{fleet[0].port}"]
+    resolved = parse_document(doc, addresses)
     config_path = paths.config_yaml
     config_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     learner = None
     try:
-        for r in fleet:
+        for r in fleet if not foreign else ():
             r.server = start_server_process(task, config=config_path, port=r.port, log_path=r.paths.log("robot_server"),
                                             stop_with_this_process=True)
         learner = _spawn(["learner", "--config", str(config_path), "--run-dir", str(run_dir)], paths.log("learner"))
@@ -387,12 +393,22 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         # Every section is checked here, before a second is spent recording demos or starting
         # processes. (Config dataclasses only: this imports no other process's machinery.)
         task = doc.get("task", "")
-        if task not in SIM_TASKS:
+        if task not in SIM_TASKS and section(doc, "env", EnvConfig).kind != "gymnasium":
             raise SchemaError("task", f"{task!r} is not a simulated task; `hilrl run` trains one of "
-                                      f"{', '.join(SIM_TASKS)} (a real cell runs `hilrl robot-server`, "
-                                      "`hilrl learner` and `hilrl actor` on its machines)")
+                                      f"{', '.join(SIM_TASKS)}, or any gymnasium env with env.kind: gymnasium (a "
+                                      "real cell runs `hilrl robot-server`, `hilrl learner` and `hilrl actor` on "
+                                      "its machines)")
         load_settings(doc)
         section(doc, "robot_server", ServerConfig)
+        env = section(doc, "env", EnvConfig)
+        if env.kind == "gymnasium":  # built once here: an env that cannot be mapped stops the run now
+            try:
+                gymnasium_layout(env)
+            except SpaceMappingError as exc:
+                raise exc.as_schema_error() from None
+            if not doc.get("learner", {}).get("demos") and not env.gymnasium.expert:
+                raise SchemaError("env.gymnasium.expert", "`hilrl run` records its demonstrations with a scripted "
+                                  "policy: name one as 'module:callable', or give recorded ones in learner.demos")
         encoder = section(doc, "learner", LearnerConfig).sac.encoder
         if encoder.weights_path is not None:
             from hilrl.policies.encoders import (
@@ -419,7 +435,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                    else "actor, learner (final checkpoint) and robot server")
         print(f"interrupted: {stopped} stopped; run in {run_dir}", file=sys.stderr)
         return 130
-    except RuntimeError as exc:
+    except (RuntimeError, SchemaError) as exc:  # SchemaError: a gymnasium env's info lacks the success key
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary))

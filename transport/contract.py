@@ -33,7 +33,7 @@ DEFAULT_CONTROL_RATE_HZ = 10.0
 """`robot_server.control_rate_hz`'s default (hilrl.robot_server.config.ServerConfig uses it)."""
 
 ENV_CONTRACT_KEYS = (
-    "action", "observation", "max_episode_steps", "success_reward", "success_position_m",
+    "kind", "gymnasium", "action", "observation", "max_episode_steps", "success_reward", "success_position_m",
     "success_tolerance_m", "reward_classifier",
 )
 """The `env:` keys in the contract (the rest of the section is per robot)."""

@@ -30,10 +30,24 @@ import numpy as np
 
 from hilrl.transport.action import GRIPPER_THRESHOLD
 from hilrl.transport.learner_messages import ObservationSpec
+from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.gymnasium import GripperMapping, GymnasiumEnvConfig
+
+__all__ = ["ActionLayout", "GripperMapping", "ObservationLayout", "SpaceMappingError", "EnvLayout",
+           "inspect_env", "load_callable", "make_gymnasium_env", "map_action_space", "map_observation_space"]
 
 
 class SpaceMappingError(ValueError):
     """A gymnasium space part that cannot be mapped; the message names the part and the fix."""
+
+    def as_schema_error(self) -> SchemaError:
+        """The same problem as a config error under its key: the `env.*` key the message starts
+        with, else `env.gymnasium` (a part of the env's own spaces)."""
+        text = str(self)
+        key, sep, rest = text.partition(": ")
+        if sep and key.startswith("env.") and " " not in key:
+            return SchemaError(key, rest)
+        return SchemaError("env.gymnasium", text)
 
 
 # ---------------------------------------------------------------------- observations
@@ -94,12 +108,16 @@ class ObservationLayout:
         return out
 
 
-def map_observation_space(space: Any) -> ObservationLayout:
+def map_observation_space(space: Any, state_parts: list[str] | None = None) -> ObservationLayout:
     """The layout of a gymnasium observation space (see the module docstring).
 
+    Args:
+        state_parts: keep only these float parts (dotted paths) in the state, in the space's
+            order; None keeps every float part. Float parts left out are ignored.
     Raises:
-        SpaceMappingError: a part that is neither a float Box nor a uint8 (H, W, 3) Box, or no
-            state part at all (the policy needs at least a proprioceptive vector).
+        SpaceMappingError: a part that is neither a float Box nor a uint8 (H, W, 3) Box, a
+            `state_parts` name that is no float part, or no state part at all (the policy needs
+            at least a proprioceptive vector).
     """
     from gymnasium import spaces  # the env package's own dependency; imported where it is used
 
@@ -129,6 +147,13 @@ def map_observation_space(space: Any) -> ObservationLayout:
                 "env with a gymnasium ObservationWrapper that turns it into a float Box")
 
     visit(space, ())
+    if state_parts is not None:
+        floats = [_dotted(p.path, "observation") for p in parts if p.kind == "state"]
+        unknown = [name for name in state_parts if name not in floats]
+        if unknown:
+            raise SpaceMappingError(f"env.gymnasium.state_parts: {', '.join(unknown)} is no float part of the "
+                                    f"observation; its float parts are {', '.join(floats) or 'none'}")
+        parts = [p for p in parts if p.kind == "camera" or _dotted(p.path, "observation") in state_parts]
     state_dim = sum(int(np.prod(p.shape)) for p in parts if p.kind == "state")
     if state_dim == 0:
         raise SpaceMappingError("the observation has no float part: the policy needs a state vector (give one, "
@@ -140,31 +165,6 @@ def map_observation_space(space: Any) -> ObservationLayout:
 
 
 # ---------------------------------------------------------------------- actions
-
-
-@dataclass
-class GripperMapping:
-    """The env's gripper action dimension and its convention (config: env.gymnasium.gripper).
-
-    Attributes:
-        index: the gripper's position in the env's action vector (negative counts from the end).
-        open / close: the env's action values that open and close the gripper.
-        stay: the env's value that keeps the gripper as it is; null for an env with no such value
-            (binary grippers): then "stay" repeats the env's last gripper command.
-    Example, an env taking 0 = close, 1 = stay, 2 = open on its last dim:
-    {index: -1, open: 2, stay: 1, close: 0}.
-    """
-
-    index: int = -1
-    open: float = -1.0
-    close: float = 1.0
-    stay: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.open == self.close:
-            raise ValueError(f"gripper open and close must differ, both are {self.open}")
-        if self.stay is not None and self.stay in (self.open, self.close):
-            raise ValueError(f"gripper stay ({self.stay}) must differ from open ({self.open}) and close ({self.close})")
 
 
 @dataclass
@@ -258,14 +258,14 @@ def map_action_space(space: Any, gripper: GripperMapping | None = None) -> Actio
         return ActionLayout(low, high, n)
     index = gripper.index + n if gripper.index < 0 else gripper.index
     if not 0 <= index < n:
-        raise SpaceMappingError(f"env.gymnasium.gripper.index {gripper.index} is outside the env's {n} action dims")
+        raise SpaceMappingError(f"env.gymnasium.gripper.index: {gripper.index} is outside the env's {n} action dims")
     if n < 2:
         raise SpaceMappingError("the env's only action dim is the gripper: no continuous dimension is left")
     for name in ("open", "close", "stay"):
         value = getattr(gripper, name)
         if value is not None and not low[index] <= value <= high[index]:
             raise SpaceMappingError(
-                f"env.gymnasium.gripper.{name} = {value:g} is outside the env's gripper bounds "
+                f"env.gymnasium.gripper.{name}: {value:g} is outside the env's gripper bounds "
                 f"[{low[index]:g}, {high[index]:g}]: the declared convention is not this env's")
     keep = np.ones(n, bool)
     keep[index] = False
@@ -276,3 +276,103 @@ def describe(layout: ObservationLayout, actions: ActionLayout) -> Mapping[str, A
     """A summary for logs and errors: state parts, cameras, action sizes."""
     return {"state": layout.state_parts, "cameras": dict(layout.cameras), "action_dim": actions.action_dim,
             "env_action_dim": actions.env_dim, "gripper_index": actions.gripper_index}
+
+
+# ---------------------------------------------------------------------- building the env
+
+
+def make_gymnasium_env(config: GymnasiumEnvConfig, max_episode_steps: int, render_mode: str | None = None) -> Any:
+    """`gymnasium.make(config.id, max_episode_steps=..., **config.kwargs)`, after importing
+    `config.import_modules`.
+
+    Raises:
+        SpaceMappingError: a module that is not installed, an id gymnasium does not know (naming
+            the near ones), or kwargs the env refuses; each names the `env.gymnasium` key.
+    """
+    import importlib
+
+    import gymnasium as gym
+
+    for module in config.import_modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise SpaceMappingError(f"env.gymnasium.import_modules: cannot import {module!r} ({exc}); install the "
+                                    "package that provides it") from None
+    kwargs = dict(config.kwargs)
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    try:
+        return gym.make(config.id, max_episode_steps=max_episode_steps, **kwargs)
+    except gym.error.Error as exc:  # unknown id, version or namespace: gymnasium's message names near ones
+        raise SpaceMappingError(f"env.gymnasium.id: {exc} (register it, or name its package in "
+                                "env.gymnasium.import_modules)") from None
+    except TypeError as exc:
+        raise SpaceMappingError(f"env.gymnasium.kwargs: {config.id} refused them: {exc}") from None
+
+
+@dataclass
+class EnvLayout:
+    """Both halves of a gymnasium env's mapping, and the spec the learner trains on.
+
+    Attributes:
+        observation: the env's observation parts. actions: its action mapping.
+        spec: state width and the policy cameras at their configured sizes.
+    """
+
+    observation: ObservationLayout
+    actions: ActionLayout
+    spec: ObservationSpec
+
+
+def layout_of(env: Any, config: GymnasiumEnvConfig, cameras: list[tuple[str, tuple[int, int]]]) -> EnvLayout:
+    """The mapping of a built env's spaces.
+
+    Args:
+        cameras: the policy cameras the config names, as (name, (height, width)) after crop and
+            resize; each must be one of the env's image parts.
+    Raises:
+        SpaceMappingError: as `map_observation_space` / `map_action_space`, or a camera the env
+            does not deliver (naming the ones it does).
+    """
+    observation = map_observation_space(env.observation_space, config.state_parts)
+    actions = map_action_space(env.action_space, config.gripper)
+    for name, _ in cameras:
+        if name not in observation.cameras:
+            raise SpaceMappingError(f"env.observation.cameras: {config.id} has no image part {name!r}; its image "
+                                    f"parts are {', '.join(observation.cameras) or 'none'}")
+    spec = ObservationSpec(state_dim=observation.state_dim, cameras={name: [*size, 3] for name, size in cameras})
+    return EnvLayout(observation, actions, spec)
+
+
+def inspect_env(config: GymnasiumEnvConfig, max_episode_steps: int,
+                cameras: list[tuple[str, tuple[int, int]]]) -> EnvLayout:
+    """Build the env only to read its spaces (the learner's way to its spec without an actor),
+    then close it."""
+    env = make_gymnasium_env(config, max_episode_steps)
+    try:
+        return layout_of(env, config, cameras)
+    finally:
+        env.close()
+
+
+def load_callable(target: str, key: str = "env.gymnasium.expert") -> Any:
+    """The object "module:attr.path" names (imported; never unpickled).
+
+    Raises:
+        SpaceMappingError: the module cannot be imported or has no such attribute (naming `key`).
+    """
+    import importlib
+
+    module_name, _, attr = target.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpaceMappingError(f"{key}: cannot import {module_name!r} ({exc})") from None
+    for name in attr.split("."):
+        if not hasattr(value, name):
+            raise SpaceMappingError(f"{key}: {module_name!r} has no {attr!r}")
+        value = getattr(value, name)
+    if not callable(value):
+        raise SpaceMappingError(f"{key}: {target} is not callable")
+    return value

@@ -15,12 +15,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from hilrl.transport.gym_spaces import EnvLayout, inspect_env
 from hilrl.transport.learner_messages import ObservationSpec
 from hilrl.transport.sections.env import EnvConfig
 
 
+def policy_camera_sizes(env: EnvConfig) -> list[tuple[str, tuple[int, int]]]:
+    """(name, (height, width)) of each policy camera, in config order."""
+    return [(c.name, tuple(c.size)) for c in env.observation.policy_cameras]  # type: ignore[misc]
+
+
+def gymnasium_layout(env: EnvConfig) -> EnvLayout:
+    """The mapping of an `env.kind: gymnasium` env's spaces (the env is built to read them)."""
+    assert env.gymnasium is not None, "EnvConfig refuses kind gymnasium without env.gymnasium"
+    return inspect_env(env.gymnasium, env.max_episode_steps, policy_camera_sizes(env))
+
+
 def observation_spec(env: EnvConfig) -> ObservationSpec:
-    """The observation layout the `env:` section defines."""
+    """The observation layout the `env:` section defines. With `env.kind: gymnasium` the state
+    width comes from the env's observation space, so the env is built (and closed) to read it
+    (hilrl.transport.gym_spaces.inspect_env); the cameras' sizes still come from the config."""
+    if env.kind == "gymnasium":
+        return gymnasium_layout(env).spec
     cameras = {c.name: [*c.size, 3] for c in env.observation.policy_cameras}
     return ObservationSpec(state_dim=env.state_dim, cameras=cameras)
 
@@ -39,7 +55,10 @@ def check_env_observation(env: EnvConfig, observation_space: Any) -> Observation
     """The spec of the config, after checking that a live env's observation space matches it.
     Raises ValueError naming what differs (an env that does not deliver what the learner trains
     on must not start)."""
-    want, got = observation_spec(env), live_observation_spec(observation_space)
+    got = live_observation_spec(observation_space)
+    if env.kind == "gymnasium":
+        return got  # the live env's spaces are where a gymnasium env's layout comes from
+    want = observation_spec(env)
     if want.state_dim != got.state_dim:
         raise ValueError(f"the env's state has {got.state_dim} dims, env.observation.state defines {want.state_dim}")
     if want.cameras != got.cameras:

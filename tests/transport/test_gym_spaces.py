@@ -102,7 +102,7 @@ def test_a_binary_gripper_without_stay_repeats_its_last_command():
 def test_a_wrong_gripper_convention_is_refused():
     space = spaces.Box(np.array([-1.0, 0.0]), np.array([1.0, 2.0]))
     # Our own convention (-1 open, +1 close) declared for an env whose gripper takes 0..2.
-    with pytest.raises(SpaceMappingError, match=r"gripper.open = -1 is outside the env's gripper bounds \[0, 2\]"):
+    with pytest.raises(SpaceMappingError, match=r"gripper.open: -1 is outside the env's gripper bounds \[0, 2\]"):
         map_action_space(space, GripperMapping(index=-1))
     with pytest.raises(SpaceMappingError, match="outside the env's 2 action dims"):
         map_action_space(space, GripperMapping(index=5, open=0, close=2))

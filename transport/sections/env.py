@@ -13,6 +13,7 @@ from typing import Literal
 
 from hilrl.transport.action import ActionConfig
 from hilrl.transport.schema import check_range
+from hilrl.transport.sections.gymnasium import GymnasiumEnvConfig
 from hilrl.transport.sections.realsense import RealSenseConfig
 
 STATE_KEYS = ("tcp_pose", "tcp_twist", "tcp_wrench", "gripper", "object")
@@ -142,6 +143,13 @@ class EnvConfig:
     """The `env:` section.
 
     Attributes:
+        kind: "robot": our arm, simulated or real, through the robot interface (everything below
+            applies); "gymnasium": any gymnasium env, described by `gymnasium`
+            (GymnasiumEnvConfig). A gymnasium env runs inside the actor (no robot server); of the
+            keys below it uses `max_episode_steps` (its time limit), `success_reward` (an
+            operator's success label) and `observation.cameras` (its image parts by name, with
+            crop and size); the state is the env's float parts, not `observation.state`.
+        gymnasium: the gymnasium env (required with kind gymnasium, refused otherwise).
         connection: "inprocess" runs the simulated arm inside the env's process (no server);
             "server" talks to a `hilrl robot-server` at `robot_server.address`.
         max_episode_steps: time limit; reaching it truncates the episode (never terminates it).
@@ -170,6 +178,8 @@ class EnvConfig:
             still overrides both (actor/interventions.py).
     """
 
+    kind: Literal["robot", "gymnasium"] = "robot"
+    gymnasium: GymnasiumEnvConfig | None = None
     connection: Literal["inprocess", "server"] = "inprocess"
     max_episode_steps: int = 100
     reset_position_noise_m: float = 0.02
@@ -199,6 +209,20 @@ class EnvConfig:
         check_range("reset_rotation_noise_rad", self.reset_rotation_noise_rad, 0.0, 0.5, unit="rad")
         if (self.workspace_min_m is None) != (self.workspace_max_m is None):
             raise ValueError("give both workspace_min_m and workspace_max_m, or neither")
+        if self.kind == "gymnasium" and self.gymnasium is None:
+            raise ValueError("kind gymnasium needs env.gymnasium (at least its id, e.g. env.gymnasium.id=Reacher-v5)")
+        if self.kind == "robot" and self.gymnasium is not None:
+            raise ValueError("env.gymnasium is set but kind is robot: set env.kind=gymnasium to use it")
+        if self.kind == "gymnasium" and (self.realsense or self.reward_classifier is not None):
+            raise ValueError("kind gymnasium takes its images from the env: realsense and reward_classifier "
+                             "are for a robot (kind robot)")
+
+    @property
+    def has_gripper(self) -> bool:
+        """Whether the action's last dim is our three-way gripper command."""
+        if self.kind == "gymnasium":
+            return self.gymnasium is not None and self.gymnasium.gripper is not None
+        return self.action.gripper
 
     @property
     def state_dim(self) -> int:
@@ -207,4 +231,8 @@ class EnvConfig:
 
     @property
     def action_dim(self) -> int:
+        """Length of the action (kind robot only: a gymnasium env's comes from its action space,
+        hilrl.transport.gym_spaces)."""
+        if self.kind == "gymnasium":
+            raise ValueError("a gymnasium env's action size comes from its space (hilrl.transport.gym_spaces.inspect_env)")
         return self.action.dim
