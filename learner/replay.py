@@ -352,6 +352,15 @@ class ReplayBuffer:
         """Bytes held by the buffer's arrays."""
         return sum(a.nbytes for a in self._slot_arrays())
 
+    def states(self, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+        """The observed states of the valid transitions, (n, S) float32: all of them when there
+        are at most `max_rows`, else `max_rows` drawn without replacement (for fitting the input
+        normalisation: a min/max fit must see every row a small buffer has)."""
+        valid = self._valid()
+        if len(valid) > max_rows:
+            valid = np.sort(rng.choice(valid, max_rows, replace=False))
+        return self.obs_state[valid]
+
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, Any]:
         """n transitions uniformly (with replacement) over the valid slots.
 

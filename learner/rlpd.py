@@ -139,14 +139,18 @@ class RLPDTrainer:
     # ------------------------------------------------------------------ learning
 
     def fit_normalization(self, samples_per_buffer: int = 5000) -> None:
-        """Freeze the agent's input normalisation from the demos and the first online data."""
-        states = [
-            buffer.sample(min(samples_per_buffer, len(buffer)), self.rng)["obs_state"]
-            for buffer in (self.online, self.demo)
-            if len(buffer) > 0
-        ]
+        """Freeze the agent's input normalisation from the demos and the first online data, by
+        `learner.sac.normalization`: mean/std, min/max onto [-1, 1], or none."""
+        scheme = self.config.sac.normalization
+        if scheme == "none":
+            return
+        states = [buffer.states(samples_per_buffer, self.rng) for buffer in (self.online, self.demo) if len(buffer) > 0]
         data = np.concatenate(states)
-        self.agent.set_obs_normalization(data.mean(axis=0), data.std(axis=0))
+        if scheme == "min_max":  # centre (min + max) / 2, half-range (max - min) / 2 -> [-1, 1]
+            low, high = data.min(axis=0), data.max(axis=0)
+            self.agent.set_obs_normalization((low + high) / 2, (high - low) / 2)
+        else:
+            self.agent.set_obs_normalization(data.mean(axis=0), data.std(axis=0))
         log.info("input normalisation fitted on %d observations", len(data))
 
     def update(self) -> dict[str, float]:

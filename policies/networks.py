@@ -186,6 +186,21 @@ class TanhGaussianActor(nn.Module):
         return torch.tanh(mean)
 
 
+def orthogonal_init(module: nn.Module) -> None:
+    """Orthogonal weights (gain 1) and zero biases for every linear layer of `module`, each
+    ensemble member on its own (LeRobot's SAC initialisation; `learner.sac.init: orthogonal`)."""
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.orthogonal_(layer.weight)
+                if layer.bias is not None:
+                    layer.bias.zero_()
+            elif isinstance(layer, EnsembleLinear):
+                for member in layer.weight:  # (in, out) each
+                    nn.init.orthogonal_(member)
+                layer.bias.zero_()
+
+
 class GraspCritic(nn.Module):
     """DQN over the discrete gripper actions {open, stay, close} = indices 0, 1, 2.
 

@@ -16,8 +16,12 @@ Losses (per critic step; `critic_updates_per_actor_update` critic steps, then on
              the stored final observation.
     grasp    double DQN: y = r - penalty * switched + discount * (1 - terminated) *
              Q'_g(s', argmax_k Q_g(s', k));  L = mean_b (Q_g(s, k_taken) - y)^2.
-    actor    L = mean_b (alpha * log pi(a|s) - mean_e Q_e(s, a)),  a ~ pi(s) (reparameterised).
-    alpha    L = mean_b (-alpha * (log pi(a|s) + target_entropy)),  learned as log_alpha.
+    actor    L = mean_b (alpha * log pi(a|s) - mean_e Q_e(s, a)),  a ~ pi(s) (reparameterised);
+             min_e instead of mean_e with `actor_q: min`.
+    alpha    L = mean_b (-alpha * (log pi(a|s) + target_entropy)),  learned as log_alpha;
+             target_entropy = -n/2, n the continuous dims (or all dims, `target_entropy_dims`).
+With `max_grad_norm` each network's gradient (critics with the encoder, grasp critic, actor) is
+clipped to that global L2 norm before its step.
 Target networks (critic ensemble and grasp critic) follow by Polyak averaging with rate tau after
 every critic step.
 
@@ -57,6 +61,7 @@ from hilrl.policies.networks import (
     GraspCritic,
     ObsNormalizer,
     TanhGaussianActor,
+    orthogonal_init,
 )
 from hilrl.transport.action import GRIPPER_THRESHOLD
 from hilrl.transport.checkpoint import ACTING_NETWORKS
@@ -233,9 +238,8 @@ class SACAgent:
         self.continuous_dim = action_dim - 1 if has_gripper else action_dim
         if self.continuous_dim < 1:
             raise ValueError(f"action_dim {action_dim} leaves no continuous dimension")
-        self.target_entropy = (
-            config.target_entropy if config.target_entropy is not None else -self.continuous_dim / 2
-        )
+        entropy_dims = self.continuous_dim + (1 if has_gripper and config.target_entropy_dims == "all" else 0)
+        self.target_entropy = config.target_entropy if config.target_entropy is not None else -entropy_dims / 2
         self.subsample = config.ensemble_subsample or config.ensemble_size
         self.updates = 0  # calls of update() so far
 
@@ -250,6 +254,10 @@ class SACAgent:
             self.actor = TanhGaussianActor(feature_dim, self.continuous_dim, hidden)
             self.critic = EnsembleCritic(feature_dim, self.continuous_dim, hidden, config.ensemble_size)
             self.grasp_critic = GraspCritic(feature_dim, hidden) if has_gripper else None
+            if config.init == "orthogonal":
+                for net in (self.actor, self.critic, self.grasp_critic):
+                    if net is not None:
+                        orthogonal_init(net)
         self.critic_target = copy.deepcopy(self.critic)
         self.grasp_critic_target = copy.deepcopy(self.grasp_critic)
         for net in (self.obs_norm, self.encoder, self.actor, self.critic, self.critic_target,
@@ -333,7 +341,7 @@ class SACAgent:
             critic steps), actor_loss, temperature, entropy.
         Warns (UnfittedNormalizationWarning, once) when the input normalisation was never set.
         """
-        if self.updates == 0 and self.obs_norm.is_identity():
+        if self.updates == 0 and self.obs_norm.is_identity() and self.config.normalization != "none":
             warnings.warn(
                 "SACAgent.update: the input normalisation was never fitted, so states go in unscaled: call "
                 "set_obs_normalization(mean, std) with statistics of the observations (demos and early data) "
@@ -443,6 +451,7 @@ class SACAgent:
         loss = td.pow(2).mean()
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._clip(self.critic_optimizer)
         self.critic_optimizer.step()
         return {"critic_loss": loss.detach(), "q_mean": q.detach().mean(), "td_error_abs": td.detach().abs().mean()}
 
@@ -465,6 +474,7 @@ class SACAgent:
         loss = F.mse_loss(q, target)
         self.grasp_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._clip(self.grasp_optimizer)
         self.grasp_optimizer.step()
         return loss.detach()
 
@@ -474,12 +484,15 @@ class SACAgent:
         # The actor's loss must not leave gradients on the critic (its optimiser zeroes them
         # anyway, but skipping them saves the work).
         self.critic.requires_grad_(False)
-        q = self.critic(features, action).mean(dim=0)  # RLPD: mean over the whole ensemble
+        qs = self.critic(features, action)  # (E, B)
+        # RLPD: the mean over the whole ensemble; `actor_q: min` as in SAC.
+        q = qs.mean(dim=0) if self.config.actor_q == "mean" else qs.min(dim=0).values
         self.critic.requires_grad_(True)
         alpha = self.alpha.detach()
         actor_loss = (alpha * log_prob - q).mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
+        self._clip(self.actor_optimizer)
         self.actor_optimizer.step()
 
         temperature_loss = (-self.alpha * (log_prob.detach() + self.target_entropy)).mean()
@@ -491,6 +504,12 @@ class SACAgent:
             "temperature": self.alpha.detach(),
             "entropy": -log_prob.detach().mean(),
         }
+
+    def _clip(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the gradient of `optimizer`'s parameters to `max_grad_norm` (no-op when null)."""
+        if self.config.max_grad_norm is not None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
 
     @torch.no_grad()
     def _update_targets(self) -> None:

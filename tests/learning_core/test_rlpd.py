@@ -111,3 +111,30 @@ def test_trains_in_one_process_on_a_gymnasium_env_we_did_not_write():
     assert episodes[0]["length"] == 200
     assert 195 <= result["updates"] <= 200 and result["updates_per_env_step_held"] == 1.0
     assert len(trainer.online) == 300  # the truncated episode's last transition included
+
+
+def test_the_normalisation_scheme_is_fitted_as_configured():
+    """mean_std: (s - mean) / std; min_max: the observed range onto [-1, 1]; none: identity and
+    no warning (it was asked for)."""
+    import warnings
+
+    from hilrl.policies.sac import UnfittedNormalizationWarning
+
+    fitted = {}
+    for scheme in ("mean_std", "min_max", "none"):
+        trainer = RLPDTrainer(_config(sac=SACConfig(hidden_dims=[16, 16], normalization=scheme)), S, A,
+                              has_gripper=False, device="cpu")
+        for steps in _episodes(12):
+            for obs, action, reward, nxt, term, trunc, _ in steps:
+                trainer.add_step(obs, action, reward, nxt, term, trunc)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UnfittedNormalizationWarning)
+            trainer.update()
+        states = trainer.online.states(10_000, np.random.default_rng(0))  # every stored state
+        with torch.no_grad():
+            fitted[scheme] = trainer.agent.obs_norm(torch.as_tensor(states)).numpy()
+        if scheme == "none":
+            assert trainer.agent.obs_norm.is_identity()
+    assert np.all(fitted["min_max"] >= -1 - 1e-5) and np.all(fitted["min_max"] <= 1 + 1e-5)
+    assert np.allclose(fitted["min_max"].min(axis=0), -1, atol=1e-5) and np.allclose(fitted["min_max"].max(axis=0), 1, atol=1e-5)
+    assert np.allclose(fitted["mean_std"].mean(axis=0), 0, atol=0.2) and np.allclose(fitted["mean_std"].std(axis=0), 1, atol=0.2)

@@ -339,3 +339,76 @@ def test_gripper_exploration_is_the_configured_rate(rate):
             assert len(values) == 3 and counts.min() > 500, (values, counts)
     with pytest.raises(ValueError, match="grasp_exploration"):
         SACConfig(grasp_exploration=1.5)
+
+
+# ---------------------------------------------------------------- the ablation switches
+
+
+def test_actor_q_switch_maximises_the_mean_or_the_min_of_the_critics():
+    """One actor step's loss is alpha log pi - Q with Q the ensemble's mean or min: replayed by
+    hand from the same generator state, the loss matches only the configured reduction."""
+    batch = make_batch()
+    for reduction in ("mean", "min"):
+        agent = SACAgent(S, A, True, small_config(actor_q=reduction, ensemble_size=4), seed=0)
+        features = agent.obs_norm(batch["obs"])
+        state = agent.update_generator.get_state()
+        with torch.no_grad():
+            action, log_prob = agent.actor.sample(features, agent.update_generator)
+            qs = agent.critic(features, action)
+        expected = {name: float((agent.alpha.detach() * log_prob - q).mean())
+                    for name, q in (("mean", qs.mean(0)), ("min", qs.min(0).values))}
+        agent.update_generator.set_state(state)
+        got = float(agent._actor_temperature_step(features.detach())["actor_loss"])
+        assert got == pytest.approx(expected[reduction], rel=1e-5)
+        other = "min" if reduction == "mean" else "mean"
+        assert got != pytest.approx(expected[other], rel=1e-3)
+
+
+def test_target_entropy_dims_all_counts_the_gripper():
+    assert SACAgent(S, 4, True, small_config(target_entropy_dims="all")).target_entropy == -2.0  # (3 + 1) / 2
+    assert SACAgent(S, 3, False, small_config(target_entropy_dims="all")).target_entropy == -1.5  # no gripper
+
+
+def test_max_grad_norm_bounds_every_networks_step():
+    """The gradient each optimiser (critics, actor, grasp critic) steps with has a global L2 norm
+    of at most `max_grad_norm`; without it the same update's gradients are far larger."""
+    batch = make_batch()
+    for clip in (None, 1e-3):
+        agent = SACAgent(S, A, True, small_config(max_grad_norm=clip), seed=0)
+        norms = {}
+        original = torch.optim.Adam.step
+
+        def record(opt, *args, _norms=norms, _step=original, **kwargs):
+            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            _norms.setdefault(id(opt), []).append(float(torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g) for g in grads]))))
+            return _step(opt, *args, **kwargs)
+
+        torch.optim.Adam.step = record
+        try:
+            agent.update(make_batch(seed=3))
+            agent.update(batch)
+        finally:
+            torch.optim.Adam.step = original
+        clipped = [norms[id(o)] for o in (agent.critic_optimizer, agent.actor_optimizer, agent.grasp_optimizer)]
+        if clip is None:
+            assert max(max(n) for n in clipped) > 1e-2  # unclipped gradients are far larger
+        else:
+            assert all(n <= clip * 1.0001 for ns in clipped for n in ns), clipped
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        SACConfig(max_grad_norm=0.0)
+
+
+def test_orthogonal_init_gives_orthogonal_weights_and_zero_biases():
+    agent = SACAgent(S, A, True, small_config(init="orthogonal", ensemble_size=3), seed=0)
+    first = agent.actor.trunk.net[0]
+    w = first.weight.detach()  # (64, S): orthonormal columns
+    np.testing.assert_allclose((w.T @ w).numpy(), np.eye(S), atol=1e-5)
+    assert torch.all(first.bias == 0)
+    for member in agent.critic.linears[1].weight.detach():  # (64, 64) per member
+        np.testing.assert_allclose((member.T @ member).numpy(), np.eye(64), atol=1e-4)
+    assert torch.all(agent.critic.head.bias == 0)
+    default = SACAgent(S, A, True, small_config(), seed=0).actor.trunk.net[0]
+    assert not torch.all(default.bias == 0)
+    # The target critic starts as a copy of the (orthogonal) critic.
+    torch.testing.assert_close(agent.critic_target.linears[0].weight, agent.critic.linears[0].weight)

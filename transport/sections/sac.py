@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,21 @@ class SACConfig:
             gripper action is drawn uniformly from {open, stay, close} instead of the grasp
             critic's argmax (epsilon-greedy exploration of the gripper; 0 turns it off).
         encoder: image encoder, one per camera (used only when the observation has images).
+
+    Switches that set how the losses read (each one difference from LeRobot's SAC, measured by
+    bench/sample_efficiency.py; the defaults and the evidence behind them are in the README's
+    "Learning defaults" table):
+        actor_q: the actor maximises the "mean" (RLPD) or the "min" (SAC, LeRobot) of the
+            critic ensemble's Q values.
+        target_entropy_dims: with `target_entropy` null, it is -n/2 for n = the "continuous"
+            action dims (ours) or "all" of them, the gripper included (LeRobot).
+        normalization: the state input's fixed affine normalisation, fitted before the first
+            update from demos and early online data: "mean_std" ((s - mean) / std, ours),
+            "min_max" (onto [-1, 1] from the observed min and max, LeRobot's) or "none".
+        max_grad_norm: clip each network's gradient to this global L2 norm (LeRobot: 40);
+            null: no clipping.
+        init: "default" (PyTorch's uniform fan-in init) or "orthogonal" (orthogonal weights,
+            zero biases, as LeRobot).
     """
 
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
@@ -125,6 +141,11 @@ class SACConfig:
     backup_entropy: bool = False
     grasp_switch_penalty: float = 0.05
     grasp_exploration: float = 0.1
+    actor_q: Literal["mean", "min"] = "mean"
+    target_entropy_dims: Literal["continuous", "all"] = "continuous"
+    normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
+    max_grad_norm: float | None = None
+    init: Literal["default", "orthogonal"] = "default"
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def __post_init__(self) -> None:
@@ -142,5 +163,7 @@ class SACConfig:
             raise ValueError("init_temperature must be > 0")
         if not 0 <= self.grasp_exploration <= 1:
             raise ValueError(f"grasp_exploration must be a probability in [0, 1], got {self.grasp_exploration}")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ValueError(f"max_grad_norm must be a positive number (null: no clipping), got {self.max_grad_norm}")
         if self.critic_updates_per_actor_update < 1:
             raise ValueError("critic_updates_per_actor_update must be >= 1")
