@@ -110,9 +110,10 @@ class SACConfig:
             critic's argmax (epsilon-greedy exploration of the gripper; 0 turns it off).
         encoder: image encoder, one per camera (used only when the observation has images).
 
-    Switches that set how the losses read (each one difference from LeRobot's SAC, measured by
-    bench/sample_efficiency.py; the defaults and the evidence behind them are in the README's
-    "Learning defaults" table):
+    Switches that set how the losses read, each one difference from LeRobot's SAC, for ablations
+    (bench/sample_efficiency.py's variants; results kept under bench/results/sample_efficiency/).
+    The defaults are the recipe as it was before the switches existed: no measurement has moved
+    one yet.
         actor_q: the actor maximises the "mean" (RLPD) or the "min" (SAC, LeRobot) of the
             critic ensemble's Q values.
         target_entropy_dims: with `target_entropy` null, it is -n/2 for n = the "continuous"

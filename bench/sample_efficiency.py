@@ -1,0 +1,246 @@
+"""Sample-efficiency suite: env steps to 90 % deterministic success on manipulation tasks this
+project did not write (Meta-World 3, gymnasium-robotics' Fetch) and on our own sim tasks, each
+trained by the real `hilrl run` (learner and actor processes on loopback; a gymnasium env runs
+inside the actor, `env.kind: gymnasium`) from 20 demonstrations of a scripted policy.
+
+One run is one (task, variant, seed); its result is kept as
+bench/results/sample_efficiency/<task>__<variant>__seed<k>.json, so the suite can be run a piece at
+a time and merged:
+
+    python bench/sample_efficiency.py run --task fetch_push --seeds 0 1 2 [--variant default] [--budget 30000]
+    python bench/sample_efficiency.py report            # ONE JSON object over every kept result
+    python bench/sample_efficiency.py list              # tasks and variants
+
+The external tasks need their packages (bench-only, never CI): `pip install metaworld
+gymnasium-robotics` (both pull their own MuJoCo; a separate virtualenv with
+--system-site-packages keeps the project's own install untouched).
+
+Per run: the deterministic policy is evaluated every `--eval-every` env steps (10 episodes,
+`actor.eval_every_steps`) and at the end (20 episodes). Report, per task and variant: median and
+interquartile range over seeds of the env steps to the first evaluation >= 90 % (a seed that never
+gets there counts as "not reached" and makes the median null when it is half or more), success at
+fixed budgets (the last evaluation at or before each), and the area under the success curve
+(trapezoid over [0, budget], normalised to [0, 1]; success 0 at step 0).
+
+Variants are the `learner.sac` ablation switches (hilrl.transport.sections.sac) one at a time, and
+all of them together ("lerobot_like": LeRobot's SAC choices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "sample_efficiency"
+BUDGET_POINTS = (2_000, 4_000, 6_000, 10_000, 20_000, 30_000)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A benchmark task: a shipped config, or a gymnasium env section on top of gym_reacher's
+    learner, link and actor sections."""
+
+    config: str = "gym_reacher"
+    env: dict[str, Any] | None = None
+    package: str = ""  # what must be importable (the error names it)
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _metaworld(name: str, policy: str, steps: int = 200) -> Task:
+    return Task(env={"kind": "gymnasium", "max_episode_steps": steps, "gymnasium": {
+        "id": "Meta-World/MT1", "kwargs": {"env_name": name}, "import_modules": ["metaworld"],
+        "success_info_key": "success", "success_ends_episode": True,
+        "expert": f"metaworld.policies:{policy}"}}, package="metaworld")
+
+
+def _fetch(name: str, expert: str) -> Task:
+    return Task(env={"kind": "gymnasium", "max_episode_steps": 50, "gymnasium": {
+        "id": f"{name}-v4", "import_modules": ["gymnasium_robotics"],
+        "state_parts": ["desired_goal", "observation"],  # achieved_goal repeats the object position
+        "success_info_key": "is_success", "success_ends_episode": True,
+        "expert": f"hilrl.actor.foreign_experts:{expert}"}}, package="gymnasium_robotics")
+
+
+TASKS: dict[str, Task] = {
+    "metaworld_reach": _metaworld("reach-v3", "SawyerReachV3Policy"),
+    "metaworld_push": _metaworld("push-v3", "SawyerPushV3Policy"),
+    "metaworld_pick_place": _metaworld("pick-place-v3", "SawyerPickPlaceV3Policy"),
+    "fetch_push": _fetch("FetchPush", "fetch_push"),
+    "fetch_pick_and_place": _fetch("FetchPickAndPlace", "fetch_pick_and_place"),
+    "pick_cube": Task(config="sim_pick_cube", overrides=("actor.intervention.device=none",)),
+    "peg_insert": Task(config="sim_peg_insert", overrides=("actor.intervention.device=none",)),
+    "gym_reacher": Task(config="gym_reacher"),
+}
+
+LEROBOT_CHOICES = ("learner.sac.actor_q=min", "learner.sac.backup_entropy=true", "learner.sac.target_entropy_dims=all",
+                   "learner.sac.normalization=min_max", "learner.sac.max_grad_norm=40", "learner.sac.init=orthogonal")
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "default": (),
+    "actor_min": ("learner.sac.actor_q=min",),
+    "backup_entropy": ("learner.sac.backup_entropy=true",),
+    "entropy_all_dims": ("learner.sac.target_entropy_dims=all",),
+    "min_max_norm": ("learner.sac.normalization=min_max",),
+    "grad_clip_40": ("learner.sac.max_grad_norm=40",),
+    "no_grasp_exploration": ("learner.sac.grasp_exploration=0",),
+    "orthogonal_init": ("learner.sac.init=orthogonal",),
+    "lerobot_like": LEROBOT_CHOICES,
+}
+
+
+def _config_file(task: Task, where: Path) -> Path:
+    """The task's config as a file `hilrl run` reads."""
+    path = REPO / "configs" / f"{task.config}.yaml"
+    if task.env is None:
+        return path
+    doc = yaml.safe_load(path.read_text())
+    doc["env"] = task.env
+    doc["task"] = "bench"
+    out = where / "config.yaml"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out
+
+
+def run_once(name: str, variant: str, seed: int, budget: int, eval_every: int, extra: list[str]) -> dict[str, Any]:
+    """Train one (task, variant, seed) through `hilrl run`; returns (and keeps) its result."""
+    task = TASKS[name]
+    if task.package:
+        try:
+            __import__(task.package)
+        except ImportError:
+            raise SystemExit(f"task {name} needs the package {task.package!r}: pip install "
+                             f"{'metaworld' if task.package == 'metaworld' else 'gymnasium-robotics'} (bench only)") from None
+    overrides = [*task.overrides, *VARIANTS[variant], *extra, f"actor.seed={seed}", f"learner.seed={seed}",
+                 f"actor.eval_every_steps={eval_every}", "actor.eval_episodes=10", "dashboard.enabled=false"]
+    with tempfile.TemporaryDirectory(prefix="hilrl-se-") as tmp:
+        where = Path(tmp)
+        run_dir = where / "run"
+        args = [sys.executable, "-m", "hilrl.tools.cli", "run", "--config", str(_config_file(task, where)),
+                "--run-dir", str(run_dir), "--max-env-steps", str(budget), "--eval-episodes", "20", *overrides]
+        started = time.monotonic()
+        done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        wall = time.monotonic() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}/{variant}/seed {seed}: hilrl run exited {done.returncode}: {done.stderr[-2000:]}")
+        curve_file = run_dir / "actor" / "eval_curve.jsonl"
+        curve = [(p["env_steps"], p["eval_success_rate"]) for p in map(json.loads, curve_file.read_text().splitlines())] \
+            if curve_file.exists() else []
+        summary = json.loads((run_dir / "summary.json").read_text())
+    curve.append((summary["env_steps"], summary["eval_success_rate"]))
+    result = {
+        "task": name, "variant": variant, "seed": seed, "budget": budget, "eval_every": eval_every,
+        "overrides": overrides, "curve": curve, "steps_to_90": steps_to(curve, 0.9),
+        "success_at": success_at(curve, budget), "auc": auc(curve, budget), "wall_time_s": round(wall, 1),
+        "updates": summary["updates"], "updates_per_env_step_held": summary.get("updates_per_env_step_held"),
+        "demo_transitions": summary["demo_transitions"], "python": sys.version.split()[0],
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}__{variant}__seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def steps_to(curve: list[tuple[int, float]], level: float) -> int | None:
+    """Env steps of the first evaluation at or above `level` (None: never)."""
+    return next((steps for steps, success in curve if success >= level), None)
+
+
+def success_at(curve: list[tuple[int, float]], budget: int) -> dict[str, float | None]:
+    """Success of the last evaluation at or before each budget point within `budget`."""
+    out: dict[str, float | None] = {}
+    for point in (p for p in BUDGET_POINTS if p <= budget):
+        before = [success for steps, success in curve if steps <= point]
+        out[str(point)] = before[-1] if before else None
+    return out
+
+
+def auc(curve: list[tuple[int, float]], budget: int) -> float:
+    """Trapezoid area under success(env steps) over [0, budget], from (0, 0), divided by budget."""
+    points = [(0, 0.0), *[(s, v) for s, v in curve if s <= budget]]
+    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in itertools.pairwise(points))
+    last_steps, last_value = points[-1]
+    area += (budget - last_steps) * last_value
+    return round(area / budget, 4)
+
+
+def _quartiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "q1": None, "q3": None}
+    if len(values) == 1:
+        return {"median": values[0], "q1": values[0], "q3": values[0]}
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return {"median": median, "q1": q1, "q3": q3}
+
+
+def report() -> dict[str, Any]:
+    """Every kept result, grouped by task and variant."""
+    groups: dict[str, dict[str, list[dict]]] = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        groups.setdefault(r["task"], {}).setdefault(r["variant"], []).append(r)
+    out: dict[str, Any] = {"results_dir": str(RESULTS.relative_to(REPO)), "tasks": {}}
+    for task, variants in groups.items():
+        out["tasks"][task] = {}
+        for variant, runs in variants.items():
+            reached = [r["steps_to_90"] for r in runs if r["steps_to_90"] is not None]
+            # A seed that never reached 90 % ranks above every seed that did: the median exists only
+            # while fewer than half the seeds failed.
+            ranked = sorted(reached) + [float("inf")] * (len(runs) - len(reached))
+            median = statistics.median(ranked) if ranked else None
+            q = _quartiles([float(v) for v in ranked]) if len(reached) == len(runs) else {"q1": None, "q3": None}
+            points = sorted({p for r in runs for p in r["success_at"]}, key=int)
+            out["tasks"][task][variant] = {
+                "seeds": sorted(r["seed"] for r in runs),
+                "budget": max(r["budget"] for r in runs),
+                "steps_to_90": {"median": None if median in (None, float("inf")) else median, "q1": q["q1"],
+                                "q3": q["q3"], "per_seed": {r["seed"]: r["steps_to_90"] for r in runs},
+                                "not_reached": len(runs) - len(reached)},
+                "success_at": {p: _quartiles([r["success_at"][p] for r in runs if r["success_at"].get(p) is not None])["median"]
+                               for p in points},
+                "auc": _quartiles([r["auc"] for r in runs]),
+                "wall_time_s_median": statistics.median(r["wall_time_s"] for r in runs),
+            }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train (task, variant, seed) runs and keep their results")
+    run.add_argument("--task", choices=sorted(TASKS), required=True)
+    run.add_argument("--variant", choices=sorted(VARIANTS), default="default")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    run.add_argument("--budget", type=int, default=30_000, help="env steps per run (at most 30000)")
+    run.add_argument("--eval-every", type=int, default=1_000)
+    run.add_argument("--set", nargs="*", default=[], help="extra dotted overrides, e.g. learner.updates_per_env_step=2")
+    sub.add_parser("report", help="print one JSON object over every kept result")
+    sub.add_parser("list", help="tasks and variants")
+    args = parser.parse_args()
+    if args.command == "list":
+        print(json.dumps({"tasks": sorted(TASKS), "variants": {k: list(v) for k, v in VARIANTS.items()}}))
+        return
+    if args.command == "report":
+        print(json.dumps(report()))
+        return
+    if not 1 <= args.budget <= 30_000:
+        raise SystemExit("--budget must be in 1..30000 env steps")
+    for seed in args.seeds:
+        result = run_once(args.task, args.variant, seed, args.budget, args.eval_every, args.set)
+        print(json.dumps({k: result[k] for k in ("task", "variant", "seed", "steps_to_90", "auc", "wall_time_s")}),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
