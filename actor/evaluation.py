@@ -30,7 +30,8 @@ class EpisodeResult:
         seed: the episode's reset seed.
         success: the episode ended in success (the task's check, or the operator's label).
         length: env steps.
-        time_s: length x the control period, s (the robot's time, not the wall clock).
+        time_s: length x the control period, s (the robot's time, not the wall clock); None for an
+            env without a control period (a gymnasium env).
         interventions: separate operator takeovers; intervention_steps: steps the operator drove.
         label: the operator's "success"/"failure" label that ended it, or None.
     """
@@ -38,7 +39,7 @@ class EpisodeResult:
     seed: int
     success: bool
     length: int
-    time_s: float
+    time_s: float | None
     interventions: int = 0
     intervention_steps: int = 0
     label: str | None = None
@@ -51,7 +52,8 @@ class EvalSummary:
     Attributes:
         episodes / successes: counts. success_rate: successes / episodes.
         mean_length: mean episode length, env steps.
-        mean_time_to_success_s: mean `time_s` of the successful episodes, s (None: no success).
+        mean_time_to_success_s: mean `time_s` of the successful episodes, s (None: no success, or
+            no control period).
         interventions / intervention_steps: summed over the episodes (0 without an operator).
         labelled: episodes the operator ended with a label.
     """
@@ -106,7 +108,7 @@ def run_episodes(
                 seed=seed + i,
                 success=bool(info.get("succeeded")),
                 length=steps,
-                time_s=steps * period,
+                time_s=steps * period if period > 0 else None,  # a gymnasium env has no clock rate
                 interventions=int(takeovers),
                 intervention_steps=int(operator_steps),
                 label=info.get("human_label"),
@@ -135,7 +137,7 @@ def summarize(results: Sequence[EpisodeResult]) -> EvalSummary:
     """Totals of `results` (at least one episode)."""
     if not results:
         raise ValueError("no evaluation episodes to summarise")
-    times = [r.time_s for r in results if r.success]
+    times = [r.time_s for r in results if r.success and r.time_s is not None]
     successes = sum(r.success for r in results)
     return EvalSummary(
         episodes=len(results),

@@ -246,12 +246,14 @@ def test_gymnasium_reacher_trains_through_hilrl_run_then_evaluates_and_browses(t
     assert summary["demo_transitions"] > 0  # recorded by hilrl.actor.foreign_experts:reacher
     assert summary["eval_success_rate"] >= 0.7, summary
     assert not (run_dir / "robot_server.log").exists()  # no robot server for a gymnasium env
+    assert summary["eval_mean_time_to_success_s"] is None  # steps, not seconds: no control period
     assert "the scripted policy hilrl.actor.foreign_experts:reacher" in done.stdout
 
     evaluated = hilrl("eval", "--run-dir", str(run_dir), "--episodes", "3")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     result = json.loads(evaluated.stdout.splitlines()[0])
     assert result["episodes"] == 3 and result["task"] == "gym_reacher"
+    assert result["mean_time_to_success_s"] is None  # a gymnasium env has no control period
 
     browsed = hilrl("browse", str(run_dir), "--json")
     assert browsed.returncode == 0, browsed.stderr[-2000:]
