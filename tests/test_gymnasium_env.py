@@ -277,3 +277,14 @@ def test_the_shipped_gymnasium_config_loads():
     doc = load_document(config_path("gym_reacher"))
     env = section(doc, "env", EnvConfig)
     assert env.kind == "gymnasium" and env.gymnasium is not None and env.gymnasium.expert
+
+
+def test_doctor_checks_a_gymnasium_env_in_place_of_robot_and_cameras():
+    from hilrl.tools.doctor import run_checks
+
+    rows = run_checks(load_document(config_path("gym_reacher")), skip=("intervention", "learner"))
+    assert [r.name for r in rows] == ["config", "env"] and all(r.ok for r in rows), rows
+    assert "Reacher-v5: state 10, cameras none, action 2" in rows[1].detail
+    broken = run_checks(load_document(config_path("gym_reacher"), ["env.gymnasium.success_info_key=is_success"]),
+                        skip=("intervention", "learner"))
+    assert not broken[1].ok and "info has no 'is_success'" in broken[1].detail

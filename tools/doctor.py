@@ -255,16 +255,40 @@ def check_learner(doc: dict[str, Any], timeout_s: float = 2.0) -> CheckResult:
 # ----------------------------------------------------------------------------------- report
 
 
+def check_gymnasium_env(doc: dict[str, Any]) -> CheckResult:
+    """An `env.kind: gymnasium` env: built, reset and stepped once with a zero action; its layout
+    and the success key's presence reported (the env is the robot and the cameras)."""
+    from hilrl.actor.make import make_env
+
+    env = make_env(doc)
+    try:
+        obs, _ = env.reset(seed=0)
+        _, _, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
+        g = env.gym_config
+        cameras = {name: list(obs[name].shape) for name in obs if name != "state"}
+        return CheckResult("env", True, f"{g.id}: state {obs['state'].shape[0]}, cameras {cameras or 'none'}, action "
+                                        f"{env.action_space.shape[0]} ({', '.join(env.action_names)}), success from "
+                                        f"{g.success_info_key or 'operator labels only'} (info now {info['succeeded']})")
+    finally:
+        env.close()
+
+
 def run_checks(doc: dict[str, Any], skip: Sequence[str] = ()) -> list[CheckResult]:
-    """Every check (except those named in `skip`: robot, cameras, intervention, learner)."""
+    """Every check (except those named in `skip`: robot, cameras, intervention, learner). A
+    gymnasium env (`env.kind: gymnasium`) is checked as "env" in place of robot and cameras."""
     rows = _run_check("config", lambda: check_config(doc), "fix the named key in the config file")
     if not rows[0].ok:
         return rows  # the other checks read the same sections
+    gymnasium = (doc.get("env") or {}).get("kind") == "gymnasium"
     plan: list[tuple[str, Callable[[], CheckResult | list[CheckResult]], str]] = [
         ("robot", lambda: check_robot(doc),
          "start `hilrl robot-server --config FILE` on the robot PC; check robot_server.address, "
          "robot_server.curve keys off loopback, and the network"),
         ("cameras", lambda: check_cameras(doc), "see the camera's message"),
+    ] if not gymnasium else [
+        ("env", lambda: check_gymnasium_env(doc), "see the env's message (install its package, check env.gymnasium)"),
+    ]
+    plan += [
         ("intervention", lambda: check_intervention_device(doc), "see the device's message"),
         ("learner", lambda: check_learner(doc), "start the learner"),
     ]
@@ -288,7 +312,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Pre-flight check of a cell: robot, cameras, "
                                                             "intervention device, gripper, learner, config.")
     parser.add_argument("--config", required=True, help="task YAML file")
-    parser.add_argument("--skip", action="append", default=[], choices=["robot", "cameras", "intervention", "learner"],
+    parser.add_argument("--skip", action="append", default=[], choices=["robot", "cameras", "env", "intervention", "learner"],
                         help="leave out a check (repeatable), e.g. --skip learner before the learner is started")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. link.address=tcp://10.0.0.2:5556")
     args = parser.parse_args(argv)
