@@ -60,13 +60,17 @@ class Task:
 
 
 def _metaworld(name: str, policy: str, steps: int = 200) -> Task:
+    # Meta-World's shaped reward is positive (0..10 per step): ending the episode at success would
+    # forfeit it, teaching the agent to avoid success. So its own time limit ends episodes, and an
+    # episode succeeded when its last step does (the object kept at the goal).
     return Task(env={"kind": "gymnasium", "max_episode_steps": steps, "gymnasium": {
         "id": "Meta-World/MT1", "kwargs": {"env_name": name}, "import_modules": ["metaworld"],
-        "success_info_key": "success", "success_ends_episode": True,
+        "success_info_key": "success", "success_ends_episode": False,
         "expert": f"metaworld.policies:{policy}"}}, package="metaworld")
 
 
 def _fetch(name: str, expert: str) -> Task:
+    # Fetch pays -1 per step until success (0 after): ending at success is what the reward wants.
     return Task(env={"kind": "gymnasium", "max_episode_steps": 50, "gymnasium": {
         "id": f"{name}-v4", "import_modules": ["gymnasium_robotics"],
         "state_parts": ["desired_goal", "observation"],  # achieved_goal repeats the object position

@@ -83,7 +83,10 @@ class GymnasiumEnvConfig:
             the value is >= it (for envs that report a score or a negative distance).
         success_ends_episode: end the episode (terminated) on the first successful step, as our
             own tasks do; off: the env's own termination stands and an episode succeeded when its
-            final step did.
+            final step did. Only for envs whose reward does not keep paying after success (a
+            step penalty, as Fetch's -1, or a one-off bonus): with a positive per-step reward (as
+            Meta-World's shaped one) ending at success forfeits the rest of the episode's reward,
+            and the agent learns to avoid success.
         expert: a scripted policy as "module:callable", for `hilrl record-demos`, `hilrl run`'s
             demonstrations and the scripted operator. The callable takes the env's raw
             observation and returns the env's action; a class is instantiated with no arguments
