@@ -142,6 +142,8 @@ def run_once(name: str, variant: str, seed: int, budget: int, eval_every: int, e
         curve = [(p["env_steps"], p["eval_success_rate"]) for p in map(json.loads, curve_file.read_text().splitlines())] \
             if curve_file.exists() else []
         summary = json.loads((run_dir / "summary.json").read_text())
+    if curve and curve[-1][0] == summary["env_steps"]:
+        curve.pop()  # a periodic evaluation at the very end: the final one (20 episodes) stands
     curve.append((summary["env_steps"], summary["eval_success_rate"]))
     result = {
         "task": name, "variant": variant, "seed": seed, "budget": budget, "eval_every": eval_every,
