@@ -172,17 +172,16 @@ class GymnasiumEnv(gym.Env):
             raise ValueError(f"action must be {self.action_space.shape} finite values in [-1, 1], got {action}")
         env_action = self.actions.to_env(action)
         raw, reward, terminated, truncated, info = self.env.step(env_action)
-        switched = False
-        if self.actions.gripper_index is not None:
+        switched, opening = False, self.robot_state.gripper_opening
+        gripper = self.actions.gripper
+        if gripper is not None:
             value = float(env_action[self.actions.gripper_index])
             switched = self._last_gripper is not None and value != self._last_gripper
             self._last_gripper = value
+            opening = {gripper.close: 0.0, gripper.open: 1.0}.get(value, opening)  # "stay" keeps it
         succeeded = self._succeeded(info)
         if succeeded and self.gym_config.success_ends_episode:
             terminated = True
-        opening = self.robot_state.gripper_opening
-        if self.actions.gripper is not None and self._last_gripper is not None:
-            opening = 0.0 if self._last_gripper == self.actions.gripper.close else 1.0 if self._last_gripper == self.actions.gripper.open else opening
         self.robot_state = ForeignState(raw, dict(info), gripper_opening=opening, robot_time_s=self._now())
         return self._observe(raw), float(reward), bool(terminated), bool(truncated), self._info(info, succeeded, switched)
 

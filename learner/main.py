@@ -65,7 +65,6 @@ from hilrl.transport.codec import PROTOCOL_VERSION
 from hilrl.transport.config import document_hash, load_document, parse_document, section
 from hilrl.transport.contract import contract_hash, learning_contract
 from hilrl.transport.dashboard import DashboardConfig, add_dashboard_argument, dashboard_overrides
-from hilrl.transport.gym_spaces import SpaceMappingError
 from hilrl.transport.learner_messages import (
     LEARNER_MESSAGES,
     EpisodeStats,
@@ -140,10 +139,7 @@ def learner_spec(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
     the encoder can take the policy cameras' image sizes (SchemaError naming the key)."""
     env = section(doc, "env", EnvConfig)
     if env.kind == "gymnasium":  # its spaces say (the env is built once to read them)
-        try:
-            layout = gymnasium_layout(env)
-        except SpaceMappingError as exc:
-            raise exc.as_schema_error() from None
+        layout = gymnasium_layout(env)
         spec, action_dim = layout.spec, layout.actions.action_dim
     else:
         spec, action_dim = observation_spec(env), env.action_dim

@@ -64,7 +64,6 @@ from hilrl.transport.dashboard import (
     dashboard_overrides,
     describe,
 )
-from hilrl.transport.gym_spaces import SpaceMappingError
 from hilrl.transport.observation import gymnasium_layout
 from hilrl.transport.run_dir import RunDir
 from hilrl.transport.schema import SchemaError
@@ -272,11 +271,12 @@ def run(
     paths = RunDir(run_dir)
     task = doc.get("task", "")
     print(f"dashboard: {describe(section(doc, 'dashboard', DashboardConfig), run_dir)}", flush=True)
-    foreign = section(doc, "env", EnvConfig).kind == "gymnasium"
+    gymnasium = section(doc, "env", EnvConfig).gymnasium  # None for a robot task
+    foreign = gymnasium is not None
     learner_section = doc.setdefault("learner", {})
     if not learner_section.get("demos"):
         demo_dir = paths.demos
-        who = f"the scripted policy {section(doc, 'env', EnvConfig).gymnasium.expert}" if foreign else "the scripted expert"
+        who = f"the scripted policy {gymnasium.expert}" if gymnasium is not None else "the scripted expert"
         print(f"recording {DEFAULT_DEMOS} demonstrations with {who} into {demo_dir}", flush=True)
         record_demos(parse_document(doc, ["env.connection=inprocess"]), DEFAULT_DEMOS, demo_dir)
         learner_section["demos"] = [str(demo_dir)]
@@ -393,19 +393,16 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         # Every section is checked here, before a second is spent recording demos or starting
         # processes. (Config dataclasses only: this imports no other process's machinery.)
         task = doc.get("task", "")
-        if task not in SIM_TASKS and section(doc, "env", EnvConfig).kind != "gymnasium":
+        env = section(doc, "env", EnvConfig)
+        if task not in SIM_TASKS and env.kind != "gymnasium":
             raise SchemaError("task", f"{task!r} is not a simulated task; `hilrl run` trains one of "
                                       f"{', '.join(SIM_TASKS)}, or any gymnasium env with env.kind: gymnasium (a "
                                       "real cell runs `hilrl robot-server`, `hilrl learner` and `hilrl actor` on "
                                       "its machines)")
         load_settings(doc)
         section(doc, "robot_server", ServerConfig)
-        env = section(doc, "env", EnvConfig)
         if env.kind == "gymnasium":  # built once here: an env that cannot be mapped stops the run now
-            try:
-                gymnasium_layout(env)
-            except SpaceMappingError as exc:
-                raise exc.as_schema_error() from None
+            gymnasium_layout(env)
             if not doc.get("learner", {}).get("demos") and not env.gymnasium.expert:
                 raise SchemaError("env.gymnasium.expert", "`hilrl run` records its demonstrations with a scripted "
                                   "policy: name one as 'module:callable', or give recorded ones in learner.demos")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hilrl.transport.gym_spaces import EnvLayout, inspect_env
+from hilrl.transport.gym_spaces import EnvLayout, SpaceMappingError, inspect_env
 from hilrl.transport.learner_messages import ObservationSpec
 from hilrl.transport.sections.env import EnvConfig
 
@@ -26,9 +26,16 @@ def policy_camera_sizes(env: EnvConfig) -> list[tuple[str, tuple[int, int]]]:
 
 
 def gymnasium_layout(env: EnvConfig) -> EnvLayout:
-    """The mapping of an `env.kind: gymnasium` env's spaces (the env is built to read them)."""
+    """The mapping of an `env.kind: gymnasium` env's spaces (the env is built to read them).
+
+    Raises:
+        SchemaError: the env cannot be built or mapped (naming the `env.*` key or the part).
+    """
     assert env.gymnasium is not None, "EnvConfig refuses kind gymnasium without env.gymnasium"
-    return inspect_env(env.gymnasium, env.max_episode_steps, policy_camera_sizes(env))
+    try:
+        return inspect_env(env.gymnasium, env.max_episode_steps, policy_camera_sizes(env))
+    except SpaceMappingError as exc:
+        raise exc.as_schema_error() from None
 
 
 def observation_spec(env: EnvConfig) -> ObservationSpec:
