@@ -27,6 +27,17 @@ class InterventionConfig:
         probability: the random rule's per-step takeover probability.
         takeover_steps: how long the operator drives once it takes over, in steps.
         max_per_episode: at most this many takeovers per episode.
+        operator_quality: scripted operator only: how good the operator is, in [0, 1]. 1.0 (the
+            default) is the expert itself, exactly; below 1 the operator is noisy, late and
+            imprecise by amounts that grow with the loss `1 - operator_quality` (the formulas are
+            in `ScriptedOperator`'s docstring, actor/interventions.py). For experiments on a
+            suboptimal operator (RL can improve on it, imitation cannot).
+        operator_noise_std_max: the std of the Gaussian noise on the operator's continuous action
+            dims at quality 0, in action units (std = this * (1 - operator_quality)).
+        operator_delay_steps_max: how many steps late the operator reacts at quality 0 (delay =
+            this * (1 - operator_quality), rounded), in steps.
+        operator_bias_max: the norm of the operator's per-takeover constant action offset at
+            quality 0, in action units (norm = this * (1 - operator_quality)).
         spacemouse: the SpaceMouse's device, axes, deadzone, hold time and button gestures
             (hardware/spacemouse.py `SpaceMouseConfig`); read only when device is "spacemouse".
         keyboard: the keyboard's keys, speed and hold time (hardware/keyboard.py
@@ -40,6 +51,10 @@ class InterventionConfig:
     probability: float = 0.05
     takeover_steps: int = 8
     max_per_episode: int = 3
+    operator_quality: float = 1.0
+    operator_noise_std_max: float = 0.5
+    operator_delay_steps_max: int = 6
+    operator_bias_max: float = 0.5
     spacemouse: SpaceMouseConfig = field(default_factory=SpaceMouseConfig)
     keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
 
@@ -48,6 +63,14 @@ class InterventionConfig:
             raise ValueError("probability must be in [0, 1]")
         if self.takeover_steps < 1 or self.patience_steps < 1 or self.max_per_episode < 0:
             raise ValueError("takeover_steps and patience_steps must be >= 1, max_per_episode >= 0")
+        if not (math.isfinite(self.operator_quality) and 0 <= self.operator_quality <= 1):
+            raise RangeError("operator_quality", f"must be in [0, 1] (1: the expert itself), got {self.operator_quality!r}")
+        if not (math.isfinite(self.operator_noise_std_max) and 0 <= self.operator_noise_std_max <= 2):
+            raise RangeError("operator_noise_std_max", f"must be in [0, 2] (action units; 0: no noise), got {self.operator_noise_std_max!r}")
+        if not 0 <= self.operator_delay_steps_max <= 1000:
+            raise RangeError("operator_delay_steps_max", f"must be in [0, 1000] steps (0: never late), got {self.operator_delay_steps_max!r}")
+        if not (math.isfinite(self.operator_bias_max) and 0 <= self.operator_bias_max <= 2):
+            raise RangeError("operator_bias_max", f"must be in [0, 2] (action units; 0: no offset), got {self.operator_bias_max!r}")
 
 
 @dataclass

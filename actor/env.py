@@ -201,6 +201,11 @@ class RobotEnv(gym.Env):
         return self.config.action
 
     @property
+    def has_gripper(self) -> bool:
+        """The last action dim is the gripper command (`env.action.gripper`)."""
+        return self.config.action.gripper
+
+    @property
     def action_names(self) -> list[str]:
         """Name of each action dim (x, y, z, [rx, ry, rz], [gripper])."""
         return action_names(self.config.action)

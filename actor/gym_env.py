@@ -213,6 +213,11 @@ class GymnasiumEnv(gym.Env):
         return ActionConfig(rotation_scale_rad=0.1 if n == 6 else 0.0, gripper=self.actions.gripper is not None)
 
     @property
+    def has_gripper(self) -> bool:
+        """The last action dim is our gripper command (`env.gymnasium.gripper` declared)."""
+        return self.actions.gripper is not None
+
+    @property
     def action_names(self) -> list[str]:
         """Name of each action dim: a0, a1, ... (the env's continuous dims), then "gripper"."""
         names = [f"a{i}" for i in range(len(self.actions.low))]

@@ -107,40 +107,119 @@ class ScriptedOperator:
             the expert's (or the policy barely moves while the expert would) for `patience_steps`
             steps in a row; the operator then drives for `takeover_steps` steps and hands back.
         random: takes over with probability `probability` on any step.
-    At most `max_per_episode` takeovers per episode.
+    At most `max_per_episode` takeovers per episode (`takeovers` counts this episode's, from the
+    step each one starts).
+
+    Quality (`operator_quality` q in [0, 1]; the loss is L = 1 - q). At q = 1 the operator is the
+    expert exactly: the same actions, the same takeover steps and the same random stream as an
+    operator without the setting. Below 1 it is worse in three ways, all drawn from a generator
+    seeded by `seed` (kept apart from the random rule's, so the rule's draws do not change):
+        noisy: each action it drives gets Gaussian noise of std `operator_noise_std_max` * L on
+            every continuous dim (translation, rotation; never the gripper), then is clipped to
+            [-1, 1];
+        late: it reacts d = floor(`operator_delay_steps_max` * L + 0.5) steps late. drift: the
+            policy must drift `patience_steps` + d steps in a row; random: the takeover starts d
+            steps after the rule fires (the policy keeps acting meanwhile; the rule is not
+            consulted again until then);
+        imprecise: at each takeover's start, with probability L the operator adds a constant
+            offset of norm `operator_bias_max` * L (a uniformly random direction over the
+            continuous dims, drawn once per takeover) to the expert's continuous dims for that
+            whole takeover; and with probability L / 2 it hands back early, after
+            max(1, `takeover_steps` // 2) steps.
+    The gripper dim is always the expert's own.
 
     Args:
-        config: the rule and its thresholds.
+        config: the rule and its thresholds, and the operator's quality.
         expert: the expert whose actions the operator gives.
-        seed: seeds the random rule.
+        seed: seeds the random rule and the operator's imperfections.
+        gripper: whether the action's last dim is the gripper; None reads the expert's
+            `action_config.gripper`. Needed below quality 1 for an expert without `action_config`.
+    Raises:
+        ValueError: quality below 1 and no way to tell whether the action has a gripper dim.
     """
 
-    def __init__(self, config: InterventionConfig, expert: Expert, seed: int = 0):
+    def __init__(self, config: InterventionConfig, expert: Expert, seed: int = 0, gripper: bool | None = None):
         self.config = config
         self.expert = expert
         self._rng = np.random.default_rng(seed)
         self._cos_threshold = float(np.cos(np.deg2rad(config.drift_angle_deg)))
+        self._loss = 1.0 - float(config.operator_quality)
+        # Its own stream (a child of the same seed): the random rule's draws stay today's.
+        self._flaw_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+        self._noise_std = config.operator_noise_std_max * self._loss
+        self._delay_steps = int(np.floor(config.operator_delay_steps_max * self._loss + 0.5))
+        self._bias_norm = config.operator_bias_max * self._loss
+        if gripper is None:
+            action_config = getattr(expert, "action_config", None)
+            if action_config is None and self._loss > 0:
+                raise ValueError(
+                    f"operator_quality {config.operator_quality} < 1 needs to know whether the action has a "
+                    f"gripper dim, and the expert {type(expert).__name__} has no action_config: pass gripper=")
+            gripper = bool(getattr(action_config, "gripper", False))
+        self._gripper = gripper
         self.reset()
+
+    @property
+    def delay_steps(self) -> int:
+        """How many steps late this operator reacts (0 at quality 1)."""
+        return self._delay_steps
 
     def reset(self) -> None:
         self.expert.reset()
         self._drifting = 0
         self._driving_left = 0
+        self._pending = -1  # random rule, late operator: steps until a fired takeover starts (-1: none)
+        self._bias: np.ndarray | None = None
         self.takeovers = 0
 
     def intervene(self, state: RobotState, policy_action: np.ndarray) -> np.ndarray | None:
         expert_action = self.expert.act(state)  # always consulted, so a phase machine keeps its memory
         if self._driving_left > 0:
             self._driving_left -= 1
-            return expert_action
+            return self._drive(expert_action)
         if self.takeovers >= self.config.max_per_episode:
             return None
+        if self._pending > 0:  # the random rule fired; the operator has not reacted yet
+            self._pending -= 1
+            if self._pending > 0:
+                return None
+            return self._start(expert_action)
         if self._wants_takeover(expert_action, policy_action):
-            self.takeovers += 1
-            self._drifting = 0
-            self._driving_left = self.config.takeover_steps - 1
-            return expert_action
+            if self.config.rule == "random" and self._delay_steps > 0:
+                self._pending = self._delay_steps
+                return None
+            return self._start(expert_action)
         return None
+
+    def _start(self, expert_action: np.ndarray) -> np.ndarray:
+        """A takeover starts on this step: count it, decide its flaws, drive its first step."""
+        self.takeovers += 1
+        self._drifting = 0
+        self._pending = -1
+        steps = self.config.takeover_steps
+        if self._loss > 0:
+            n = expert_action.shape[0] - (1 if self._gripper else 0)
+            biased, early = self._flaw_rng.random(2)
+            direction = self._flaw_rng.standard_normal(n)
+            norm = float(np.linalg.norm(direction))
+            self._bias = None
+            if biased < self._loss and self._bias_norm > 0 and norm > 0:
+                self._bias = direction * (self._bias_norm / norm)
+            if early < self._loss / 2:
+                steps = max(1, steps // 2)
+        self._driving_left = steps - 1
+        return self._drive(expert_action)
+
+    def _drive(self, expert_action: np.ndarray) -> np.ndarray:
+        """The operator's action for one driven step: the expert's, with this operator's flaws."""
+        if self._loss == 0:
+            return expert_action  # the expert itself, bit for bit
+        action = np.array(expert_action, dtype=np.float64)
+        n = action.shape[0] - (1 if self._gripper else 0)
+        noise = self._flaw_rng.standard_normal(n) * self._noise_std
+        offset = self._bias if self._bias is not None else 0.0
+        action[:n] = np.clip(action[:n] + offset + noise, -1.0, 1.0)
+        return action.astype(np.asarray(expert_action).dtype, copy=False)
 
     def _wants_takeover(self, expert_action: np.ndarray, policy_action: np.ndarray) -> bool:
         if self.config.rule == "random":
@@ -154,7 +233,7 @@ class ScriptedOperator:
         else:
             drifting = float(e @ p) / (e_norm * p_norm) < self._cos_threshold
         self._drifting = self._drifting + 1 if drifting else 0
-        return self._drifting >= self.config.patience_steps
+        return self._drifting >= self.config.patience_steps + self._delay_steps
 
     def label(self) -> HumanLabel | None:
         return None  # the sim's success comes from the task itself
@@ -309,7 +388,7 @@ def make_intervention_device(config: InterventionConfig, task: str, env: gym.Env
     if config.device == "none":
         return None
     if config.device == "scripted":
-        return ScriptedOperator(config, expert_for(task, env), seed)
+        return ScriptedOperator(config, expert_for(task, env), seed, gripper=env.unwrapped.has_gripper)
     action = env.unwrapped.action_config  # a gymnasium env refuses one an operator cannot drive
     if config.device == "spacemouse":
         return SpaceMouseOperator(config.spacemouse, action)

@@ -61,7 +61,7 @@ from hilrl.actor.make import make_env
 from hilrl.actor.recorder import ChunkRecorder
 from hilrl.actor.throttle import LockstepThrottle
 from hilrl.hardware.errors import RobotError
-from hilrl.policies.sac import Policy
+from hilrl.policies.residual import acting_policy
 from hilrl.robot_server.interface import RobotUnreachableError
 from hilrl.transport.chunkfile import write_json_atomic
 from hilrl.transport.codec import PROTOCOL_VERSION
@@ -75,6 +75,7 @@ from hilrl.transport.observation import check_env_observation
 from hilrl.transport.progress import ProgressReporter
 from hilrl.transport.run_dir import RunDir
 from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.algorithm import IMITATION
 from hilrl.transport.sections.env import EnvConfig
 from hilrl.transport.sections.learner import LearnerConfig
 from hilrl.transport.sections.sac import SACConfig
@@ -91,6 +92,7 @@ class ActorSettings:
     actor: ActorConfig
     link: LinkConfig
     sac: SACConfig
+    learner: LearnerConfig  # how to act follows learner.algorithm (and learner.residual)
     dashboard: DashboardConfig
     config_hash: str
     contract: dict[str, Any]
@@ -113,6 +115,7 @@ def load_settings(doc: dict[str, Any]) -> ActorSettings:
         actor=section(doc, "actor", ActorConfig),
         link=section(doc, "link", LinkConfig),
         sac=learner.sac,
+        learner=learner,
         dashboard=section(doc, "dashboard", DashboardConfig),
         config_hash="",
         contract=learning_contract(doc),
@@ -215,10 +218,9 @@ class Actor:
         self.train_env = InterventionWrapper(self.env, device) if device is not None else self.env
         self.obs_spec = check_env_observation(s.env, self.env.observation_space)
         self.action_dim = int(self.env.action_space.shape[0])
-        self.policy = Policy(
-            self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.sac, device=s.actor.device,
-            seed=self.seed, cameras=[c.name for c in s.env.observation.policy_cameras],
-        )
+        # A Policy, or for residual_sac the residual composed with its frozen base policy.
+        self.policy = acting_policy(self.obs_spec.state_dim, self.action_dim, self.has_gripper, s.learner,
+                                    [c.name for c in s.env.observation.policy_cameras], s.actor.device, self.seed)
         self.policy_version = -1
         self._weights_session: str | None = None
         self.link = ActorLink(
@@ -549,9 +551,12 @@ class Actor:
             self._weights_session = self.link.learner_session
 
     def _policy_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        if self.policy_version < 0 or self.env_steps < self.settings.actor.random_steps:
+        # A cloned policy has nothing to explore: it drives as it will be evaluated, from its first
+        # weights on (HG-DAgger's operator corrects what it really does).
+        imitation = self.settings.learner.algorithm in IMITATION
+        if self.policy_version < 0 or (self.env_steps < self.settings.actor.random_steps and not imitation):
             return self.env.action_space.sample().astype(np.float32)
-        return self.policy.act(obs, deterministic=False).astype(np.float32)
+        return self.policy.act(obs, deterministic=imitation).astype(np.float32)
 
     # ------------------------------------------------------------------ evaluation
 

@@ -56,8 +56,11 @@ import torch
 
 from hilrl.learner.dashboard import LearnerDashboard
 from hilrl.learner.fleet import Fleet, RobotReport, reports_as_json
+from hilrl.learner.imitation import BCTrainer
 from hilrl.learner.rlpd import RLPDTrainer
+from hilrl.learner.warm_start import checkpoint_of, warm_start
 from hilrl.policies.encoders import check_weights_file
+from hilrl.policies.residual import load_base_policy
 from hilrl.policies.sac import resolve_device
 from hilrl.transport.checkpoint import Checkpoint, keep_numbered, read_checkpoint, write_checkpoint
 from hilrl.transport.chunkfile import ChunkDirectory, write_json_atomic
@@ -79,6 +82,7 @@ from hilrl.transport.observation import gymnasium_layout, observation_spec
 from hilrl.transport.progress import ProgressReporter, duration
 from hilrl.transport.run_dir import RunDir
 from hilrl.transport.schema import SchemaError
+from hilrl.transport.sections.algorithm import IMITATION
 from hilrl.transport.sections.env import EnvConfig
 from hilrl.transport.sections.learner import LearnerConfig
 
@@ -90,7 +94,9 @@ class Progress:
 
     updates_per_env_step: configured (learner.updates_per_env_step; 0: as fast as it can);
     updates_per_env_step_held: updates per env step actually done since training started (None
-    before); env_steps_ahead: env steps not yet trained on at the configured ratio; robots: per
+    before); env_steps_ahead: env steps not yet trained on at the configured ratio (bc and
+    hg_dagger, while their first learner.bc.updates run: the updates left); recent_*: over the last
+    20 episodes (takeovers per episode: HG-DAgger's own measure of progress); robots: per
     robot (hilrl.learner.fleet.RobotReport); link: the link's counters since this process started
     (stored_chunks in the store, duplicates dropped, deferred, store_failures, dropped_messages).
     """
@@ -105,6 +111,8 @@ class Progress:
     env_steps: int = 0
     recent_success_rate: float = 0.0
     recent_intervention_fraction: float = 0.0
+    recent_takeovers_per_episode: float = 0.0
+    algorithm: str = "sac"
     updates_per_env_step: float = 0.0
     updates_per_env_step_held: float | None = None
     env_steps_ahead: int = 0
@@ -152,6 +160,14 @@ def learner_spec(doc: dict[str, Any]) -> tuple[ObservationSpec, int, bool]:
     return spec, action_dim, env.has_gripper
 
 
+def make_trainer(config: LearnerConfig, state_dim: int, action_dim: int, has_gripper: bool,
+                 cameras: dict[str, tuple[int, int, int]], device: torch.device) -> RLPDTrainer | BCTrainer:
+    """The training core `learner.algorithm` names: BC (hilrl.learner.imitation) for bc and
+    hg_dagger, RLPD (hilrl.learner.rlpd) for the SAC modes. Both have the same interface."""
+    trainer = BCTrainer if config.algorithm in IMITATION else RLPDTrainer
+    return trainer(config, state_dim, action_dim, has_gripper, cameras, device)
+
+
 class Learner:
     """The training loop (see the module docstring)."""
 
@@ -159,11 +175,18 @@ class Learner:
     def validate(doc: dict[str, Any]) -> None:
         """Check every section the learner reads (raises SchemaError naming the key)."""
         config = section(doc, "learner", LearnerConfig)
+        if config.algorithm == "bc" and not config.demos:
+            raise SchemaError("learner.demos", "learner.algorithm bc learns from demonstrations: give the folders "
+                                               "`hilrl record-demos` wrote (or use `hilrl run`, which records them)")
         section(doc, "link", LinkConfig)
         section(doc, "dashboard", DashboardConfig)
-        spec, _, _ = learner_spec(doc)
+        spec, action_dim, has_gripper = learner_spec(doc)
         if spec.cameras:
             check_weights_file(config.sac.encoder)
+        if config.init_from:
+            checkpoint_of(config.init_from)
+        if config.algorithm == "residual_sac":  # the base policy must exist and fit
+            load_base_policy(config.residual.base_run or "", spec.state_dim, action_dim, has_gripper, list(spec.cameras))
 
     def __init__(self, doc: dict[str, Any], run_dir: Path, resume: bool, stop: threading.Event | None = None):
         self.doc = doc
@@ -181,21 +204,27 @@ class Learner:
         self.device = resolve_device(c.device)
         self.obs_spec, self.action_dim, has_gripper = learner_spec(doc)
         cameras = {k: tuple(v) for k, v in self.obs_spec.cameras.items()}
-        # The training core (buffers, warm-up, update budget, normalisation fit, update): the same
-        # one that trains in a single process (hilrl.learner.rlpd).
-        self.trainer = RLPDTrainer(c, self.obs_spec.state_dim, self.action_dim, has_gripper, cameras, self.device)
+        # The training core (buffers, warm-up, update budget, normalisation fit, update) for
+        # learner.algorithm: the same one that trains in a single process (hilrl.learner.rlpd).
+        self.trainer = make_trainer(c, self.obs_spec.state_dim, self.action_dim, has_gripper, cameras, self.device)
         self.agent = self.trainer.agent
         self.online, self.demo, self.intervention = self.trainer.online, self.trainer.demo, self.trainer.intervention
         self.weights_version = -1
-        self.progress = Progress(updates_per_env_step=c.updates_per_env_step)
-        self._recent: list[tuple[bool, float]] = []
+        self.progress = Progress(updates_per_env_step=c.updates_per_env_step, algorithm=c.algorithm)
+        self._recent: list[tuple[bool, float, int]] = []  # (success, intervention fraction, takeovers)
         self.fleet = Fleet()
         self._episode_lines: list[str] = []  # episodes.jsonl lines not yet written (a full disk)
         self._limiter = LogLimiter(log, every_s=10.0)
         self._checkpointed = (-1, time.monotonic())  # (updates, time) of the last checkpoint tried
         self._last_good_checkpoint = 0  # updates in the newest checkpoint on disk
         self.reporter = ProgressReporter("[learner]", c.progress_every_s)
-        self._load_demos()
+        if c.init_drop_demos:
+            log.info("learner.init_drop_demos: training on online data only (no demos loaded)")
+        else:
+            self._load_demos()
+        if c.init_from and not resume:  # a resumed run has its own checkpoint
+            started = warm_start(self.agent, c.init_from)
+            self.trainer.normalization_fitted = "obs_norm" in started.loaded
 
         self.link = LearnerLink(
             self.link_config,
@@ -248,7 +277,7 @@ class Learner:
         self.progress.env_steps = self.trainer.env_steps
 
     def _count_episode(self, stats: EpisodeStats) -> None:
-        self._recent = (self._recent + [(stats.success, stats.intervention_fraction)])[-20:]
+        self._recent = (self._recent + [(stats.success, stats.intervention_fraction, stats.interventions)])[-20:]
         self.progress.episodes += 1
         self.fleet.add_episode(stats)
 
@@ -394,7 +423,7 @@ class Learner:
                     waiting = False
                     self.progress.metrics = self.trainer.update()
                     self.dashboard.training(self.updates, self.progress.env_steps, self.progress.metrics)
-                    if self.updates % c.weights_every_updates == 0:
+                    if self.updates % c.weights_every_updates == 0 or self.trainer.must_publish():
                         self.publish()
                     if self._checkpoint_due():
                         self.checkpoint()
@@ -437,8 +466,9 @@ class Learner:
         p.intervention_transitions = len(self.intervention)
         p.updates_per_env_step_held, p.env_steps_ahead = self.trainer.held_ratio(), self.trainer.env_steps_ahead()
         if self._recent:
-            p.recent_success_rate = float(np.mean([s for s, _ in self._recent]))
-            p.recent_intervention_fraction = float(np.mean([f for _, f in self._recent]))
+            p.recent_success_rate = float(np.mean([s for s, _, _ in self._recent]))
+            p.recent_intervention_fraction = float(np.mean([f for _, f, _ in self._recent]))
+            p.recent_takeovers_per_episode = float(np.mean([n for _, _, n in self._recent]))
         p.link = {"stored_chunks": self.link.stored_chunks, "duplicates": self.link.duplicates,
                   "deferred": self.link.deferred, "store_failures": self.link.store_failures,
                   "dropped_messages": self.link.dropped_messages}

@@ -226,6 +226,19 @@ class ReplayBuffer:
         self._valid_slots = None
         return len(rows) + copied
 
+    def add_to_waiting_reward(self, session: str, episode: int, step: int, delta: float) -> bool:
+        """Add `delta` to the reward of `session`'s stored transition that still waits for its
+        next observation, if it is step `step` of episode `episode` and its slot is intact: a
+        reward that depends on the next record (RLIF's takeover penalty, hilrl.learner.rlif) can
+        land on a transition that came in the previous chunk. Returns whether it did."""
+        pending = self._pending.get(session)
+        if pending is None or (pending.episode, pending.step) != (episode, step):
+            return False
+        if self.slots_written - pending.write > self.capacity:
+            return False
+        self.reward[pending.write % self.capacity] += np.float32(delta)
+        return True
+
     def _copy_slot(self, source: int) -> None:
         """Write slot `source`'s contents again at the write pointer (not valid yet)."""
         target = self.write_index

@@ -20,20 +20,24 @@ The rules, in order:
 - the input normalisation is fitted from the demo and online data just before the first update
   (never refitted; restored with the weights);
 - each update draws a fresh RLPD batch (online_fraction online, the rest demo + intervention) per
-  critic step, as HIL-SERL does.
+  critic step, as HIL-SERL does;
+- `learner.algorithm: rlif`: chunks' rewards are the intervention signal (hilrl.learner.rlif)
+  before they are stored.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from hilrl.learner.replay import ChunkLike, MixedSampler, Observation, ReplayBuffer, to_torch
+from hilrl.learner.rlif import InterventionReward
+from hilrl.policies.residual import ResidualSACAgent, load_base_policy
 from hilrl.policies.sac import SACAgent, resolve_device
 from hilrl.transport.sections.learner import LearnerConfig
 
@@ -56,15 +60,25 @@ class RLPDTrainer:
         c = self.config = config
         cameras = {name: tuple(shape) for name, shape in (cameras or {}).items()}
         self.device = resolve_device(device)
-        self.agent = SACAgent(state_dim, action_dim, has_gripper, c.sac, self.device, seed=c.seed,
-                              cameras=list(cameras))
+        if c.algorithm == "residual_sac":  # SAC on a residual over a frozen base policy
+            base = load_base_policy(c.residual.base_run or "", state_dim, action_dim, has_gripper, list(cameras),
+                                    self.device)
+            self.agent = ResidualSACAgent(state_dim, action_dim, has_gripper, c.sac, base, c.residual.scale,
+                                          self.device, seed=c.seed, cameras=list(cameras))
+        else:
+            self.agent = SACAgent(state_dim, action_dim, has_gripper, c.sac, self.device, seed=c.seed,
+                                  cameras=list(cameras))
         self.online = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
         self.demo = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
         self.intervention = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
         self.sampler = MixedSampler(self.online, [self.demo, self.intervention], c.online_fraction, c.batch_size)
+        self.rlif = InterventionReward(c.rlif) if c.algorithm == "rlif" else None
         self.rng = np.random.default_rng(c.seed)
         self.updates = 0
         self.env_steps = 0  # online env steps received (records that carry an action)
+        # Fitted before the first update; already true after a --resume or a warm start that
+        # loaded obs_norm (the statistics come with the weights).
+        self.normalization_fitted = False
         # Updates allowed so far (None until training starts) and (updates, env steps) when it did.
         self._budget: float | None = None
         self._budget_start: tuple[int, int] = (0, 0)
@@ -73,17 +87,24 @@ class RLPDTrainer:
 
     def add_chunk(self, chunk: ChunkLike) -> int:
         """An online chunk (hilrl.transport.learner_messages.TransitionChunk); returns its env steps."""
+        if self.rlif is not None:
+            chunk, earlier = self.rlif.online(chunk)
+            if earlier is not None:  # the policy step before the takeover came in the previous chunk
+                self.online.add_to_waiting_reward(earlier.session, earlier.episode, earlier.step, earlier.delta)
         self.online.add_chunk(chunk)
         self.intervention.add_chunk(chunk, select=chunk.intervened)
         return self._count(int(np.count_nonzero(chunk.has_action)))
 
     def add_demo_chunk(self, chunk: ChunkLike) -> None:
-        self.demo.add_chunk(chunk)
+        self.demo.add_chunk(chunk if self.rlif is None else self.rlif.demo(chunk))
 
     def add_step(self, obs: Observation, action: np.ndarray, reward: float, next_obs: Observation,
                  terminated: bool, truncated: bool, *, intervened: bool = False, gripper_switched: bool = False,
                  stream: str = "") -> None:
         """One online gymnasium step (ReplayBuffer.add_step: no episode's last transition is lost)."""
+        if self.rlif is not None:
+            raise ValueError("learner.algorithm rlif computes its takeover penalty on actor chunks: feed add_chunk "
+                             "(add_step does not relabel, and would train on the task reward instead)")
         for buffer, wanted in ((self.online, True), (self.intervention, intervened)):
             if wanted:
                 buffer.add_step(obs, action, reward, next_obs, terminated, truncated, intervened=intervened,
@@ -96,6 +117,8 @@ class RLPDTrainer:
 
     def add_demo_step(self, obs: Observation, action: np.ndarray, reward: float, next_obs: Observation,
                       terminated: bool, truncated: bool, *, gripper_switched: bool = False, stream: str = "") -> None:
+        if self.rlif is not None and not self.rlif.config.task_reward:
+            reward = 0.0  # a demonstration has no takeovers
         self.demo.add_step(obs, action, reward, next_obs, terminated, truncated, gripper_switched=gripper_switched,
                            stream=stream)
 
@@ -122,6 +145,11 @@ class RLPDTrainer:
         """Training has started (the budget runs)."""
         return self._budget is not None
 
+    def must_publish(self) -> bool:
+        """The update just done must reach the actors now, whatever `weights_every_updates`
+        says: never for RLPD (its policy improves smoothly)."""
+        return False
+
     def env_steps_ahead(self) -> int:
         """Env steps received but not yet trained on at the configured ratio (0: caught up, or
         uncapped)."""
@@ -140,24 +168,16 @@ class RLPDTrainer:
 
     def fit_normalization(self, samples_per_buffer: int = 5000) -> None:
         """Freeze the agent's input normalisation from the demos and the first online data, by
-        `learner.sac.normalization`: mean/std, min/max onto [-1, 1], or none."""
-        scheme = self.config.sac.normalization
-        if scheme == "none":
-            return
-        states = [buffer.states(samples_per_buffer, self.rng) for buffer in (self.online, self.demo) if len(buffer) > 0]
-        data = np.concatenate(states)
-        if scheme == "min_max":  # centre (min + max) / 2, half-range (max - min) / 2 -> [-1, 1]
-            low, high = data.min(axis=0), data.max(axis=0)
-            self.agent.set_obs_normalization((low + high) / 2, (high - low) / 2)
-        else:
-            self.agent.set_obs_normalization(data.mean(axis=0), data.std(axis=0))
-        log.info("input normalisation fitted on %d observations", len(data))
+        `learner.sac.normalization` (fit_normalization)."""
+        fit_normalization(self.agent, self.config.sac.normalization, (self.online, self.demo), self.rng,
+                          samples_per_buffer)
 
     def update(self) -> dict[str, float]:
         """One SAC update on fresh RLPD batches (one per critic step); fits the normalisation
         first when it is the first update of the run. Returns the agent's metrics."""
-        if self.updates == 0:
+        if not self.normalization_fitted:
             self.fit_normalization()
+            self.normalization_fitted = True
         batches = [to_torch(self.sampler.sample(self.rng), self.device)
                    for _ in range(self.config.sac.critic_updates_per_actor_update)]
         metrics = self.agent.update(batches)
@@ -169,16 +189,48 @@ class RLPDTrainer:
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """(tensors, counters) for a checkpoint: the agent's arrays with torch's random state, and
         the update count with the sampler's random state. The buffers are not in it."""
-        tensors = dict(self.agent.state_arrays())
-        tensors["torch_rng_state"] = torch.get_rng_state().numpy()
-        return tensors, {"updates": self.updates, "sampler_rng": self.rng.bit_generator.state}
+        return trainer_state(self.agent, self.updates, self.rng)
 
     def load_state(self, tensors: Mapping[str, np.ndarray], updates: int, sampler_rng: dict) -> None:
-        tensors = dict(tensors)
-        torch.set_rng_state(torch.from_numpy(np.array(tensors.pop("torch_rng_state"), dtype=np.uint8)))
-        self.agent.load_state_arrays(tensors)
+        load_trainer_state(self.agent, self.rng, tensors, sampler_rng)
         self.updates = updates
-        self.rng.bit_generator.state = sampler_rng
+        self.normalization_fitted = updates > 0  # fitted before the first update
+
+
+def trainer_state(agent: Any, updates: int, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A trainer's checkpoint part: (agent.state_arrays() + "torch_rng_state", {"updates",
+    "sampler_rng"})."""
+    tensors = dict(agent.state_arrays())
+    tensors["torch_rng_state"] = torch.get_rng_state().numpy()
+    return tensors, {"updates": updates, "sampler_rng": rng.bit_generator.state}
+
+
+def load_trainer_state(agent: Any, rng: np.random.Generator, tensors: Mapping[str, np.ndarray],
+                       sampler_rng: dict) -> None:
+    """Restore what trainer_state returned into `agent`, torch's RNG and `rng`."""
+    tensors = dict(tensors)
+    torch.set_rng_state(torch.from_numpy(np.array(tensors.pop("torch_rng_state"), dtype=np.uint8)))
+    agent.load_state_arrays(tensors)
+    rng.bit_generator.state = sampler_rng
+
+
+def fit_normalization(agent: Any, scheme: str, buffers: Sequence[ReplayBuffer], rng: np.random.Generator,
+                      samples_per_buffer: int = 5000) -> None:
+    """Freeze `agent`'s input normalisation (its set_obs_normalization) from the states of the
+    non-empty `buffers` (every row of a buffer up to `samples_per_buffer`), by `scheme`: "mean_std",
+    "min_max" (onto [-1, 1]) or "none" (left as it is)."""
+    if scheme == "none":
+        return
+    states = [buffer.states(samples_per_buffer, rng) for buffer in buffers if len(buffer) > 0]
+    if not states:
+        raise ValueError("no data to fit the input normalisation on: every buffer is empty")
+    data = np.concatenate(states)
+    if scheme == "min_max":  # centre (min + max) / 2, half-range (max - min) / 2 -> [-1, 1]
+        low, high = data.min(axis=0), data.max(axis=0)
+        agent.set_obs_normalization((low + high) / 2, (high - low) / 2)
+    else:
+        agent.set_obs_normalization(data.mean(axis=0), data.std(axis=0))
+    log.info("input normalisation fitted on %d observations", len(data))
 
 
 def train_on_env(

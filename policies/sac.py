@@ -365,7 +365,7 @@ class SACAgent:
         metrics = {name: torch.stack([m[name] for m in critic_metrics]).mean() for name in critic_metrics[0]}
         # The last batch's features, from the encoder as it was before that critic step (as in
         # DrQ-v2): recomputing them would cost a second encoder pass for no measurable gain.
-        metrics.update(self._actor_temperature_step(features.detach()))
+        metrics.update(self._actor_temperature_step(features.detach(), batches[-1].get("base_action")))
         self.updates += 1
         # One device sync for all metrics.
         names = list(metrics)
@@ -418,11 +418,19 @@ class SACAgent:
         )
         return perm[: self.subsample]
 
+    def executed(self, action: torch.Tensor, base_action: torch.Tensor | None) -> torch.Tensor:
+        """The continuous action (B, A) the env runs for the actor's `action`: the action itself;
+        a residual agent (hilrl.policies.residual) adds it to `base_action`, the frozen base
+        policy's, and clips. The critics always score executed actions."""
+        return action
+
     @torch.no_grad()
-    def next_value(self, next_features: torch.Tensor) -> torch.Tensor:
+    def next_value(self, next_features: torch.Tensor, next_base_action: torch.Tensor | None = None) -> torch.Tensor:
         """Soft value of the next observation for the critic target, (B,):
-        min over (subsampled) target critics of Q'(s', a'), a' ~ pi(s') [- alpha log pi]."""
+        min over (subsampled) target critics of Q'(s', a'), a' ~ pi(s') [- alpha log pi]
+        (a' executed: see `executed`)."""
         next_action, next_log_prob = self.actor.sample(next_features, self.update_generator)
+        next_action = self.executed(next_action, next_base_action)
         q = self.critic_target(next_features, next_action, self.sample_members()).min(dim=0).values
         if self.config.backup_entropy:
             q = q - self.alpha * next_log_prob
@@ -441,7 +449,7 @@ class SACAgent:
         a truncated transition bootstraps like any other. next_features: from batch_features
         (None: the normalised next_obs of a state-only agent)."""
         not_done = 1.0 - batch["terminated"].float()
-        next_v = self.next_value(self._next_features(batch, next_features))
+        next_v = self.next_value(self._next_features(batch, next_features), batch.get("next_base_action"))
         return batch["reward"] + self.config.discount * not_done * next_v
 
     def _critic_step(self, batch: Batch, features: torch.Tensor, next_features: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -478,9 +486,12 @@ class SACAgent:
         self.grasp_optimizer.step()
         return loss.detach()
 
-    def _actor_temperature_step(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """features: (B, feature_dim) without graph (the actor's gradient stops at the encoder)."""
+    def _actor_temperature_step(self, features: torch.Tensor, base_action: torch.Tensor | None = None
+                                ) -> dict[str, torch.Tensor]:
+        """features: (B, feature_dim) without graph (the actor's gradient stops at the encoder);
+        base_action: a residual agent's base actions (B, A) for these observations."""
         action, log_prob = self.actor.sample(features, self.update_generator)
+        action = self.executed(action, base_action)
         # The actor's loss must not leave gradients on the critic (its optimiser zeroes them
         # anyway, but skipping them saves the work).
         self.critic.requires_grad_(False)
@@ -715,10 +726,16 @@ class Policy:
     def act(self, obs: Observation, deterministic: bool) -> np.ndarray:
         """obs: the env's observation dict (or, state-only, the state (S,)), single or batched ->
         env action (action_dim,) or (B, action_dim) float32. Images are never augmented."""
+        state, images, single = _as_batch(obs, self.cameras, self.device)
+        out = self.action_tensor(state, images, deterministic).cpu().numpy().astype(np.float32)
+        return out[0] if single else out
+
+    @torch.no_grad()
+    def action_tensor(self, state: torch.Tensor, images: Mapping[str, torch.Tensor], deterministic: bool) -> torch.Tensor:
+        """Batched tensors on this policy's device, state (B, S) float32 and images {camera: (B,
+        H, W, 3) uint8} -> env actions (B, action_dim): `act` without the numpy round trip (a
+        residual agent's learner runs its base policy on whole batches this way)."""
         if not self.static_loaded:
             raise RuntimeError("the frozen encoder's weights have not arrived: load static_actor_tensors first")
-        state, images, single = _as_batch(obs, self.cameras, self.device)
         features = _features(self.obs_norm, self.encoder, state, images)
-        action = _act(self.actor, self.grasp_critic, features, deterministic, self.generator, self.grasp_epsilon)
-        out = action.cpu().numpy().astype(np.float32)
-        return out[0] if single else out
+        return _act(self.actor, self.grasp_critic, features, deterministic, self.generator, self.grasp_epsilon)

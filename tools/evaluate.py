@@ -37,7 +37,7 @@ from hilrl.actor.evaluation import DEFAULT_SEED, print_progress, run_episodes, s
 from hilrl.actor.interventions import InterventionWrapper, make_intervention_device
 from hilrl.actor.loop import load_settings
 from hilrl.actor.make import make_env
-from hilrl.policies.sac import Policy
+from hilrl.policies.residual import acting_policy
 from hilrl.robot_server.config import ServerConfig
 from hilrl.transport.checkpoint import Checkpoint, acting_tensors, read_checkpoint
 from hilrl.transport.chunkfile import ChunkFileError, write_json_atomic
@@ -164,10 +164,8 @@ def evaluate_run(
     device = None
     try:
         spec = check_env_observation(settings.env, env.observation_space)
-        policy = Policy(
-            spec.state_dim, int(env.action_space.shape[0]), settings.env.has_gripper, settings.sac,
-            device=settings.actor.device, seed=settings.actor.seed, cameras=list(spec.cameras),
-        )
+        policy = acting_policy(spec.state_dim, int(env.action_space.shape[0]), settings.env.has_gripper,
+                               settings.learner, list(spec.cameras), settings.actor.device, settings.actor.seed)
         try:
             policy.load_tensors(acting_tensors(ckpt.tensors))
         except ValueError as exc:

@@ -53,6 +53,7 @@ import yaml
 
 from hilrl.actor.loop import load_settings
 from hilrl.actor.make import SIM_TASKS
+from hilrl.learner.warm_start import checkpoint_of
 from hilrl.robot_server.config import ServerConfig
 from hilrl.robot_server.process import ServerProcess, launcher_env, start_server_process
 from hilrl.tools.demos import record_demos
@@ -235,6 +236,7 @@ def _summary(task: str, paths: RunDir, fleet: list[_Robot], started: float) -> d
         weights_version = min(versions) if versions else None  # the oldest weights any robot evaluated
     return {
         "task": task,
+        "algorithm": progress.get("algorithm", "sac"),
         "env_steps": env_steps,
         "eval_episodes": eval_episodes,
         "eval_success_rate": success_rate,
@@ -244,6 +246,7 @@ def _summary(task: str, paths: RunDir, fleet: list[_Robot], started: float) -> d
         "train_episodes": progress.get("episodes", 0),
         "demo_transitions": progress.get("demo_transitions", 0),
         "intervention_transitions": progress.get("intervention_transitions", 0),
+        "recent_takeovers_per_episode": progress.get("recent_takeovers_per_episode"),
         "updates_per_env_step_held": progress.get("updates_per_env_step_held"),
         "robots": robots,
         "wall_time_s": round(time.monotonic() - started, 1),
@@ -274,7 +277,7 @@ def run(
     gymnasium = section(doc, "env", EnvConfig).gymnasium  # None for a robot task
     foreign = gymnasium is not None
     learner_section = doc.setdefault("learner", {})
-    if not learner_section.get("demos"):
+    if not learner_section.get("demos") and not learner_section.get("init_drop_demos"):
         demo_dir = paths.demos
         who = f"the scripted policy {gymnasium.expert}" if gymnasium is not None else "the scripted expert"
         print(f"recording {DEFAULT_DEMOS} demonstrations with {who} into {demo_dir}", flush=True)
@@ -406,7 +409,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
             if not doc.get("learner", {}).get("demos") and not env.gymnasium.expert:
                 raise SchemaError("env.gymnasium.expert", "`hilrl run` records its demonstrations with a scripted "
                                   "policy: name one as 'module:callable', or give recorded ones in learner.demos")
-        encoder = section(doc, "learner", LearnerConfig).sac.encoder
+        learner = section(doc, "learner", LearnerConfig)
+        if learner.algorithm == "residual_sac":
+            learner.residual.base_files()  # the base run exists (the learner checks that it fits)
+        if learner.init_from:
+            checkpoint_of(learner.init_from)
+        encoder = learner.sac.encoder
         if encoder.weights_path is not None:
             from hilrl.policies.encoders import (
                 check_weights_file,  # torch: only when there is a file

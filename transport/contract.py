@@ -9,10 +9,14 @@ both values; everything else in a config is a per-robot or per-process setting t
     env.observation.*: state blocks, cameras        reset noise, workspace, frame age, clear errors
       (crop, size, role)                          actor.*: seed, robot name, throttle, device,
     env.max_episode_steps, success_reward,          interventions, evaluation
-      success_position_m / tolerance_m,           learner.* but sac: batch, buffers, demos, disk
+      success_position_m / tolerance_m,           learner.* but sac, algorithm: batch, demos...
       reward_classifier: episode and success      link.*: addresses, keys, timeouts
     robot_server.control_rate_hz: control period  dashboard, reward_classifier (training)
     learner.sac.*: the acting network's shape
+    learner.algorithm: how the actor acts
+      (deterministic for bc / hg_dagger, base +
+      residual for residual_sac), and
+      learner.residual.scale
 
 Values are compared after validation (defaults filled in), so a key left out on one side and set
 to its default on the other agrees.
@@ -54,12 +58,16 @@ def learning_contract(doc: dict[str, Any]) -> dict[str, Any]:
         SchemaError: the sections it reads do not validate (names the key).
     """
     env = to_dict(section(doc, "env", EnvConfig))
-    sac = to_dict(section(doc, "learner", LearnerConfig).sac)
+    learner = section(doc, "learner", LearnerConfig)
+    sac = to_dict(learner.sac)
     rate = (doc.get("robot_server") or {}).get("control_rate_hz", DEFAULT_CONTROL_RATE_HZ)
     out: dict[str, Any] = {"task": doc.get("task", ""), "robot_server.control_rate_hz": float(rate)}
     for key in ENV_CONTRACT_KEYS:
         _flatten(env[key], f"env.{key}", out)
     _flatten(sac, "learner.sac", out)
+    out["learner.algorithm"] = learner.algorithm
+    if learner.algorithm == "residual_sac":  # (base_run is a path: per machine)
+        out["learner.residual.scale"] = learner.residual.scale
     return json.loads(json.dumps(out))  # plain JSON values: tuples become lists, as on the wire
 
 

@@ -103,7 +103,7 @@ def test_only_termination_masks_the_bootstrap():
     batch["reward"] = torch.tensor([1.0, 1.0, 1.0, 1.0])
     batch["terminated"] = torch.tensor([0.0, 0.0, 1.0, 1.0])
     batch["truncated"] = torch.tensor([False, True, False, True])
-    agent.next_value = lambda next_obs: torch.full((len(next_obs),), 5.0)
+    agent.next_value = lambda next_obs, next_base_action=None: torch.full((len(next_obs),), 5.0)
     target = agent.compute_critic_target(batch)
     torch.testing.assert_close(target, torch.tensor([5.5, 5.5, 1.0, 1.0]))
     # Grasp critic target: same rule, minus the switch penalty.

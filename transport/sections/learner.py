@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hilrl.transport.sections.algorithm import (
+    ALGORITHMS,
+    Algorithm,
+    BCConfig,
+    ResidualConfig,
+    RLIFConfig,
+)
 from hilrl.transport.sections.sac import SACConfig
 
 
@@ -12,7 +19,16 @@ class LearnerConfig:
     """Training settings.
 
     Attributes:
-        device: "auto" (cuda when present), "cpu" or "cuda[:N]".
+        algorithm: how the learner teaches: sac (default), bc, hg_dagger, rlif or residual_sac
+            (the table in hilrl.transport.sections.algorithm); `bc`, `rlif` and `residual` hold
+            their settings.
+        init_from: warm start: a run directory whose learner checkpoint fills the networks that
+            fit this run's (actor, critics, grasp critic, encoder, input normalisation; by name
+            and shape), before the first update. Logged: what was loaded and what was skipped;
+            an error when nothing fits. null: from scratch.
+        init_drop_demos: with init_from, train on online data only (WSRL's setting: the offline
+            data was used by the run warm-started from); false keeps the demos in the batches
+            (RLPD's).
         batch_size: transitions per gradient update.
         online_fraction: share of each batch drawn from the online buffer; the rest comes from the
             demo and intervention buffers together (when they are empty, all of it is online).
@@ -43,6 +59,7 @@ class LearnerConfig:
             only the final one.
     """
 
+    algorithm: Algorithm = "sac"
     device: str = "auto"
     batch_size: int = 256
     online_fraction: float = 0.5
@@ -59,8 +76,20 @@ class LearnerConfig:
     min_free_disk_gb: float = 1.0
     progress_every_s: float = 5.0
     sac: SACConfig = field(default_factory=SACConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
+    rlif: RLIFConfig = field(default_factory=RLIFConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+    init_from: str | None = None
+    init_drop_demos: bool = False
 
     def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
+        if self.algorithm == "residual_sac" and not self.residual.base_run:
+            raise ValueError("algorithm residual_sac needs learner.residual.base_run: the run directory of a "
+                             "`bc` run (its learner/checkpoint.bin is the base policy)")
+        if self.init_drop_demos and not self.init_from:
+            raise ValueError("init_drop_demos needs init_from (the run to warm-start from)")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2")
         if not 0 < self.online_fraction <= 1:
