@@ -29,11 +29,8 @@ all of them together ("lerobot_like": LeRobot's SAC choices).
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,10 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from harness import REPO, auc, quartiles, steps_to, success_at, train
 
-REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "sample_efficiency"
-BUDGET_POINTS = (2_000, 4_000, 6_000, 10_000, 20_000, 30_000)
 
 
 @dataclass(frozen=True)
@@ -126,25 +122,10 @@ def run_once(name: str, variant: str, seed: int, budget: int, eval_every: int, e
         except ImportError:
             raise SystemExit(f"task {name} needs the package {task.package!r}: pip install "
                              f"{'metaworld' if task.package == 'metaworld' else 'gymnasium-robotics'} (bench only)") from None
-    overrides = [*task.overrides, *VARIANTS[variant], *extra, f"actor.seed={seed}", f"learner.seed={seed}",
-                 f"actor.eval_every_steps={eval_every}", "actor.eval_episodes=10", "dashboard.enabled=false"]
+    overrides = [*task.overrides, *VARIANTS[variant], *extra, f"actor.seed={seed}", f"learner.seed={seed}"]
     with tempfile.TemporaryDirectory(prefix="hilrl-se-") as tmp:
         where = Path(tmp)
-        run_dir = where / "run"
-        args = [sys.executable, "-m", "hilrl.tools.cli", "run", "--config", str(_config_file(task, where)),
-                "--run-dir", str(run_dir), "--max-env-steps", str(budget), "--eval-episodes", "20", *overrides]
-        started = time.monotonic()
-        done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-        wall = time.monotonic() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"{name}/{variant}/seed {seed}: hilrl run exited {done.returncode}: {done.stderr[-2000:]}")
-        curve_file = run_dir / "actor" / "eval_curve.jsonl"
-        curve = [(p["env_steps"], p["eval_success_rate"]) for p in map(json.loads, curve_file.read_text().splitlines())] \
-            if curve_file.exists() else []
-        summary = json.loads((run_dir / "summary.json").read_text())
-    if curve and curve[-1][0] == summary["env_steps"]:
-        curve.pop()  # a periodic evaluation at the very end: the final one (20 episodes) stands
-    curve.append((summary["env_steps"], summary["eval_success_rate"]))
+        curve, summary, wall = train(_config_file(task, where), where / "run", budget, eval_every, overrides)
     result = {
         "task": name, "variant": variant, "seed": seed, "budget": budget, "eval_every": eval_every,
         "overrides": overrides, "curve": curve, "steps_to_90": steps_to(curve, 0.9),
@@ -156,38 +137,6 @@ def run_once(name: str, variant: str, seed: int, budget: int, eval_every: int, e
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}__{variant}__seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
-
-
-def steps_to(curve: list[tuple[int, float]], level: float) -> int | None:
-    """Env steps of the first evaluation at or above `level` (None: never)."""
-    return next((steps for steps, success in curve if success >= level), None)
-
-
-def success_at(curve: list[tuple[int, float]], budget: int) -> dict[str, float | None]:
-    """Success of the last evaluation at or before each budget point within `budget`."""
-    out: dict[str, float | None] = {}
-    for point in (p for p in BUDGET_POINTS if p <= budget):
-        before = [success for steps, success in curve if steps <= point]
-        out[str(point)] = before[-1] if before else None
-    return out
-
-
-def auc(curve: list[tuple[int, float]], budget: int) -> float:
-    """Trapezoid area under success(env steps) over [0, budget], from (0, 0), divided by budget."""
-    points = [(0, 0.0), *[(s, v) for s, v in curve if s <= budget]]
-    area = sum((s1 - s0) * (v0 + v1) / 2 for (s0, v0), (s1, v1) in itertools.pairwise(points))
-    last_steps, last_value = points[-1]
-    area += (budget - last_steps) * last_value
-    return round(area / budget, 4)
-
-
-def _quartiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"median": None, "q1": None, "q3": None}
-    if len(values) == 1:
-        return {"median": values[0], "q1": values[0], "q3": values[0]}
-    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    return {"median": median, "q1": q1, "q3": q3}
 
 
 def report() -> dict[str, Any]:
@@ -205,7 +154,7 @@ def report() -> dict[str, Any]:
             # while fewer than half the seeds failed.
             ranked = sorted(reached) + [float("inf")] * (len(runs) - len(reached))
             median = statistics.median(ranked) if ranked else None
-            q = _quartiles([float(v) for v in ranked]) if len(reached) == len(runs) else {"q1": None, "q3": None}
+            q = quartiles([float(v) for v in ranked]) if len(reached) == len(runs) else {"q1": None, "q3": None}
             points = sorted({p for r in runs for p in r["success_at"]}, key=int)
             out["tasks"][task][variant] = {
                 "seeds": sorted(r["seed"] for r in runs),
@@ -213,9 +162,9 @@ def report() -> dict[str, Any]:
                 "steps_to_90": {"median": None if median in (None, float("inf")) else median, "q1": q["q1"],
                                 "q3": q["q3"], "per_seed": {r["seed"]: r["steps_to_90"] for r in runs},
                                 "not_reached": len(runs) - len(reached)},
-                "success_at": {p: _quartiles([r["success_at"][p] for r in runs if r["success_at"].get(p) is not None])["median"]
+                "success_at": {p: quartiles([r["success_at"][p] for r in runs if r["success_at"].get(p) is not None])["median"]
                                for p in points},
-                "auc": _quartiles([r["auc"] for r in runs]),
+                "auc": quartiles([r["auc"] for r in runs]),
                 "wall_time_s_median": statistics.median(r["wall_time_s"] for r in runs),
             }
     return out

@@ -93,3 +93,19 @@ def test_rlif_trains_with_the_takeovers_as_its_only_reward(tmp_path, hilrl, demo
     summary = _run(hilrl, run_dir, demos, 400, "learner.algorithm=rlif", "learner.rlif.penalty=1.0")
     assert summary["algorithm"] == "rlif" and summary["updates"] > 0 and summary["intervention_transitions"] > 0
     _evaluates_the_same_twice(run_dir)
+
+
+@pytest.mark.timeout(120)
+def test_a_missing_base_policy_or_warm_start_run_is_refused_before_anything_starts(tmp_path, hilrl):
+    run_dir = tmp_path / "r"
+    done = hilrl("run", "--config", "sim_reach", "--run-dir", str(run_dir), "learner.algorithm=residual_sac",
+                 f"learner.residual.base_run={tmp_path / 'no-such-run'}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "learner.residual.base_run" in done.stderr and "bc" in done.stderr
+    done = hilrl("run", "--config", "sim_reach", "--run-dir", str(run_dir), "learner.algorithm=residual_sac")
+    assert done.returncode == 2 and "needs learner.residual.base_run" in done.stderr
+    done = hilrl("run", "--config", "sim_reach", "--run-dir", str(run_dir), f"learner.init_from={tmp_path}")
+    assert done.returncode == 2 and "learner.init_from" in done.stderr and "no checkpoint" in done.stderr
+    assert not run_dir.exists()
+    done = hilrl("learner", "--config", "sim_reach", "--run-dir", str(run_dir), f"learner.init_from={tmp_path}")
+    assert done.returncode == 2 and "learner.init_from" in done.stderr and "Traceback" not in done.stderr
