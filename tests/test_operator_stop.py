@@ -278,6 +278,7 @@ def _run_actor(monkeypatch, tmp_path: Path, overrides: list[str], at: int) -> in
             "--config", "sim_reach", "--run-dir", str(tmp_path / "run"), "--dashboard", "off",
             "--max-env-steps", "200", "--eval-episodes", "2",
             "env.max_episode_steps=20", "learner.updates_per_env_step=0", "learner.sac.hidden_dims=[16, 16]",
+            "actor.learner_wait_s=1",  # no learner listens: do not wait the default minute for one
             f"link.address=tcp://127.0.0.1:{free_loopback_port()}", *overrides,
         ], prog="hilrl actor")
     finally:
