@@ -25,7 +25,6 @@ The rules:
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from hilrl.learner.replay import ChunkLike, ReplayBuffer, concat_batches, to_torch
-from hilrl.learner.rlpd import fit_normalization, load_trainer_state, trainer_state
+from hilrl.learner.rlpd import UpdateBudget, fit_normalization, load_trainer_state, trainer_state
 from hilrl.policies.bc import BCAgent
 from hilrl.policies.sac import resolve_device
 from hilrl.transport.sections.learner import LearnerConfig
@@ -67,8 +66,7 @@ class BCTrainer:
         self.normalization_fitted = False  # as RLPDTrainer's
         self.last_validation: dict[str, float] = {}
         self._validation_batch: dict[str, Any] | None = None
-        self._budget: float | None = None  # hg_dagger, after the first bc.updates: updates allowed so far
-        self._budget_start: tuple[int, int] = (0, 0)
+        self.budget = UpdateBudget(c.updates_per_env_step)  # hg_dagger, after the first bc.updates
 
     # ------------------------------------------------------------------ data
 
@@ -79,8 +77,7 @@ class BCTrainer:
         self.intervention.add_chunk(chunk, select=chunk.intervened)
         steps = int(np.count_nonzero(chunk.has_action))
         self.env_steps += steps
-        if self._budget is not None:
-            self._budget += self.config.updates_per_env_step * steps
+        self.budget.add_env_steps(steps)
         return steps
 
     def add_demo_chunk(self, chunk: ChunkLike) -> None:
@@ -110,10 +107,9 @@ class BCTrainer:
             return True
         if self.config.algorithm == "bc":
             return False
-        if self._budget is None:  # the ratio starts now (also at a --resume past the offline phase)
-            self._budget = float(self.updates)
-            self._budget_start = (self.updates, self.env_steps)
-        return self.config.updates_per_env_step == 0 or self.updates < self._budget
+        if not self.budget.started:  # the ratio starts now (also at a --resume past the offline phase)
+            self.budget.start(self.updates, self.env_steps)
+        return self.budget.allows(self.updates)
 
     @property
     def training(self) -> bool:
@@ -130,16 +126,11 @@ class BCTrainer:
         trained yet), then (hg_dagger) the env steps not yet trained on at the configured ratio."""
         if not self.offline_done and self._data() > 0:
             return self.config.bc.updates - self.updates
-        utd = self.config.updates_per_env_step
-        if self._budget is None or utd == 0:
-            return 0
-        return max(0, math.ceil((self._budget - self.updates) / utd - 1e-9))
+        return self.budget.env_steps_ahead(self.updates)
 
     def held_ratio(self) -> float | None:
         """hg_dagger: updates per env step since the offline phase (None before, and for bc)."""
-        updates0, steps0 = self._budget_start
-        steps = self.env_steps - steps0
-        return round((self.updates - updates0) / steps, 3) if self._budget is not None and steps > 0 else None
+        return self.budget.held(self.updates, self.env_steps)
 
     # ------------------------------------------------------------------ learning
 

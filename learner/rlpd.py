@@ -44,6 +44,45 @@ from hilrl.transport.sections.learner import LearnerConfig
 log = logging.getLogger(__name__)
 
 
+class UpdateBudget:
+    """The updates a trainer may do: from the moment it starts (training starts, or resumes),
+    `ratio` updates per env step received since, on top of the updates done then (0: unlimited).
+    Both training cores hold their `learner.updates_per_env_step` with one."""
+
+    def __init__(self, ratio: float):
+        self.ratio = ratio
+        self.allowed: float | None = None  # None until started
+        self.start_updates = self.start_env_steps = 0
+
+    @property
+    def started(self) -> bool:
+        return self.allowed is not None
+
+    def start(self, updates: int, env_steps: int) -> None:
+        self.allowed = float(updates)
+        self.start_updates, self.start_env_steps = updates, env_steps
+
+    def add_env_steps(self, steps: int) -> None:
+        if self.allowed is not None:
+            self.allowed += self.ratio * steps
+
+    def allows(self, updates: int) -> bool:
+        """Started and not used up (always, once started, with ratio 0)."""
+        return self.allowed is not None and (self.ratio == 0 or updates < self.allowed)
+
+    def env_steps_ahead(self, updates: int) -> int:
+        """Env steps received but not yet trained on at the ratio (0: caught up, not started, or
+        unlimited)."""
+        if self.allowed is None or self.ratio == 0:
+            return 0
+        return max(0, math.ceil((self.allowed - updates) / self.ratio - 1e-9))
+
+    def held(self, updates: int, env_steps: int) -> float | None:
+        """Updates per env step done since the start (None before, or with no env step since)."""
+        steps = env_steps - self.start_env_steps
+        return round((updates - self.start_updates) / steps, 3) if self.allowed is not None and steps > 0 else None
+
+
 class RLPDTrainer:
     """See the module docstring.
 
@@ -79,9 +118,7 @@ class RLPDTrainer:
         # Fitted before the first update; already true after a --resume or a warm start that
         # loaded obs_norm (the statistics come with the weights).
         self.normalization_fitted = False
-        # Updates allowed so far (None until training starts) and (updates, env steps) when it did.
-        self._budget: float | None = None
-        self._budget_start: tuple[int, int] = (0, 0)
+        self.budget = UpdateBudget(c.updates_per_env_step)
 
     # ------------------------------------------------------------------ data
 
@@ -124,8 +161,7 @@ class RLPDTrainer:
 
     def _count(self, steps: int) -> int:
         self.env_steps += steps
-        if self._budget is not None:
-            self._budget += self.config.updates_per_env_step * steps
+        self.budget.add_env_steps(steps)
         return steps
 
     # ------------------------------------------------------------------ the budget
@@ -135,15 +171,14 @@ class RLPDTrainer:
         `updates_per_env_step` over the env steps received since training started."""
         if len(self.online) < self.config.training_starts:
             return False
-        if self._budget is None:  # training starts (or resumes) now
-            self._budget = float(self.updates)
-            self._budget_start = (self.updates, self.env_steps)
-        return self.config.updates_per_env_step == 0 or self.updates < self._budget
+        if not self.budget.started:  # training starts (or resumes) now
+            self.budget.start(self.updates, self.env_steps)
+        return self.budget.allows(self.updates)
 
     @property
     def training(self) -> bool:
         """Training has started (the budget runs)."""
-        return self._budget is not None
+        return self.budget.started
 
     def must_publish(self) -> bool:
         """The update just done must reach the actors now, whatever `weights_every_updates`
@@ -153,16 +188,11 @@ class RLPDTrainer:
     def env_steps_ahead(self) -> int:
         """Env steps received but not yet trained on at the configured ratio (0: caught up, or
         uncapped)."""
-        utd = self.config.updates_per_env_step
-        if self._budget is None or utd == 0:
-            return 0
-        return max(0, math.ceil((self._budget - self.updates) / utd - 1e-9))
+        return self.budget.env_steps_ahead(self.updates)
 
     def held_ratio(self) -> float | None:
         """Updates per env step done since training started (None before)."""
-        updates0, steps0 = self._budget_start
-        steps = self.env_steps - steps0
-        return round((self.updates - updates0) / steps, 3) if self._budget is not None and steps > 0 else None
+        return self.budget.held(self.updates, self.env_steps)
 
     # ------------------------------------------------------------------ learning
 

@@ -37,14 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hilrl.policies.encoders import MultiCameraEncoder, random_shift
-from hilrl.policies.networks import (
-    EnsembleCritic,
-    GraspCritic,
-    ObsNormalizer,
-    TanhGaussianActor,
-    orthogonal_init,
-)
+from hilrl.policies.encoders import random_shift
 from hilrl.policies.sac import (
     Batch,
     Observation,
@@ -54,15 +47,13 @@ from hilrl.policies.sac import (
     _actor_tensors,
     _as_batch,
     _features,
-    _from_numpy,
-    _to_numpy,
+    build_networks,
     gripper_to_index,
     resolve_device,
 )
+from hilrl.policies.state_arrays import export_state, import_state
 from hilrl.transport.sections.algorithm import BCConfig
 from hilrl.transport.sections.sac import SACConfig
-
-ADAM_FIELDS = {"step", "exp_avg", "exp_avg_sq"}
 
 
 class BCAgent:
@@ -104,23 +95,10 @@ class BCAgent:
             raise ValueError(f"action_dim {action_dim} leaves no continuous dimension")
         self.updates = 0  # calls of update() so far
 
-        # Built on the CPU under a private seed in SACAgent's order. SACAgent draws its critic
-        # ensemble between the actor and the grasp critic: one is drawn here and dropped, so the
-        # same seed gives the same acting weights as SACAgent (a BC and a SAC run start alike).
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            hidden = list(config.hidden_dims)
-            self.obs_norm = ObsNormalizer(state_dim)
-            self.encoder = MultiCameraEncoder(self.cameras, config.encoder) if self.cameras else None
-            feature_dim = state_dim + (self.encoder.out_dim if self.encoder is not None else 0)
-            self.actor = TanhGaussianActor(feature_dim, self.continuous_dim, hidden)
-            unused_critic = EnsembleCritic(feature_dim, self.continuous_dim, hidden, config.ensemble_size)
-            self.grasp_critic = GraspCritic(feature_dim, hidden) if has_gripper else None
-            if config.init == "orthogonal":
-                for net in (self.actor, unused_critic, self.grasp_critic):
-                    if net is not None:
-                        orthogonal_init(net)
-        del unused_critic
+        # SACAgent's networks from the same seed (its acting networks start alike), without the
+        # critic, which BC does not need.
+        nets = build_networks(state_dim, self.continuous_dim, has_gripper, config, self.cameras, seed)
+        self.obs_norm, self.encoder, self.actor, self.grasp_critic = nets.obs_norm, nets.encoder, nets.actor, nets.grasp_critic
         for net in self._networks().values():
             net.to(self.device)
 
@@ -245,69 +223,25 @@ class BCAgent:
         return _actor_tensors(_acting_networks(self.obs_norm, self.encoder, self.actor, self.grasp_critic), static=True)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Everything needed to resume bit-identically, as arrays by dotted name: "<net>.<param>"
-        for obs_norm, actor, (encoder), (grasp_critic); "optim.bc.<param>.{step,exp_avg,exp_avg_sq}"
-        (Adam state, absent before the first step); "rng.update" / "rng.act" (uint8 generator
-        states) and "updates" () int64."""
-        arrays = {f"{p}.{n}": _to_numpy(t) for p, net in self._networks().items() for n, t in net.state_dict().items()}
-        for name, param in self._parameters():
-            for field_name, value in self.optimizer.state.get(param, {}).items():
-                arrays[f"optim.bc.{name}.{field_name}"] = _to_numpy(value)
-        arrays["rng.update"] = _to_numpy(self.update_generator.get_state())
-        arrays["rng.act"] = _to_numpy(self.act_generator.get_state())
+        """Everything needed to resume bit-identically, as arrays by dotted name
+        (hilrl.policies.state_arrays): "<net>.<param>" for obs_norm, actor, (encoder),
+        (grasp_critic); "optim.bc.<param>.{step,exp_avg,exp_avg_sq}" (Adam state, absent before
+        the first step); "rng.update" / "rng.act" (uint8 generator states) and "updates" () int64."""
+        arrays = export_state(self._networks(), self._optimizers(), self._generators())
         arrays["updates"] = np.array(self.updates, dtype=np.int64)
         return arrays
 
     def load_state_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Restore what state_arrays() returned. Raises ValueError naming the first missing,
-        unknown or misshapen entry (nothing is changed then). A scalar may come back as (1,)."""
-        arrays = {name: np.asarray(value) for name, value in arrays.items()}
+        unknown or misshapen entry (nothing is changed then)."""
+        own = import_state(arrays, self._networks(), self._optimizers(), self._generators(), {"updates": ()})
+        self.updates = int(own["updates"])
 
-        def shaped(name: str, shape: tuple[int, ...]) -> np.ndarray:
-            if name not in arrays:
-                raise ValueError(f"state arrays lack {name!r}")
-            value = arrays[name]
-            if value.shape != shape and not (shape == () and value.shape == (1,)):
-                raise ValueError(f"state array {name!r} has shape {value.shape}, expected {shape}")
-            return value.reshape(shape)
+    def _optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, list[tuple[str, nn.Parameter]]]]:
+        return {"bc": (self.optimizer, self._parameters())}
 
-        net_arrays = {
-            f"{p}.{n}": shaped(f"{p}.{n}", tuple(t.shape)) for p, net in self._networks().items() for n, t in net.state_dict().items()
-        }
-        updates = shaped("updates", ())
-        for name in ("rng.update", "rng.act"):
-            if name not in arrays:
-                raise ValueError(f"state arrays lack {name!r}")
-        known = set(net_arrays) | {"updates", "rng.update", "rng.act"}
-        optim_state: dict[int, dict[str, torch.Tensor]] = {}
-        for i, (name, param) in enumerate(self._parameters()):
-            prefix = f"optim.bc.{name}."
-            fields = {k[len(prefix):] for k in arrays if k.startswith(prefix)}
-            if not fields:
-                continue  # the optimiser had not stepped yet
-            if fields != ADAM_FIELDS:
-                raise ValueError(f"optimizer state {prefix}* has fields {sorted(fields)}")
-            # Adam keeps `step` as a () CPU float tensor; load_state_dict moves the moments over.
-            optim_state[i] = {
-                "step": _from_numpy(shaped(prefix + "step", ())),
-                "exp_avg": _from_numpy(shaped(prefix + "exp_avg", tuple(param.shape))),
-                "exp_avg_sq": _from_numpy(shaped(prefix + "exp_avg_sq", tuple(param.shape))),
-            }
-            known |= {prefix + f for f in fields}
-        unknown = sorted(set(arrays) - known)
-        if unknown:
-            raise ValueError(f"unknown state arrays: {unknown[:5]}")
-
-        with torch.no_grad():
-            for prefix, net in self._networks().items():
-                for name, t in net.state_dict().items():
-                    t.copy_(_from_numpy(net_arrays[f"{prefix}.{name}"]))
-        state_dict = self.optimizer.state_dict()
-        state_dict["state"] = optim_state
-        self.optimizer.load_state_dict(state_dict)
-        self.update_generator.set_state(_from_numpy(arrays["rng.update"], np.uint8))
-        self.act_generator.set_state(_from_numpy(arrays["rng.act"], np.uint8))
-        self.updates = int(updates)
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"update": self.update_generator, "act": self.act_generator}
 
 
 def _floats(metrics: Mapping[str, torch.Tensor]) -> dict[str, float]:

@@ -45,6 +45,7 @@ import copy
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -63,6 +64,7 @@ from hilrl.policies.networks import (
     TanhGaussianActor,
     orthogonal_init,
 )
+from hilrl.policies.state_arrays import export_state, from_numpy, import_state, to_numpy
 from hilrl.transport.action import GRIPPER_THRESHOLD
 from hilrl.transport.checkpoint import ACTING_NETWORKS
 from hilrl.transport.sections.sac import SACConfig
@@ -186,21 +188,44 @@ def _actor_tensors(nets: Mapping[str, nn.Module], static: bool) -> dict[str, np.
     """float32 copies of the acting networks' tensors by "prefix.name": the frozen backbone's
     (static=True) or all the others (static=False)."""
     return {
-        f"{prefix}.{name}": _to_numpy(t).astype(np.float32, copy=False)
+        f"{prefix}.{name}": to_numpy(t).astype(np.float32, copy=False)
         for prefix, net in nets.items()
         for name, t in net.state_dict().items()
         if _is_static(prefix, name, nets) == static
     }
 
 
-def _to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A detached CPU copy that later training cannot change."""
-    return t.detach().to("cpu", copy=True).numpy()
+class Networks(NamedTuple):
+    """An agent's networks as `build_networks` makes them (encoder None without cameras,
+    grasp_critic None without a gripper)."""
+
+    obs_norm: ObsNormalizer
+    encoder: MultiCameraEncoder | None
+    actor: TanhGaussianActor
+    critic: EnsembleCritic
+    grasp_critic: GraspCritic | None
 
 
-def _from_numpy(a: np.ndarray, dtype: np.dtype | None = None) -> torch.Tensor:
-    """A tensor owning a copy of `a` (arrays from the wire are read-only buffers)."""
-    return torch.from_numpy(np.array(a, dtype=dtype, copy=True))
+def build_networks(state_dim: int, continuous_dim: int, has_gripper: bool, config: SACConfig,
+                   cameras: Sequence[str], seed: int) -> Networks:
+    """The networks of an agent, on the CPU under a private seed, always in this order: the same
+    seed gives the same weights on every device and to every agent that builds them (a BC agent
+    drops the critic, and its acting networks start as SAC's), and the global torch RNG is left
+    alone. `config.init == "orthogonal"` re-initialises actor, critic and grasp critic."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        hidden = list(config.hidden_dims)
+        obs_norm = ObsNormalizer(state_dim)
+        encoder = MultiCameraEncoder(cameras, config.encoder) if cameras else None
+        feature_dim = state_dim + (encoder.out_dim if encoder is not None else 0)
+        actor = TanhGaussianActor(feature_dim, continuous_dim, hidden)
+        critic = EnsembleCritic(feature_dim, continuous_dim, hidden, config.ensemble_size)
+        grasp_critic = GraspCritic(feature_dim, hidden) if has_gripper else None
+        if config.init == "orthogonal":
+            for net in (actor, critic, grasp_critic):
+                if net is not None:
+                    orthogonal_init(net)
+    return Networks(obs_norm, encoder, actor, critic, grasp_critic)
 
 
 class SACAgent:
@@ -243,21 +268,8 @@ class SACAgent:
         self.subsample = config.ensemble_subsample or config.ensemble_size
         self.updates = 0  # calls of update() so far
 
-        # Initialise on the CPU under a private seed: the same seed gives the same weights on every
-        # device, and the global torch RNG is left alone.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            hidden = list(config.hidden_dims)
-            self.obs_norm = ObsNormalizer(state_dim)
-            self.encoder = MultiCameraEncoder(self.cameras, config.encoder) if self.cameras else None
-            feature_dim = state_dim + (self.encoder.out_dim if self.encoder is not None else 0)
-            self.actor = TanhGaussianActor(feature_dim, self.continuous_dim, hidden)
-            self.critic = EnsembleCritic(feature_dim, self.continuous_dim, hidden, config.ensemble_size)
-            self.grasp_critic = GraspCritic(feature_dim, hidden) if has_gripper else None
-            if config.init == "orthogonal":
-                for net in (self.actor, self.critic, self.grasp_critic):
-                    if net is not None:
-                        orthogonal_init(net)
+        nets = build_networks(state_dim, self.continuous_dim, has_gripper, config, self.cameras, seed)
+        self.obs_norm, self.encoder, self.actor, self.critic, self.grasp_critic = nets
         self.critic_target = copy.deepcopy(self.critic)
         self.grasp_critic_target = copy.deepcopy(self.grasp_critic)
         for net in (self.obs_norm, self.encoder, self.actor, self.critic, self.critic_target,
@@ -567,86 +579,27 @@ class SACAgent:
         return _actor_tensors(_acting_networks(self.obs_norm, self.encoder, self.actor, self.grasp_critic), static=True)
 
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Everything needed to resume bit-identically, as arrays by dotted name:
-        "<net>.<param>" for actor, critic, critic_target (and grasp_critic, grasp_critic_target),
-        "log_alpha" (), "optim.<opt>.<param>.{step,exp_avg,exp_avg_sq}" (Adam state; absent before
-        an optimizer's first step), "rng.update" / "rng.act" (uint8 generator states) and
-        "updates" () int64."""
-        arrays = {
-            f"{prefix}.{name}": _to_numpy(t)
-            for prefix, net in self._networks().items()
-            for name, t in net.state_dict().items()
-        }
-        arrays["log_alpha"] = _to_numpy(self.log_alpha)
-        for opt_name, (opt, params) in self._optimizers().items():
-            for name, p in params:
-                for field_name, value in opt.state.get(p, {}).items():
-                    arrays[f"optim.{opt_name}.{name}.{field_name}"] = _to_numpy(value)
-        arrays["rng.update"] = _to_numpy(self.update_generator.get_state())
-        arrays["rng.act"] = _to_numpy(self.act_generator.get_state())
+        """Everything needed to resume bit-identically, as arrays by dotted name
+        (hilrl.policies.state_arrays): "<net>.<param>" for actor, critic, critic_target (and
+        grasp_critic, grasp_critic_target), "log_alpha" (), "optim.<opt>.<param>.{step,exp_avg,
+        exp_avg_sq}" (Adam state; absent before an optimizer's first step), "rng.update" /
+        "rng.act" (uint8 generator states) and "updates" () int64."""
+        arrays = export_state(self._networks(), self._optimizers(), self._generators())
+        arrays["log_alpha"] = to_numpy(self.log_alpha)
         arrays["updates"] = np.array(self.updates, dtype=np.int64)
         return arrays
 
     def load_state_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         """Restore what state_arrays() returned. Raises ValueError naming the first missing,
-        unknown or misshapen entry (nothing is changed then). A scalar may come back as shape (1,)
-        (some array codecs promote 0-d arrays)."""
-        arrays = {name: np.asarray(value) for name, value in arrays.items()}
-
-        def shaped(name: str, shape: tuple[int, ...]) -> np.ndarray:
-            if name not in arrays:
-                raise ValueError(f"state arrays lack {name!r}")
-            value = arrays[name]
-            if value.shape != shape and not (shape == () and value.shape == (1,)):
-                raise ValueError(f"state array {name!r} has shape {value.shape}, expected {shape}")
-            return value.reshape(shape)
-
-        net_arrays = {
-            f"{p}.{n}": shaped(f"{p}.{n}", tuple(t.shape))
-            for p, net in self._networks().items()
-            for n, t in net.state_dict().items()
-        }
-        log_alpha = shaped("log_alpha", ())
-        updates = shaped("updates", ())
-        for name in ("rng.update", "rng.act"):
-            if name not in arrays:
-                raise ValueError(f"state arrays lack {name!r}")
-        rng_update, rng_act = arrays["rng.update"], arrays["rng.act"]
-        known = set(net_arrays) | {"log_alpha", "updates", "rng.update", "rng.act"}
-        optim_states: dict[str, dict[int, dict[str, torch.Tensor]]] = {}
-        for opt_name, (_, params) in self._optimizers().items():
-            optim_states[opt_name] = {}
-            for i, (name, p) in enumerate(params):
-                prefix = f"optim.{opt_name}.{name}."
-                fields = {k[len(prefix):] for k in arrays if k.startswith(prefix)}
-                if not fields:
-                    continue  # this optimizer had not stepped yet
-                if fields != {"step", "exp_avg", "exp_avg_sq"}:
-                    raise ValueError(f"optimizer state {prefix}* has fields {sorted(fields)}")
-                # Adam keeps `step` as a () CPU float tensor (non-capturable); load_state_dict moves
-                # the moments to the parameter's device.
-                optim_states[opt_name][i] = {
-                    "step": _from_numpy(shaped(prefix + "step", ())),
-                    "exp_avg": _from_numpy(shaped(prefix + "exp_avg", tuple(p.shape))),
-                    "exp_avg_sq": _from_numpy(shaped(prefix + "exp_avg_sq", tuple(p.shape))),
-                }
-                known |= {prefix + f for f in fields}
-        unknown = sorted(set(arrays) - known)
-        if unknown:
-            raise ValueError(f"unknown state arrays: {unknown[:5]}")
-
+        unknown or misshapen entry (nothing is changed then)."""
+        own = import_state(arrays, self._networks(), self._optimizers(), self._generators(),
+                           {"log_alpha": (), "updates": ()})
         with torch.no_grad():
-            for prefix, net in self._networks().items():
-                for name, t in net.state_dict().items():
-                    t.copy_(_from_numpy(net_arrays[f"{prefix}.{name}"]))
-            self.log_alpha.copy_(_from_numpy(log_alpha))
-        for opt_name, (opt, _) in self._optimizers().items():
-            state_dict = opt.state_dict()
-            state_dict["state"] = optim_states[opt_name]
-            opt.load_state_dict(state_dict)
-        self.update_generator.set_state(_from_numpy(rng_update, np.uint8))
-        self.act_generator.set_state(_from_numpy(rng_act, np.uint8))
-        self.updates = int(updates)
+            self.log_alpha.copy_(from_numpy(own["log_alpha"]))
+        self.updates = int(own["updates"])
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"update": self.update_generator, "act": self.act_generator}
 
 
 class Policy:
@@ -719,7 +672,7 @@ class Policy:
                 raise ValueError(f"policy tensor {name!r} has shape {np.shape(value)}, expected {tuple(expected[name].shape)}")
         with torch.no_grad():
             for name, value in tensors.items():
-                expected[name].copy_(_from_numpy(value, np.float32))
+                expected[name].copy_(from_numpy(value, np.float32))
         self.static_loaded = True
 
     @torch.inference_mode()

@@ -91,7 +91,7 @@ def test_chunks_and_plain_steps_give_the_same_updates():
 
 def test_the_budget_holds_the_ratio_and_the_learner_process_uses_this_trainer(tmp_path):
     metrics, trainer = _train(lambda t, e, steps: t.add_chunk(_chunk(e, steps)))
-    warm = trainer._budget_start[1]  # env steps when training started: the warm-up's are free
+    warm = trainer.budget.start_env_steps  # env steps when training started: the warm-up's are free
     assert trainer.updates == math.ceil(1.5 * (trainer.env_steps - warm))
     assert not trainer.may_update() and trainer.env_steps_ahead() == 0
     doc = load_document(config_path("sim_reach"), ["dashboard.enabled=false", "link.address=tcp://127.0.0.1:0"])
