@@ -93,6 +93,10 @@ def run_once(task: str, algorithm: str, operator: str, seed: int, budget: int, b
     run_dir = work / f"{task}__{algorithm}__{operator}__seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
     curve, summary, wall = train(REPO / "configs" / f"{TASK_CONFIGS[task]}.yaml", run_dir, steps, eval_every, overrides)
+    if algorithm == "bc" and curve:
+        # Its training is over before the robot moves: the policy it evaluates is the one it had
+        # at env step 0 (its success there, not the convention's 0).
+        curve = [(0, curve[0][1]), *curve]
     result = {
         "task": task, "algorithm": algorithm, "operator": operator, "seed": seed,
         "budget": steps, "overrides": overrides, "curve": curve, "steps_to_90": steps_to(curve, 0.9),
