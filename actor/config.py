@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from hilrl.hardware.gamepad import GamepadConfig
 from hilrl.hardware.keyboard import KeyboardConfig
 from hilrl.hardware.spacemouse import SpaceMouseConfig
 from hilrl.transport.schema import RangeError
@@ -18,8 +19,9 @@ class InterventionConfig:
     Attributes:
         device: "none"; "scripted" (sim: the task's scripted expert takes over by `rule`);
             "spacemouse" (a 3Dconnexion SpaceMouse, settings under `spacemouse`); "keyboard" (keys
-            in the actor's terminal, settings under `keyboard`). The SpaceMouse and keyboard can
-            also label an episode as succeeded or failed, which ends it.
+            in the actor's terminal, settings under `keyboard`); "gamepad" (a game controller read
+            through pygame, settings under `gamepad`). The SpaceMouse, keyboard and gamepad can
+            also label an episode as succeeded or failed, which ends it, and stop the arm.
         rule: scripted operator only. "drift": take over when the policy's commanded TCP motion
             points away from the expert's by more than `drift_angle_deg` for `patience_steps`
             steps in a row; "random": take over with probability `probability` per step.
@@ -42,9 +44,11 @@ class InterventionConfig:
             (hardware/spacemouse.py `SpaceMouseConfig`); read only when device is "spacemouse".
         keyboard: the keyboard's keys, speed and hold time (hardware/keyboard.py
             `KeyboardConfig`); read only when device is "keyboard".
+        gamepad: the gamepad's joystick, axis mapping, deadzone, hold time and buttons
+            (hardware/gamepad.py `GamepadConfig`); read only when device is "gamepad".
     """
 
-    device: Literal["none", "scripted", "spacemouse", "keyboard"] = "none"
+    device: Literal["none", "scripted", "spacemouse", "keyboard", "gamepad"] = "none"
     rule: Literal["drift", "random"] = "drift"
     drift_angle_deg: float = 75.0
     patience_steps: int = 3
@@ -57,6 +61,7 @@ class InterventionConfig:
     operator_bias_max: float = 0.5
     spacemouse: SpaceMouseConfig = field(default_factory=SpaceMouseConfig)
     keyboard: KeyboardConfig = field(default_factory=KeyboardConfig)
+    gamepad: GamepadConfig = field(default_factory=GamepadConfig)
 
     def __post_init__(self) -> None:
         if not 0 <= self.probability <= 1:

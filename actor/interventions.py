@@ -44,7 +44,7 @@ import numpy as np
 
 from hilrl.actor.config import InterventionConfig
 from hilrl.actor.experts import Expert, expert_for
-from hilrl.actor.operators import KeyboardOperator, SpaceMouseOperator
+from hilrl.actor.operators import GamepadOperator, KeyboardOperator, SpaceMouseOperator
 from hilrl.hardware.errors import RobotError
 from hilrl.transport.robot_messages import RobotState
 
@@ -382,8 +382,8 @@ def make_intervention_device(config: InterventionConfig, task: str, env: gym.Env
     """The device `config` names for this env (None when interventions are off).
 
     Raises:
-        InputDeviceError (hardware.spacemouse): the SpaceMouse or the terminal cannot be used; the
-            message says how to fix it.
+        InputDeviceError (hardware.errors): the SpaceMouse, the terminal or the gamepad cannot be
+            used; the message says how to fix it.
     """
     if config.device == "none":
         return None
@@ -394,6 +394,8 @@ def make_intervention_device(config: InterventionConfig, task: str, env: gym.Env
         return SpaceMouseOperator(config.spacemouse, action)
     if config.device == "keyboard":
         return KeyboardOperator(config.keyboard, action)
+    if config.device == "gamepad":
+        return GamepadOperator(config.gamepad, action)
     raise ValueError(f"actor.intervention.device: unknown device {config.device!r}")
 
 

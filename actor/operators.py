@@ -7,11 +7,12 @@ episode labels, as `InterventionDevice`s (hilrl.actor.interventions):
 
     SpaceMouseOperator   axes past the deadzone move the TCP, gestures work the gripper and label
     KeyboardOperator     motion keys nudge the TCP, keys work the gripper and label
+    GamepadOperator      sticks past the deadzone move the TCP, buttons work the gripper and label
 
-Both return None from `intervene` when the operator is idle (the policy acts), an action clipped
+All return None from `intervene` when the operator is idle (the policy acts), an action clipped
 to [-1, 1] otherwise; `label()` hands over a success/failure label once, and `stop_requested()`
-is true once after the operator's stop gesture or key (`SpaceMouseConfig.stop`,
-`KeyboardConfig.stop`; the wrapper then stops the arm). A stop is never dropped: unlike a label,
+is true once after the operator's stop gesture, key or button (`SpaceMouseConfig.stop`,
+`KeyboardConfig.stop`, `GamepadConfig.stop`; the wrapper then stops the arm). A stop is never dropped: unlike a label,
 one given during a reset still counts.
 """
 
@@ -25,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hilrl.hardware.gamepad import GamepadConfig, GamepadReader, GamepadSample
 from hilrl.hardware.keyboard import (
     MOTION_KEYS,
     KeyboardConfig,
@@ -307,3 +309,149 @@ class KeyboardOperator:
 
     def close(self) -> None:
         self.source.close()
+
+
+class GamepadOperator:
+    """`InterventionDevice` for a gamepad (actor/interventions.py; the pad: hardware/gamepad.py).
+
+    Any driven axis past the deadzone, a press of a gripper or label control, or one of them held
+    (the success-hold control too) is an intervention, which lasts `hold_s` after the last of them
+    (the arm is held still in between). The operator's action: the mapped axes (x, y, z; rx, ry, rz
+    when the env has rotation dims and `rotation` is on) and, with a gripper, +1 / -1 on the step
+    after a close / open press, else 0 (keep); clipped to [-1, 1]. `label()` hands over "success"
+    or "failure" once per press; `success_held()` is whether the success-hold control is held;
+    `stop_requested()` is true once per press of the stop control, a press during a reset too. A
+    lost pad ends the intervention at once (the reader logs one warning); the policy acts until it
+    is back.
+
+    Attributes:
+        name: the device's name in messages ("gamepad", as `actor.intervention.device`).
+
+    Args:
+        config: the `gamepad:` section.
+        action: the env's action layout (which dims exist).
+        backend: the pygame module (tests pass a fake); None imports it.
+        clock: monotonic clock, s (shared with the reader, so hold times are on one clock).
+        start_thread: run the reader thread; False: the operator polls the reader at each call
+            (`intervene`, `label`, `stop_requested`, `success_held`, `reset`), in the caller's thread.
+    Raises:
+        InputDeviceError: pygame is missing or no matching joystick is connected.
+    """
+
+    name = "gamepad"
+    # Controls whose press or hold is an intervention (the stop ends the episode instead).
+    ACTIVE_CONTROLS = frozenset({"close_gripper", "open_gripper", "success", "failure", "success_hold"})
+
+    def __init__(
+        self,
+        config: GamepadConfig,
+        action: ActionConfig,
+        backend: Any = None,
+        clock: Clock = time.monotonic,
+        start_thread: bool = True,
+    ):
+        self.config = config
+        self._clock = clock
+        self._rotation = action.rotation_scale_rad > 0 and config.rotation
+        self._gripper = action.gripper
+        self._dim = action.dim
+        # Without rotation dims (or with rotation off) the rotation controls are no intervention.
+        self._mappings = [getattr(config, n) for n in ("x", "y", "z")]
+        if self._rotation:
+            self._mappings += [getattr(config, n) for n in ("rx", "ry", "rz")]
+        self.reader = GamepadReader(config, backend, clock, start_thread)
+        self._stop = False
+        self.reset()
+
+    def reset(self) -> None:
+        # Presses during the reset belong to no episode, but a stop among them still counts.
+        self._take_presses(stop_only=True)
+        self._label: Label | None = None
+        self._gripper_cmd = 0.0  # pressed, not yet sent: the next step sends it
+        self._last_active_s = -math.inf
+
+    def motion(self, sample: GamepadSample | None) -> np.ndarray:
+        """(6,) translation and rotation action for `sample` (before clipping; zeros for None, and
+        for the rotation dims unless they are driven)."""
+        out = np.zeros(6)
+        if sample is None:
+            return out
+        for i, m in enumerate(self._mappings):
+            value = 0.0
+            if m.axis is not None:
+                value += float(sample.axes[m.axis])
+            if m.minus_axis is not None:
+                value -= float(sample.axes[m.minus_axis])
+            if m.hat_x is not None:
+                value += float(sample.hats[m.hat_x][0])
+            if m.hat_y is not None:
+                value += float(sample.hats[m.hat_y][1])
+            out[i] = m.scale * value
+        return out
+
+    def intervene(self, state: RobotState, policy_action: np.ndarray) -> np.ndarray | None:
+        now = self._clock()
+        self._take_presses()
+        if not self.reader.connected:
+            self._last_active_s = -math.inf
+            self._gripper_cmd = 0.0
+            return None
+        sample = self.reader.latest()
+        motion = self.motion(sample)
+        held = sample is not None and bool(sample.held & self.ACTIVE_CONTROLS)
+        if np.any(motion != 0) or held:
+            self._last_active_s = now
+        if now - self._last_active_s > self.config.hold_s:
+            return None
+        action = np.zeros(self._dim, dtype=np.float32)
+        action[:3] = motion[:3]
+        if self._rotation:
+            action[3:6] = motion[3:6]
+        if self._gripper:
+            action[-1] = self._gripper_cmd
+        self._gripper_cmd = 0.0
+        return np.clip(action, -1.0, 1.0)
+
+    def label(self) -> Label | None:
+        """The operator's success/failure label since the last call, if any (then cleared)."""
+        self._take_presses()
+        label, self._label = self._label, None
+        return label
+
+    def stop_requested(self) -> bool:
+        """Whether the operator pressed the stop control since the last call (then cleared)."""
+        self._take_presses()
+        stop, self._stop = self._stop, False
+        return stop
+
+    def success_held(self) -> bool:
+        """Whether the success-hold control is held in the newest sample (False when it is not
+        configured or the pad is disconnected). For `hilrl record-labels`."""
+        self._poll()
+        sample = self.reader.latest()
+        return sample is not None and "success_hold" in sample.held
+
+    def _poll(self) -> None:
+        if not self.reader.threaded:
+            self.reader.poll()
+
+    def _take_presses(self, stop_only: bool = False) -> None:
+        """Act on the presses queued since the last call (`stop_only`: drop all but the stop)."""
+        self._poll()
+        for t, name in self.reader.take_presses():
+            if name == "stop":
+                if not self._stop:
+                    log.info("operator stop button on the gamepad")
+                self._stop = True
+            elif stop_only or name not in self.ACTIVE_CONTROLS:
+                continue
+            elif name in ("success", "failure"):
+                self._label = name  # type: ignore[assignment]
+                self._last_active_s = max(self._last_active_s, t)
+                log.info("operator labelled the episode: %s", name)
+            elif name in ("close_gripper", "open_gripper"):
+                self._gripper_cmd = 1.0 if name == "close_gripper" else -1.0
+                self._last_active_s = max(self._last_active_s, t)
+
+    def close(self) -> None:
+        self.reader.close()

@@ -1,11 +1,11 @@
 """The drivers' errors, in a module with no dependencies, so any layer can catch them without
-loading a driver (or its library: pyrealsense2, pymodbus, pyspacemouse).
+loading a driver (or its library: pyrealsense2, pymodbus, pyspacemouse, pygame).
 
     RobotError                  the arm or one of its devices failed (the robot client's errors too)
       GripperError              a gripper transaction failed after every retry, or a wait timed out
         GripperFaultError       the gripper reports a fault (hilrl.hardware.robotiq: it carries a status)
     CameraNotFoundError         a requested RealSense serial is not connected
-    InputDeviceError            an operator input device (SpaceMouse, keyboard) cannot be used
+    InputDeviceError            an operator input device (SpaceMouse, keyboard, gamepad) cannot be used
 """
 
 from __future__ import annotations

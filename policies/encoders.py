@@ -3,7 +3,7 @@
 Layout (one encoder per camera, as in the reference systems):
 
     image (B, H, W, 3) uint8 or (B, 3, H, W) float in [0, 1]
-      -> backbone: SmallConvBackbone | ResNet10          (frozen or trained; weights from a file)
+      -> backbone: SmallConvBackbone | ResNet10 | ResNet18   (frozen or trained; weights from a file)
       -> feature map (B, C, h, w) float32
       -> head: SpatialLearnedEmbeddings (B, C*K) -> Linear -> LayerNorm -> tanh   (always trained)
       -> features (B, feature_dim)
@@ -21,8 +21,9 @@ memory only (4.9M parameters per camera for resnet10).
 
 Weight files never pickle: `.npz` archives of plain numeric arrays, named by the module's
 state_dict keys, read with numpy.load(allow_pickle=False) after a SHA-256 check of the exact
-bytes that are then parsed. `save_encoder_weights` writes them (e.g. after converting published
-ImageNet weights) and returns the hash to put in the config.
+bytes that are then parsed. `save_encoder_weights` writes them and returns the hash to put in the
+config; `hilrl convert-encoder` (tools/convert_encoder.py) makes them from public checkpoints:
+LeRobot's PyTorch port of HIL-SERL's ResNet-10 (resnet10) and torchvision's ResNet-18 (resnet18).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Groups of every GroupNorm in ResNet10. The reference uses GroupNorm, not BatchNorm: no batch
 # statistics, so a backbone behaves the same in train and eval mode and with batch size 1.
 RESNET_NORM_GROUPS = 4
+
+# eps of ResNet18's batch norms: torch.nn.BatchNorm2d's default, which torchvision's ResNet uses.
+BATCH_NORM_EPS = 1e-5
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,16 +142,41 @@ class SmallConvBackbone(nn.Module):
         return self.net(x - 0.5)
 
 
-class BasicBlock(nn.Module):
-    """ResNet basic block: conv3x3(stride) -> GN -> ReLU -> conv3x3 -> GN, + shortcut, ReLU.
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding, in pixels, of JAX/TensorFlow "SAME" along one axis of `size`.
 
-    The shortcut is conv1x1(stride) -> GN when the shape changes, else the identity.
+    The output has ceil(size / stride) positions; the total padding that needs is split with the
+    extra pixel after (bottom / right). With stride 1 and an odd kernel this is (k//2, k//2), what
+    PyTorch's padding=k//2 does; with stride 2 on an even size it is (0, 1) for a 3x3 kernel,
+    where PyTorch's padding=1 would give (1, 1) and shift every window by one pixel.
+    """
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> torch.Tensor:
+    """x (B, C, H, W) padded with `value` for a "SAME" window of `kernel` x `kernel` at `stride`."""
+    top, bottom = same_padding(x.shape[2], kernel, stride)
+    left, right = same_padding(x.shape[3], kernel, stride)
+    if top == bottom == left == right == 0:
+        return x
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+class BasicBlock(nn.Module):
+    """ResNet-10 basic block: conv3x3(stride) -> GN -> ReLU -> conv3x3 -> GN, + shortcut, ReLU.
+
+    The shortcut is conv1x1(stride) -> GN when the shape changes, else the identity. Padding is
+    "SAME" as in the reference (flax nn.Conv's default; see same_padding): the strided 3x3 conv
+    pads (0, 1) on even sizes; the stride-1 convs pad 1 on every side, the 1x1 shortcut none.
     forward: (B, in_ch, H, W) -> (B, out_ch, ceil(H/stride), ceil(W/stride)).
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.stride = stride
+        # Stride 1: "SAME" is PyTorch's symmetric padding=1. Stride 2: padded in forward.
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1 if stride == 1 else 0, bias=False)
         self.norm1 = nn.GroupNorm(RESNET_NORM_GROUPS, out_ch)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
         self.norm2 = nn.GroupNorm(RESNET_NORM_GROUPS, out_ch)
@@ -159,7 +188,8 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.norm1(self.conv1(x)))
+        out = self.conv1(x if self.stride == 1 else pad_same(x, 3, self.stride))
+        out = F.relu(self.norm1(out))
         out = self.norm2(self.conv2(out))
         identity = x if self.shortcut is None else self.shortcut(x)
         return F.relu(out + identity)
@@ -168,10 +198,17 @@ class BasicBlock(nn.Module):
 class ResNet10(nn.Module):
     """ResNet-10 backbone (the reference's "resnetv1-10"), without pooling or classifier.
 
-    conv7x7/2 (64) -> GN -> ReLU -> maxpool3x3/2 -> one BasicBlock per stage with 64, 128, 256,
-    512 channels (strides 1, 2, 2, 2). 4.9M parameters. The input is normalised with the ImageNet
-    statistics first (constants, not part of the state_dict).
+    conv7x7/2 (64, padding 3) -> GN -> ReLU -> maxpool3x3/2 ("SAME") -> one BasicBlock per stage
+    with 64, 128, 256, 512 channels (strides 1, 2, 2, 2). 4.9M parameters. The input is
+    normalised with the ImageNet statistics first (constants, not part of the state_dict).
     forward: (B, 3, H, W) float32 in [0, 1] -> (B, 512, ceil(H/32), ceil(W/32)) (4x4 at 128).
+
+    Layout and arithmetic are HIL-SERL's (serl_launcher/vision/resnet_v1.py, ResNetEncoder with
+    stage_sizes (1, 1, 1, 1), norm "group": GroupNorm(4 groups, eps 1e-5); conv_init padding
+    [(3, 3), (3, 3)], every other conv and the max pool padding "SAME"), which is also what
+    LeRobot's PyTorch port of it computes (github.com/helper2424/resnet10, modeling_resnet.py:
+    Conv2dJax / MaxPool2dJax; the weights on huggingface.co/helper2424/resnet10), so the port's
+    weights converted by `hilrl convert-encoder --from hilserl-resnet10` give its feature maps.
 
     state_dict keys (= the key names of a weights .npz; all float32):
         conv1.weight (64, 3, 7, 7); norm1.weight, norm1.bias (64,);
@@ -207,10 +244,134 @@ class ResNet10(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
-        x = F.max_pool2d(F.relu(self.norm1(self.conv1(x))), 3, stride=2, padding=1)
+        x = F.relu(self.norm1(self.conv1(x)))
+        x = F.max_pool2d(pad_same(x, 3, 2, value=-math.inf), 3, stride=2)
         for i in range(1, len(self.stage_channels) + 1):
             x = getattr(self, f"layer{i}")(x)
         return x
+
+
+class EvalBatchNorm2d(nn.Module):
+    """BatchNorm2d that always normalises with its stored statistics (eval-mode arithmetic):
+
+        y = (x - running_mean) / sqrt(running_var + eps) * weight + bias     per channel
+
+    The statistics never update, in train() mode too: a pretrained backbone keeps the ImageNet
+    statistics it was trained with, and RL batches (replay samples, a batch of 1 when acting)
+    would otherwise drift them and make acting and learning disagree. weight and bias are
+    parameters (they train when the backbone is not frozen); running_mean and running_var are
+    buffers. state_dict keys: weight, bias, running_mean, running_var, each (C,) float32 (no
+    num_batches_tracked: it only matters to batch statistics, which this never computes).
+    forward: (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, channels: int, eps: float = BATCH_NORM_EPS):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+class ResNet18Block(nn.Module):
+    """torchvision's ResNet BasicBlock: conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN,
+    + downsample, ReLU.
+
+    Padding 1 on every side (PyTorch's symmetric padding, as torchvision); the downsample branch,
+    conv1x1(stride) -> BN, exists when the shape changes. Attribute names are torchvision's
+    (conv1, bn1, conv2, bn2, downsample.0, downsample.1), so its state_dict keys carry over.
+    forward: (B, in_ch, H, W) -> (B, out_ch, ceil(H/stride), ceil(W/stride)).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = EvalBatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.bn2 = EvalBatchNorm2d(out_ch)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), EvalBatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+class ResNet18(nn.Module):
+    """torchvision's ResNet-18 without its classifier (avgpool, fc), written here (torchvision is
+    not a dependency), with batch norms that always run in eval mode (EvalBatchNorm2d).
+
+    conv7x7/2 (64, padding 3) -> BN -> ReLU -> maxpool3x3/2 (padding 1) -> 4 stages of 2
+    ResNet18Blocks with 64, 128, 256, 512 channels (first block's stride 1, 2, 2, 2). 11.2M
+    parameters. The input is normalised with the ImageNet statistics first (torchvision's
+    ResNet18_Weights.IMAGENET1K_V1 preprocessing; constants, not in the state_dict).
+    forward: (B, 3, H, W) float32 in [0, 1] -> (B, 512, ceil(H/32), ceil(W/32)) (4x4 at 128).
+
+    Layout from torchvision/models/resnet.py (ResNet(BasicBlock, [2, 2, 2, 2])). state_dict keys
+    (= torchvision's, less fc.* and *.num_batches_tracked; all float32):
+        conv1.weight (64, 3, 7, 7); bn1.{weight,bias,running_mean,running_var} (64,);
+        layer{1..4}.{0,1}.conv1.weight, .conv2.weight (out, in, 3, 3);
+        layer{1..4}.{0,1}.bn1.*, .bn2.* (out,);
+        layer{2,3,4}.0.downsample.0.weight (out, in, 1, 1), layer{i}.0.downsample.1.* (out,).
+    """
+
+    stage_channels = (64, 128, 256, 512)
+    blocks_per_stage = 2
+    channels = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = EvalBatchNorm2d(64)
+        width = 64
+        for i, out_ch in enumerate(self.stage_channels, start=1):
+            blocks = [
+                ResNet18Block(width if j == 0 else out_ch, out_ch, stride=2 if i > 1 and j == 0 else 1)
+                for j in range(self.blocks_per_stage)
+            ]
+            self.add_module(f"layer{i}", nn.Sequential(*blocks))
+            width = out_ch
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def output_shape(self, image_size: int) -> tuple[int, int, int]:
+        """(C, h, w) of the feature map for a square image of `image_size` pixels."""
+        side = (image_size - 1) // 2 + 1  # conv 7x7/2, padding 3
+        side = (side - 1) // 2 + 1  # maxpool 3x3/2, padding 1
+        for _ in range(3):
+            side = (side - 1) // 2 + 1  # stages 2-4 stride 2
+        return self.channels, side, side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, stride=2, padding=1)
+        for i in range(1, len(self.stage_channels) + 1):
+            x = getattr(self, f"layer{i}")(x)
+        return x
+
+
+# Kinds meant to run with pretrained weights, and the `hilrl convert-encoder --from` source that
+# makes them (README: "Pretrained encoders").
+PRETRAINED_KINDS: dict[str, str] = {"resnet10": "hilserl-resnet10", "resnet18": "torchvision-resnet18"}
+
+# Backbone class of each EncoderConfig.kind.
+BACKBONES: dict[str, type[nn.Module]] = {
+    "small": SmallConvBackbone,
+    "resnet10": ResNet10,
+    "resnet18": ResNet18,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +426,8 @@ class EmbeddingHead(nn.Module):
 
 
 class ImageEncoder(nn.Module):
-    """One camera's encoder: backbone + head. Use SmallConvEncoder / ResNet10Encoder.
+    """One camera's encoder: backbone + head. Use make_encoder (or SmallConvEncoder, ResNet10Encoder,
+    ResNet18Encoder).
 
     With `config.is_frozen` the backbone has requires_grad False, stays in eval mode whatever
     train() is called with, and runs under torch.no_grad; the head always trains.
@@ -324,15 +486,31 @@ class ResNet10Encoder(ImageEncoder):
         super().__init__(ResNet10(), config)
 
 
+class ResNet18Encoder(ImageEncoder):
+    """ResNet18 (torchvision's, ImageNet-normalised input, batch norms in eval mode) + head.
+
+    (B, H, W, 3) uint8 / (B, 3, H, W) float -> (B, feature_dim).
+    """
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__(ResNet18(), config)
+
+
+# Encoder class of each EncoderConfig.kind (its backbone: BACKBONES[kind]).
+ENCODERS: dict[str, type[ImageEncoder]] = {
+    "small": SmallConvEncoder,
+    "resnet10": ResNet10Encoder,
+    "resnet18": ResNet18Encoder,
+}
+
+
 def make_encoder(config: EncoderConfig, weights: Mapping[str, np.ndarray] | None = None) -> ImageEncoder:
     """One camera's encoder for `config`, its backbone filled from `weights` when given.
 
     `weights` are arrays from read_encoder_weights (config.weights_path is not read here, so that
     several cameras share one read). Parameters are created on the CPU in float32.
     """
-    encoder: ImageEncoder = (
-        ResNet10Encoder(config) if config.kind == "resnet10" else SmallConvEncoder(config)
-    )
+    encoder = ENCODERS[config.kind](config)
     if weights is not None:
         load_state_arrays(encoder.backbone, weights, config.weights_path or "weights")
     return encoder
@@ -347,7 +525,7 @@ class MultiCameraEncoder(nn.Module):
     """One ImageEncoder per camera (separate weights), features concatenated in `cameras` order.
 
     The backbone weights come from config.weights_path (checked against config.weights_sha256)
-    when set; without it the backbones start random, with a warning for resnet10 or a frozen
+    when set; without it the backbones start random, with a warning for a ResNet or a frozen
     backbone. `read_weights=False` skips both the file and the warning, for a caller that loads
     every tensor itself (an actor's policy gets them from the learner).
 
@@ -380,9 +558,9 @@ class MultiCameraEncoder(nn.Module):
         elif config.weights_path is not None:
             assert config.weights_sha256 is not None  # EncoderConfig enforces the pair
             weights = read_encoder_weights(config.weights_path, config.weights_sha256)
-        elif config.kind == "resnet10" or self.frozen:
-            # ResNet-10 is meant to run with ImageNet weights, and a frozen random backbone never
-            # learns: both are legal (tests, benchmarks) but rarely what a user wants.
+        elif config.kind in PRETRAINED_KINDS or self.frozen:
+            # The ResNets are meant to run with ImageNet weights, and a frozen random backbone
+            # never learns: both are legal (tests, benchmarks) but rarely what a user wants.
             logger.warning(
                 "%s encoder without weights_path: the backbone is randomly initialised%s",
                 config.kind,
@@ -462,14 +640,18 @@ def save_encoder_weights(module: nn.Module, path: str | os.PathLike) -> str:
     """Write module.state_dict() to `path` as an .npz archive and return its SHA-256 (hex).
 
     One uncompressed `<key>.npy` member per state_dict key, arrays in the tensors' dtypes,
-    written without pickle. The file appears atomically (temp file, fsync, rename), so a reader
-    never sees half of one. For encoder configs save the backbone: `encoder.backbone`.
+    written without pickle. The bytes depend on the tensors only (every member is stamped
+    1980-01-01 00:00, the zip epoch), so the same weights always give the same file and hash.
+    The file appears atomically (temp file, fsync, rename), so a reader never sees half of one.
+    For encoder configs save the backbone: `encoder.backbone`.
     """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
         for key, tensor in module.state_dict().items():
             array = tensor.detach().to("cpu").contiguous().numpy()
-            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+            member_info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member_info.external_attr = 0o644 << 16  # -rw-r--r-- for unzip; fixed, like the date
+            with archive.open(member_info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
     data = buffer.getvalue()
     path = Path(path)
@@ -607,13 +789,33 @@ def random_shift(
     return crops[torch.arange(b, device=images.device), offsets[:, 0], offsets[:, 1]]
 
 
+def convert_command(kind: str, out: str | os.PathLike) -> str:
+    """The `hilrl convert-encoder` command line that makes weights file `out` for encoder `kind`
+    ("SOURCE" standing for the downloaded checkpoint), or "" for a kind without a public one."""
+    source = PRETRAINED_KINDS.get(kind)
+    return f"hilrl convert-encoder --from {source} SOURCE {out}" if source else ""
+
+
 def check_weights_file(encoder: EncoderConfig, key: str = "learner.sac.encoder.weights_path") -> None:
     """The weights file `encoder` names exists and is what it says (its SHA-256), so a run stops
     before it starts anything. Nothing to check without a `weights_path`. Raises SchemaError
-    naming `key`."""
+    naming `key`; for a missing file of a pretrained kind the message gives the convert command,
+    for a hash mismatch it says where the right hash comes from."""
     if encoder.weights_path is None:
         return
+    command = convert_command(encoder.kind, encoder.weights_path)
     try:
         read_encoder_weights(encoder.weights_path, encoder.weights_sha256 or "")
-    except (FileNotFoundError, ValueError) as exc:
-        raise SchemaError(key, str(exc)) from None
+    except FileNotFoundError as exc:
+        hint = (
+            f"; make it once from the public checkpoint with `{command}` (README: Pretrained "
+            f"encoders) and set weights_sha256 to the hash it prints"
+            if command else "; write it with policies.encoders.save_encoder_weights"
+        )
+        raise SchemaError(key, f"{exc}{hint}") from None
+    except ValueError as exc:
+        hint = (
+            " (weights_sha256 must be the hash `hilrl convert-encoder` printed for this file)"
+            if command and "SHA-256 mismatch" in str(exc) else ""
+        )
+        raise SchemaError(key, f"{exc}{hint}") from None

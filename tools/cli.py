@@ -44,9 +44,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "train-classifier": Subcommand("hilrl.tools.classifier_train", "train the reward classifier on recorded labels"),
     "keys": Subcommand("hilrl.tools.keys", "generate CurveZMQ keys for links that bind beyond loopback"),
     "configs": Subcommand("hilrl.tools.list_configs", "list the task configs shipped with hilrl (any works as --config NAME)"),
+    "convert-encoder": Subcommand("hilrl.tools.convert_encoder", "convert a public pretrained checkpoint (HIL-SERL ResNet-10, torchvision ResNet-18) into encoder weights (.npz)"),
     "doctor": Subcommand("hilrl.tools.doctor", "pre-flight check: robot, gripper, cameras, intervention device, learner, config"),
     "robot-stop": Subcommand("hilrl.tools.robot_cmds", "stop the arm: the robot server holds it and latches operator_stop until clear-errors", "main_stop"),
     "clear-errors": Subcommand("hilrl.tools.robot_cmds", "show and clear the robot server's latched errors (after a stop, a reflex, a limit)", "main_clear"),
+    "export": Subcommand("hilrl.tools.lerobot_io", "export demos or a run as a LeRobotDataset (v3.0: parquet, images, stats)", "main_export"),
+    "import": Subcommand("hilrl.tools.lerobot_io", "import a LeRobotDataset (v3.0) as a demo folder for learner.demos", "main_import"),
 }
 
 

@@ -2,12 +2,13 @@
 
 Who drives (`--driver`, default auto):
     expert    the task's scripted expert (the sim; it reads the sim's privileged object state);
-    operator  a person with the SpaceMouse or keyboard that `actor.intervention.device` names: the
-              device's action is the recorded action (no input: the arm holds still), and the
-              device's success/failure gesture (both SpaceMouse buttons clicked / held; y / n on
-              the keyboard) ends the episode with that verdict. The task's own success check (the
-              sim's, or `env.success_position_m` on a real cell) also ends it as a success;
-auto picks operator when the config names a SpaceMouse or keyboard, else the expert.
+    operator  a person with the SpaceMouse, keyboard or gamepad that `actor.intervention.device`
+              names: the device's action is the recorded action (no input: the arm holds still),
+              and the device's success/failure gesture (both SpaceMouse buttons clicked / held; y /
+              n on the keyboard; A / B on the gamepad) ends the episode with that verdict. The
+              task's own success check (the sim's, or `env.success_position_m` on a real cell) also
+              ends it as a success;
+auto picks operator when the config names a SpaceMouse, keyboard or gamepad, else the expert.
 
 Only successful episodes are kept; each attempt's outcome is printed as it ends. Each kept episode
 is written as transition chunks in the same on-disk format the learner stores
@@ -17,9 +18,9 @@ learner loads such a folder through `learner.demos`. Demonstration records carry
 the episodes recorded so far (demos.json then says `"interrupted": true`).
 
 Between an operator's episodes the arm goes home and waits while the operator puts the scene back by
-hand; the operator's first input (SpaceMouse motion or a button, a motion key) starts the next
-episode from a fresh reset, so the time limit never runs while the operator's hands are busy
-(`--no-wait` starts each episode at once).
+hand; the operator's first input (SpaceMouse motion or a button, a motion key, a gamepad stick or
+button) starts the next episode from a fresh reset, so the time limit never runs while the
+operator's hands are busy (`--no-wait` starts each episode at once).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from hilrl.transport.schema import SchemaError
 log = logging.getLogger(__name__)
 
 Driver = Literal["auto", "expert", "operator"]
-OPERATOR_DEVICES = ("spacemouse", "keyboard")
+OPERATOR_DEVICES = ("spacemouse", "keyboard", "gamepad")
 
 
 def record_demos(
@@ -81,7 +82,7 @@ def record_demos(
     Raises:
         RuntimeError: fewer successes than asked within `max_attempts`.
         KeyboardInterrupt: after writing demos.json for the episodes kept so far.
-        InputDeviceError (a RuntimeError): the SpaceMouse or terminal cannot be used.
+        InputDeviceError (a RuntimeError): the SpaceMouse, terminal or gamepad cannot be used.
     """
     task = doc.get("task", "")
     intervention = section(doc, "actor", ActorConfig).intervention
@@ -89,7 +90,7 @@ def record_demos(
         driver = "operator" if device is not None or intervention.device in OPERATOR_DEVICES else "expert"
     if driver == "operator" and device is None and intervention.device not in OPERATOR_DEVICES:
         raise ValueError(
-            f"an operator drives with actor.intervention.device spacemouse or keyboard; this config has "
+            f"an operator drives with actor.intervention.device spacemouse, keyboard or gamepad; this config has "
             f"{intervention.device!r} (set it, e.g. actor.intervention.device=keyboard)"
         )
     # What the summary names: the configured device, or the class of one passed in (a test's, a script's).
@@ -126,7 +127,8 @@ def record_demos(
             obs, _ = runner.reset(seed=seed + attempts)
             if expert is None and wait_for_input:
                 print(f"attempt {attempts + 1}: the arm is home; set the scene up, then give any input on the "
-                      f"{device_name} (a SpaceMouse motion or button, a key) to start; Ctrl-C stops", flush=True)
+                      f"{device_name} (a SpaceMouse motion or button, a key, a gamepad stick or button) to start; "
+                      "Ctrl-C stops", flush=True)
                 wait_for_operator(device, env.robot_state, idle, env.control_period_s or 0.05)
                 # A fresh look at the scene as the operator left it, and the time limit from now.
                 obs, _ = runner.reset(seed=seed + attempts)
@@ -192,7 +194,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Record successful demonstrations: the scripted expert in the sim, or an operator "
-        "with the SpaceMouse/keyboard that actor.intervention.device names.",
+        "with the SpaceMouse/keyboard/gamepad that actor.intervention.device names.",
     )
     parser.add_argument("--config", required=True, help="task YAML file")
     parser.add_argument("--episodes", type=int, default=20, help="successful episodes to keep (default 20)")
@@ -200,7 +202,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="attempt i resets with SEED + i")
     parser.add_argument(
         "--driver", choices=["auto", "expert", "operator"], default="auto",
-        help="who drives: auto (default: the operator when the config names a spacemouse or keyboard, "
+        help="who drives: auto (default: the operator when the config names a spacemouse, keyboard or gamepad, "
         "else the scripted expert), expert, operator",
     )
     parser.add_argument("--max-attempts", type=int, help="give up after this many episodes (default: 3 x "

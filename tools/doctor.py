@@ -9,7 +9,7 @@ Checks, in order (each one independent; a failure never stops the others):
     gripper      the gripper's measured opening is reported and no gripper error is active
     camera:NAME  each RealSense camera is connected and delivers frames (measured fps against the
                  configured fps); each sim camera renders
-    spacemouse / keyboard
+    spacemouse / keyboard / gamepad
                  the intervention device opens (only when the config uses one)
     learner      a learner answers at link.address (a heartbeat from an unknown session must come
                  back as `HelloRequired`: the learner is up and speaks this protocol)
@@ -212,6 +212,18 @@ def check_intervention_device(doc: dict[str, Any]) -> list[CheckResult]:
 
         # The reader's own error message carries the udev rule; this fix is for anything else.
         return _run_check("spacemouse", spacemouse, "see the message: usually the udev rule, or `pip install pyspacemouse`")
+    if config.device == "gamepad":
+        from hilrl.hardware.gamepad import GamepadReader
+
+        def gamepad() -> CheckResult:
+            reader = GamepadReader(config.gamepad)  # not found: an error listing the connected joysticks
+            try:
+                return CheckResult("gamepad", reader.connected, "opened" if reader.connected else "not connected",
+                                   "" if reader.connected else "plug the gamepad in")
+            finally:
+                reader.close()
+
+        return _run_check("gamepad", gamepad, "see the message: it lists the joysticks pygame sees (`pip install pygame`)")
     if config.device == "keyboard":
         ok = sys.stdin.isatty()
         return [CheckResult("keyboard", ok, "stdin is a terminal" if ok else "stdin is not a terminal",

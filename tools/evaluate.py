@@ -172,7 +172,7 @@ def evaluate_run(
             raise EvalSetupError(f"{ckpt_path} does not fit the config {config_path}: {exc}") from None
         device_name = settings.actor.intervention.device
         # Only a human's device: the sim's scripted operator would make the result the expert's.
-        if operator and device_name in ("spacemouse", "keyboard"):
+        if operator and device_name in ("spacemouse", "keyboard", "gamepad"):
             device = make_intervention_device(settings.actor.intervention, settings.task, env, seed=settings.actor.seed)
         if device is not None:
             runner = InterventionWrapper(env, device)

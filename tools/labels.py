@@ -12,10 +12,11 @@ Who drives and who labels, from `actor.intervention.device`:
         success check (`info["succeeded"]`: ground truth, e.g. the cube is 6 cm up). A configured
         `env.reward_classifier` is switched off for recording, so the labels can never come from
         a classifier.
-    spacemouse / keyboard (a real cell, or the sim teleoperated): the operator drives (no policy:
-        when the device lets go the arm holds still), and the label is the device's
-        `success_held()`: the SpaceMouse's `success_hold_button` held, or the keyboard's
-        `success_toggle` key toggled on, at the moment the frame is taken. The operator's
+    spacemouse / keyboard / gamepad (a real cell, or the sim teleoperated): the operator drives
+        (no policy: when the device lets go the arm holds still), and the label is the device's
+        `success_held()`: the SpaceMouse's `success_hold_button` held, the keyboard's
+        `success_toggle` key toggled on, or the gamepad's `success_hold` button held (Y by
+        default), at the moment the frame is taken. The operator's
         success/failure gesture ends the episode early (it labels no frame).
 Between an operator's episodes the arm waits at home while the scene is set up by hand; the
 operator's first input starts the next one (`--no-wait`: at once). An episode ends at the env's
@@ -157,7 +158,7 @@ class OperatorLabeller:
         if not callable(getattr(device, "success_held", None)):
             raise ValueError(
                 f"actor.intervention.device: {name} cannot label frames (it has no success_held()); "
-                "use spacemouse (with spacemouse.success_hold_button) or keyboard, or scripted in the sim"
+                "use spacemouse (with spacemouse.success_hold_button), keyboard or gamepad, or scripted in the sim"
             )
         self.device = device
         self.description = f"operator ({name}): success held"
@@ -267,7 +268,7 @@ def record_labels(
         raise SchemaError(
             "actor.intervention.device",
             "record-labels needs an operator: scripted (sim: the expert drives, the sim labels), spacemouse "
-            "(with spacemouse.success_hold_button) or keyboard",
+            "(with spacemouse.success_hold_button), keyboard or gamepad",
         )
     doc = copy.deepcopy(doc)
     if isinstance(doc.get("env"), dict) and doc["env"].get("reward_classifier"):

@@ -14,6 +14,7 @@ import torch
 from hilrl.policies.encoders import (
     MultiCameraEncoder,
     ResNet10,
+    ResNet18,
     load_encoder_weights,
     load_state_arrays,
     read_encoder_weights,
@@ -31,7 +32,7 @@ def sha256_file(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("kind", ["small", "resnet10"])
+@pytest.mark.parametrize("kind", ["small", "resnet10", "resnet18"])
 def test_backbone_weights_round_trip_through_the_config(tmp_path, kind):
     torch.manual_seed(0)
     source = MultiCameraEncoder(["cam"], EncoderConfig(kind=kind, image_size=64))
@@ -160,3 +161,31 @@ def test_no_path_means_random_init_with_a_warning_for_resnet10(caplog):
     with caplog.at_level(logging.WARNING, logger="hilrl.policies.encoders"):
         MultiCameraEncoder(["cam"], EncoderConfig(kind="small", image_size=64, frozen=True))
     assert "never learn" in caplog.text
+
+
+def test_no_path_warns_for_resnet18_too(caplog):
+    with caplog.at_level(logging.WARNING, logger="hilrl.policies.encoders"):
+        MultiCameraEncoder(["cam"], EncoderConfig(kind="resnet18", image_size=64))
+    assert "resnet18 encoder without weights_path" in caplog.text
+
+
+def test_the_same_weights_always_give_the_same_file(tmp_path):
+    torch.manual_seed(0)
+    backbone = ResNet10()
+    first = save_encoder_weights(backbone, tmp_path / "a.npz")
+    second = save_encoder_weights(backbone, tmp_path / "b.npz")  # members carry no timestamp
+    assert first == second and (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_the_pre_flight_check_says_how_to_make_or_pin_a_pretrained_file(tmp_path):
+    from hilrl.policies.encoders import check_weights_file
+    from hilrl.transport.schema import SchemaError
+
+    missing = tmp_path / "r18.npz"
+    config = EncoderConfig(kind="resnet18", weights_path=str(missing), weights_sha256="0" * 64)
+    with pytest.raises(SchemaError, match="not found.*hilrl convert-encoder --from torchvision-resnet18 SOURCE") as info:
+        check_weights_file(config)
+    assert info.value.key == "learner.sac.encoder.weights_path"
+    save_encoder_weights(ResNet18(), missing)
+    with pytest.raises(SchemaError, match="SHA-256 mismatch.*the hash `hilrl convert-encoder` printed"):
+        check_weights_file(config)

@@ -11,6 +11,10 @@ from typing import Literal
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
+# EncoderConfig.kind values; the ResNets freeze their backbone unless `frozen` says otherwise.
+ENCODER_KINDS = ("small", "resnet10", "resnet18")
+PRETRAINED_ENCODER_KINDS = ("resnet10", "resnet18")
+
 
 @dataclass
 class EncoderConfig:
@@ -23,16 +27,24 @@ class EncoderConfig:
     Attributes:
         kind: "small": 4 strided 3x3 convs with 32 channels, trained from scratch (the CPU
             default: well under 1 ms per 128x128 image). "resnet10": the reference ResNet-10
-            backbone (one BasicBlock per stage, 64-128-256-512 channels, GroupNorm, about
-            4.9M parameters), meant to be frozen with ImageNet weights.
+            backbone (HIL-SERL's: one BasicBlock per stage, 64-128-256-512 channels,
+            GroupNorm, "SAME" padding, about 4.9M parameters), meant to be frozen with
+            ImageNet weights (`hilrl convert-encoder --from hilserl-resnet10`). "resnet18":
+            torchvision's ResNet-18 without its classifier (two BasicBlocks per stage,
+            BatchNorm always in eval mode: its statistics never update, about 11.2M
+            parameters), meant to be frozen with torchvision's ImageNet weights
+            (`hilrl convert-encoder --from torchvision-resnet18`). Both ResNets give a
+            512 x ceil(image_size/32)^2 feature map (4x4 at 128 pixels).
         image_size: height = width of the camera images, in pixels (the spatial embeddings are
             learned per feature-map position, so the size is fixed when the encoder is built).
         feature_dim: features per camera at the encoder's output (the bottleneck width).
         frozen: freeze the backbone (no gradient, kept in eval mode, features computed once per
-            learner batch); null: the default for the kind (true for resnet10, false for small).
+            learner batch); null: the default for the kind (true for resnet10 and resnet18,
+            false for small).
         weights_path: file holding the backbone's weights (.npz of float32 arrays named by the
-            backbone's state_dict keys, written by policies.encoders.save_encoder_weights).
-            null: random initialisation (a logged warning for resnet10 or a frozen backbone).
+            backbone's state_dict keys, written by policies.encoders.save_encoder_weights;
+            `hilrl convert-encoder` makes one from a public checkpoint and prints these lines).
+            null: random initialisation (a logged warning for a ResNet or a frozen backbone).
         weights_sha256: lowercase hex SHA-256 of the weights file; required with weights_path,
             checked before the file is read as arrays.
         num_spatial_embeddings: learned spatial kernels per backbone channel (K: the head sees
@@ -42,7 +54,7 @@ class EncoderConfig:
             independently for obs and next obs. 0 turns it off. Never applied when acting.
     """
 
-    kind: Literal["small", "resnet10"] = "small"
+    kind: Literal["small", "resnet10", "resnet18"] = "small"
     image_size: int = 128
     feature_dim: int = 256
     frozen: bool | None = None
@@ -52,8 +64,8 @@ class EncoderConfig:
     random_shift_pad_px: int = 4
 
     def __post_init__(self) -> None:
-        if self.kind not in ("small", "resnet10"):
-            raise ValueError(f"kind must be 'small' or 'resnet10', got {self.kind!r}")
+        if self.kind not in ENCODER_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, ENCODER_KINDS))}, got {self.kind!r}")
         if self.image_size < 32:
             raise ValueError("image_size must be >= 32 pixels")
         if self.feature_dim < 1:
@@ -85,8 +97,8 @@ class EncoderConfig:
 
     @property
     def is_frozen(self) -> bool:
-        """`frozen` with null resolved: resnet10 freezes its backbone by default, small trains."""
-        return self.frozen if self.frozen is not None else self.kind == "resnet10"
+        """`frozen` with null resolved: the ResNets freeze their backbone by default, small trains."""
+        return self.frozen if self.frozen is not None else self.kind in PRETRAINED_ENCODER_KINDS
 
 
 @dataclass
