@@ -90,7 +90,7 @@ def test_hg_dagger_takeovers_fall_as_the_policy_learns_from_them(tmp_path, hilrl
 @pytest.mark.timeout(300)
 def test_rlif_trains_with_the_takeovers_as_its_only_reward(tmp_path, hilrl, demos):
     run_dir = tmp_path / "rlif"
-    summary = _run(hilrl, run_dir, demos, 400, "learner.algorithm=rlif", "learner.rlif.penalty=1.0")
+    summary = _run(hilrl, run_dir, demos, 300, "learner.algorithm=rlif", "learner.rlif.penalty=1.0")
     assert summary["algorithm"] == "rlif" and summary["updates"] > 0 and summary["intervention_transitions"] > 0
     _evaluates_the_same_twice(run_dir)
 

@@ -200,3 +200,18 @@ def test_an_action_outside_our_range_is_refused_on_import(tmp_path):
     with pytest.raises(LeRobotFormatError, match=r"outside \[-1, 1\].*rescale"):
         import_lerobot(tmp_path / "ds", tmp_path / "back")
     shutil.rmtree(tmp_path / "back", ignore_errors=True)
+
+
+def test_a_dataset_round_trips_through_import_and_export(tmp_path):
+    import pyarrow.parquet as pq
+
+    export_lerobot(_demo_folder(tmp_path / "demos"), tmp_path / "ds")
+    import_lerobot(tmp_path / "ds", tmp_path / "demos2")
+    export_lerobot(tmp_path / "demos2", tmp_path / "ds2")
+    for part in ("data/chunk-000/file-000.parquet", FINAL_OBSERVATIONS):
+        first, second = pq.read_table(tmp_path / "ds" / part), pq.read_table(tmp_path / "ds2" / part)
+        assert first.schema == second.schema and first.equals(second), part  # PNG bytes included
+    info, info2 = (json.loads((d / "meta" / "info.json").read_text()) for d in (tmp_path / "ds", tmp_path / "ds2"))
+    assert info == info2
+    assert json.loads((tmp_path / "ds" / "meta" / "stats.json").read_text()) == \
+        json.loads((tmp_path / "ds2" / "meta" / "stats.json").read_text())
