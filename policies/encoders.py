@@ -195,6 +195,16 @@ class BasicBlock(nn.Module):
         return F.relu(out + identity)
 
 
+def resnet_output_side(image_size: int) -> int:
+    """Side of a ResNet's final feature map for a square image (stride 32 in all: conv 7x7/2, max
+    pool 3x3/2, then stages 2-4 with stride 2; each rounds up)."""
+    side = (image_size - 1) // 2 + 1  # conv 7x7/2
+    side = (side - 1) // 2 + 1  # maxpool 3x3/2
+    for _ in range(3):
+        side = (side - 1) // 2 + 1  # stages 2-4 stride 2
+    return side
+
+
 class ResNet10(nn.Module):
     """ResNet-10 backbone (the reference's "resnetv1-10"), without pooling or classifier.
 
@@ -236,10 +246,7 @@ class ResNet10(nn.Module):
 
     def output_shape(self, image_size: int) -> tuple[int, int, int]:
         """(C, h, w) of the feature map for a square image of `image_size` pixels."""
-        side = (image_size - 1) // 2 + 1  # conv 7x7/2, padding 3
-        side = (side - 1) // 2 + 1  # maxpool 3x3/2, padding 1
-        for _ in range(3):
-            side = (side - 1) // 2 + 1  # stages 2-4 stride 2
+        side = resnet_output_side(image_size)
         return self.channels, side, side
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -348,10 +355,7 @@ class ResNet18(nn.Module):
 
     def output_shape(self, image_size: int) -> tuple[int, int, int]:
         """(C, h, w) of the feature map for a square image of `image_size` pixels."""
-        side = (image_size - 1) // 2 + 1  # conv 7x7/2, padding 3
-        side = (side - 1) // 2 + 1  # maxpool 3x3/2, padding 1
-        for _ in range(3):
-            side = (side - 1) // 2 + 1  # stages 2-4 stride 2
+        side = resnet_output_side(image_size)
         return self.channels, side, side
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
