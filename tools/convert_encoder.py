@@ -98,20 +98,20 @@ def read_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
         except Exception as exc:  # the Rust reader raises its own error types
             raise ConversionError(f"{path}: not a readable safetensors file: {exc}") from None
 
-    import pickle
-
     import torch
 
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses every global outside its allow-list before constructing it.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ConversionError(
-            f"{path}: refused: it holds pickled objects other than tensors (torch.load "
-            f"weights_only=True; nothing was unpickled): {first_line}"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # torch raises its unpickler's own error types
+        # weights_only refuses every global outside its allow-list before constructing it (the
+        # error is the unpickler's UnpicklingError, told apart here by name: nothing else of the
+        # pickle module is needed).
+        if type(exc).__name__ == "UnpicklingError":
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ConversionError(
+                f"{path}: refused: it holds pickled objects other than tensors (torch.load "
+                f"weights_only=True; nothing was unpickled): {first_line}"
+            ) from None
         raise ConversionError(f"{path}: not a PyTorch checkpoint or a safetensors file: {exc}") from None
     if not isinstance(loaded, Mapping) or not all(isinstance(k, str) for k in loaded):
         raise ConversionError(
