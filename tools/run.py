@@ -336,6 +336,8 @@ def run(
                 last_report = time.monotonic()
             time.sleep(0.2)
         check_actors()
+        # The last line shows where the run ended, however short it was next to report_every_s.
+        print(_progress_line(_read_json(paths.progress), started, per_robot=robots > 1), flush=True)
     finally:
         # Actors first (they flush their chunks), then the learner (final checkpoint), then the arms.
         _stop_all([r.actor for r in fleet if r.actor is not None])
