@@ -15,9 +15,13 @@ Prints one JSON object:
                              critic, state 19 / action 7 (all continuous), 2 critics / 10 with a
                              target min over 2, batch 256 (issue 13's comparison with LeRobot's SAC)
     plus device, torch version, torch threads (torch's default, not changed), CPU count.
-Each figure is measured for --seconds after --warmup untimed updates.
+    With --compile, every figure again as `..._compiled`: `learner.sac.compile_critics: true`
+    (its compile happens in the untimed warm-up).
+Each figure is measured for --seconds after --warmup untimed updates. The agent's own speed
+settings (hilrl.policies.speed: fused Adam, freed memory kept for reuse) are always on.
+On the same machine, bench/peer_lerobot.py measures LeRobot's SAC on the same workloads.
 
-Usage: python bench/learner.py [--seconds 3] [--warmup 20] [--device auto]
+Usage: python bench/learner.py [--seconds 3] [--warmup 20] [--device auto] [--compile]
 """
 
 from __future__ import annotations
@@ -100,16 +104,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="also measure learner.sac.compile_critics: true")
     args = parser.parse_args(argv)
+    result: dict = {}
+    for compiled in (False, True) if args.compile else (False,):
+        result.update(measure_all(args, compiled))
+    print(json.dumps(result))
+
+
+def measure_all(args: argparse.Namespace, compiled: bool) -> dict:
+    """Every workload's updates/s, with the critics compiled or not."""
     device = resolve_device(args.device)
     gen = torch.Generator().manual_seed(0)
     pool = [random_batch(gen, device) for _ in range(16)]
     result: dict = {}
+    suffix = "_compiled" if compiled else ""
 
     for name, config in (
-        ("ens2", SACConfig()),
-        ("ens10", SACConfig(ensemble_size=10, ensemble_subsample=2)),
+        ("ens2", SACConfig(compile_critics=compiled)),
+        ("ens10", SACConfig(ensemble_size=10, ensemble_subsample=2, compile_critics=compiled)),
     ):
+        torch._dynamo.reset()  # each agent compiles afresh (dynamo's recompile limit is per function)
         agent = SACAgent(STATE_DIM, ACTION_DIM, True, config, device=device, seed=0)
         k, i = config.critic_updates_per_actor_update, [0]
 
@@ -117,31 +132,34 @@ def main(argv: list[str] | None = None) -> None:
             agent.update([pool[(i[0] + j) % len(pool)] for j in range(k)])
             i[0] += k
 
-        result[f"updates_per_s_{name}"] = round(measure(update, args.seconds, args.warmup), 1)
+        result[f"updates_per_s_{name}{suffix}"] = round(measure(update, args.seconds, args.warmup), 1)
 
     peer_pool = [random_batch(gen, device, 19, 7) for _ in range(16)]
     for name, config in (
-        ("peer_ens2", SACConfig(critic_updates_per_actor_update=1)),
-        ("peer_ens10", SACConfig(critic_updates_per_actor_update=1, ensemble_size=10, ensemble_subsample=2)),
+        ("peer_ens2", SACConfig(critic_updates_per_actor_update=1, compile_critics=compiled)),
+        ("peer_ens10", SACConfig(critic_updates_per_actor_update=1, ensemble_size=10, ensemble_subsample=2,
+                                 compile_critics=compiled)),
     ):
+        torch._dynamo.reset()
         agent = SACAgent(19, 7, False, config, device=device, seed=0)
 
         def peer_update(agent=agent, i=[0]) -> None:  # noqa: B006 (a counter shared by the calls)
             agent.update([peer_pool[i[0] % len(peer_pool)]])
             i[0] += 1
 
-        result[f"updates_per_s_{name}"] = round(measure(peer_update, args.seconds, args.warmup), 1)
+        result[f"updates_per_s_{name}{suffix}"] = round(measure(peer_update, args.seconds, args.warmup), 1)
 
     online, intervention = filled_buffer(100_000, 1), filled_buffer(10_000, 2)
     sampler = MixedSampler(online, [intervention], online_fraction=0.5, batch_size=BATCH)
     rng = np.random.default_rng(0)
-    config = SACConfig()
+    config = SACConfig(compile_critics=compiled)
+    torch._dynamo.reset()
     agent = SACAgent(STATE_DIM, ACTION_DIM, True, config, device=device, seed=0)
 
     def update_from_replay() -> None:
         agent.update([to_torch(sampler.sample(rng), device) for _ in range(config.critic_updates_per_actor_update)])
 
-    result["updates_per_s_ens2_with_replay"] = round(measure(update_from_replay, args.seconds, args.warmup), 1)
+    result[f"updates_per_s_ens2_with_replay{suffix}"] = round(measure(update_from_replay, args.seconds, args.warmup), 1)
     result.update(
         critic_steps_per_update=config.critic_updates_per_actor_update,
         batch_size=BATCH,
@@ -155,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         python=platform.python_version(),
         seconds_each=args.seconds,
     )
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

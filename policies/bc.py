@@ -51,6 +51,7 @@ from hilrl.policies.sac import (
     gripper_to_index,
     resolve_device,
 )
+from hilrl.policies.speed import adam, retain_freed_memory
 from hilrl.policies.state_arrays import export_state, import_state
 from hilrl.transport.sections.algorithm import BCConfig
 from hilrl.transport.sections.sac import SACConfig
@@ -83,6 +84,7 @@ class BCAgent:
         seed: int = 0,
         cameras: Sequence[str] = (),
     ):
+        retain_freed_memory()
         self.state_dim = state_dim
         self.action_dim = action_dim
         self.has_gripper = has_gripper
@@ -102,7 +104,7 @@ class BCAgent:
         for net in self._networks().values():
             net.to(self.device)
 
-        self.optimizer = torch.optim.Adam([p for _, p in self._parameters()], lr=bc.lr)
+        self.optimizer = adam([p for _, p in self._parameters()], bc.lr)
         # Two random streams: acting (e.g. an evaluation on the learner) never changes the updates.
         self.update_generator = torch.Generator(device=self.device).manual_seed(seed)
         self.act_generator = torch.Generator(device=self.device).manual_seed(seed + 1)

@@ -64,6 +64,7 @@ from hilrl.policies.networks import (
     TanhGaussianActor,
     orthogonal_init,
 )
+from hilrl.policies.speed import adam, compile_forward, retain_freed_memory
 from hilrl.policies.state_arrays import export_state, from_numpy, import_state, to_numpy
 from hilrl.transport.action import GRIPPER_THRESHOLD
 from hilrl.transport.checkpoint import ACTING_NETWORKS
@@ -254,6 +255,7 @@ class SACAgent:
         seed: int = 0,
         cameras: Sequence[str] = (),
     ):
+        retain_freed_memory()
         self.state_dim = state_dim
         self.cameras = tuple(cameras)
         self.action_dim = action_dim
@@ -272,6 +274,9 @@ class SACAgent:
         self.obs_norm, self.encoder, self.actor, self.critic, self.grasp_critic = nets
         self.critic_target = copy.deepcopy(self.critic)
         self.grasp_critic_target = copy.deepcopy(self.grasp_critic)
+        if config.compile_critics:
+            compile_forward(self.critic, self.device)
+            compile_forward(self.critic_target, self.device)
         for net in (self.obs_norm, self.encoder, self.actor, self.critic, self.critic_target,
                     self.grasp_critic, self.grasp_critic_target):
             if net is not None:
@@ -283,12 +288,12 @@ class SACAgent:
             torch.tensor(math.log(config.init_temperature), dtype=torch.float32, device=self.device)
         )
 
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr)
+        self.actor_optimizer = adam(self.actor.parameters(), config.actor_lr)
         # The critic loss trains the encoder (its trainable part): the critic optimiser owns it.
-        self.critic_optimizer = torch.optim.Adam([p for _, p in self._critic_parameters()], lr=config.critic_lr)
-        self.temperature_optimizer = torch.optim.Adam([self.log_alpha], lr=config.temperature_lr)
+        self.critic_optimizer = adam([p for _, p in self._critic_parameters()], config.critic_lr)
+        self.temperature_optimizer = adam([self.log_alpha], config.temperature_lr)
         self.grasp_optimizer = (
-            torch.optim.Adam(self.grasp_critic.parameters(), lr=config.grasp_lr) if has_gripper else None
+            adam(self.grasp_critic.parameters(), config.grasp_lr) if has_gripper else None
         )
 
         # Two random streams, so that acting (on the learner, e.g. for evaluation) never changes

@@ -12,7 +12,7 @@ both values; everything else in a config is a per-robot or per-process setting t
       success_position_m / tolerance_m,           learner.* but sac, algorithm: batch, demos...
       reward_classifier: episode and success      link.*: addresses, keys, timeouts
     robot_server.control_rate_hz: control period  dashboard, reward_classifier (training)
-    learner.sac.*: the acting network's shape
+    learner.sac.*: the acting network's shape     learner.sac.compile_critics
     learner.algorithm: how the actor acts
       (deterministic for bc / hg_dagger, base +
       residual for residual_sac), and
@@ -42,6 +42,9 @@ ENV_CONTRACT_KEYS = (
 )
 """The `env:` keys in the contract (the rest of the section is per robot)."""
 
+SAC_PER_PROCESS_KEYS = ("compile_critics",)
+"""`learner.sac:` keys outside the contract: how the learner computes, not what it learns."""
+
 
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
     if isinstance(value, dict) and value:
@@ -60,6 +63,8 @@ def learning_contract(doc: dict[str, Any]) -> dict[str, Any]:
     env = to_dict(section(doc, "env", EnvConfig))
     learner = section(doc, "learner", LearnerConfig)
     sac = to_dict(learner.sac)
+    for key in SAC_PER_PROCESS_KEYS:
+        sac.pop(key)
     rate = (doc.get("robot_server") or {}).get("control_rate_hz", DEFAULT_CONTROL_RATE_HZ)
     out: dict[str, Any] = {"task": doc.get("task", ""), "robot_server.control_rate_hz": float(rate)}
     for key in ENV_CONTRACT_KEYS:

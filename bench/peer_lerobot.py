@@ -1,0 +1,153 @@
+"""The peer's learner throughput on this machine: LeRobot's SAC updates per second on the same
+workloads as bench/learner.py, so the two can be compared on one machine (bench only, never CI).
+
+LeRobot pins an older torch; a virtualenv with --system-site-packages over this project's install
+plus `pip install --no-deps lerobot==0.4.4 && pip install draccus diffusers deepdiff einops` runs it
+beside torch 2.13 (tests/lerobot_support.py's torchvision shim is reused for the import).
+
+One update follows LeRobot 0.4.4's own learner loop (lerobot/rl/learner.py): `utd_ratio` critic
+steps, each followed by the discrete (gripper) critic's step and a target update, then one actor
+step and one temperature step, a final target update, every step through `policy.forward(batch,
+model=...)` with gradient clipping at its default 40 and `.item()` on the losses as its learner
+logs them. Batches are synthetic (batch 256), on the device already.
+
+Prints one JSON object:
+    updates_per_s_peer_ens2 / updates_per_s_peer_ens10
+        state 19 / action 7 (all continuous), utd 1, no discrete critic; 2 critics / 10 with a
+        target min over 2 (num_subsample_critics)
+    updates_per_s_ens2    the HIL-SERL recipe of bench/learner.py: state 16, 3 continuous dims plus
+        a 3-way discrete gripper critic, utd 2, 2 critics
+    each with LeRobot's default `use_torch_compile: true` (its critics compiled) and, with suffix
+    `_eager`, without; plus versions and thread count.
+
+Usage: /path/to/lerobot-venv/bin/python bench/peer_lerobot.py [--seconds 3] [--warmup 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import torch  # noqa: E402
+from lerobot_support import _import_torchvision_without_its_ops  # noqa: E402
+
+_import_torchvision_without_its_ops()
+
+import lerobot  # noqa: E402
+from lerobot.configs.types import FeatureType, PolicyFeature  # noqa: E402
+from lerobot.policies.sac.configuration_sac import SACConfig  # noqa: E402
+from lerobot.policies.sac.modeling_sac import SACPolicy  # noqa: E402
+
+BATCH = 256
+
+
+def build(state_dim: int, continuous_dim: int, discrete: bool, critics: int, subsample: int | None,
+          compile_critics: bool) -> tuple[SACPolicy, dict[str, torch.optim.Optimizer]]:
+    """LeRobot's SAC and its learner's optimisers (Adam per part, as make_optimizers_and_scheduler)."""
+    config = SACConfig(
+        input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))},
+        output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(continuous_dim,))},
+        num_discrete_actions=3 if discrete else None, num_critics=critics, num_subsample_critics=subsample,
+        use_torch_compile=compile_critics, device="cpu",
+    )
+    policy = SACPolicy(config)
+    params = policy.get_optim_params()
+    optimizers = {
+        "actor": torch.optim.Adam(params["actor"], lr=config.actor_lr),
+        "critic": torch.optim.Adam(params["critic"], lr=config.critic_lr),
+        "temperature": torch.optim.Adam([params["temperature"]], lr=config.critic_lr),
+    }
+    if discrete:
+        optimizers["discrete_critic"] = torch.optim.Adam(params["discrete_critic"], lr=config.critic_lr)
+    return policy, optimizers
+
+
+def batch(gen: torch.Generator, state_dim: int, action_dim: int) -> dict:
+    """One synthetic batch in the learner's forward_batch format (discrete action as 0/1/2)."""
+    action = torch.rand(BATCH, action_dim, generator=gen) * 2 - 1
+    return {
+        "action": action, "reward": torch.rand(BATCH, generator=gen),
+        "state": {"observation.state": torch.randn(BATCH, state_dim, generator=gen)},
+        "next_state": {"observation.state": torch.randn(BATCH, state_dim, generator=gen)},
+        "done": (torch.rand(BATCH, generator=gen) < 0.01).float(),
+        "observation_feature": None, "next_observation_feature": None,
+        "complementary_info": {"discrete_penalty": torch.zeros(BATCH)},
+    }
+
+
+def step(policy: SACPolicy, optimizers: dict, model: str, b: dict, loss_key: str, params) -> float:
+    loss = policy.forward(b, model=model)[loss_key]
+    optimizers[model].zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(parameters=params, max_norm=policy.config.grad_clip_norm).item()
+    optimizers[model].step()
+    return loss.item()
+
+
+def one_update(policy: SACPolicy, optimizers: dict, batches: list[dict]) -> None:
+    discrete = policy.config.num_discrete_actions is not None
+    for b in batches:
+        step(policy, optimizers, "critic", b, "loss_critic", policy.critic_ensemble.parameters())
+        if discrete:
+            step(policy, optimizers, "discrete_critic", b, "loss_discrete_critic", policy.discrete_critic.parameters())
+        policy.update_target_networks()
+    last = batches[-1]
+    step(policy, optimizers, "actor", last, "loss_actor", policy.actor.parameters())
+    step(policy, optimizers, "temperature", last, "loss_temperature", [policy.log_alpha])
+    policy.update_target_networks()
+
+
+def measure(update, seconds: float, warmup: int) -> float:
+    for _ in range(warmup):
+        update()
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        update()
+        n += 1
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup", type=int, default=20)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    result: dict = {}
+    workloads = {  # name: state, continuous dims, discrete critic, critics, subsample, utd
+        "peer_ens2": (19, 7, False, 2, None, 1),
+        "peer_ens10": (19, 7, False, 10, 2, 1),
+        "ens2": (16, 3, True, 2, None, 2),
+    }
+    for compiled in (True, False):
+        for name, (s, a, discrete, critics, sub, utd) in workloads.items():
+            policy, optimizers = build(s, a, discrete, critics, sub, compiled)
+            pool = [batch(gen, s, a + (1 if discrete else 0)) for _ in range(8)]
+            if discrete:  # the discrete critic reads the gripper as a class index 0/1/2
+                for b in pool:
+                    b["action"][:, -1] = torch.randint(0, 3, (BATCH,), generator=gen).float()
+            i = [0]
+
+            def update(policy=policy, optimizers=optimizers, pool=pool, utd=utd, i=i) -> None:
+                one_update(policy, optimizers, [pool[(i[0] + j) % len(pool)] for j in range(utd)])
+                i[0] += utd
+
+            key = f"updates_per_s_{name}" + ("" if compiled else "_eager")
+            result[key] = round(measure(update, args.seconds, args.warmup), 1)
+    result.update(lerobot_version=lerobot.__version__, torch_version=torch.__version__,
+                  torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
+                  python=platform.python_version(), batch_size=BATCH, seconds_each=args.seconds)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
