@@ -5,6 +5,8 @@ evaluation, and the figures read off its success curve.
     curve, summary, wall_s = train(config, run_dir, budget, eval_every, overrides)
     steps_to(curve, 0.9), success_at(curve, budget), auc(curve, budget), quartiles(values)
 
+and, for the throughput benches (learner.py, peer_lerobot.py), `calls_per_s(fn, seconds, warmup)`.
+
 A curve is [(env steps, deterministic success rate)]: an evaluation of 10 episodes every
 `eval_every` env steps (`actor.eval_every_steps`), then the final one (20 episodes), which
 replaces a periodic one at the same step.
@@ -80,3 +82,13 @@ def quartiles(values: list[float]) -> dict[str, float | None]:
     return {"median": median, "q1": q1, "q3": q3}
 
 
+def calls_per_s(fn: Any, seconds: float, warmup: int) -> float:
+    """Calls of `fn` per second of wall time, after `warmup` untimed calls (each call must sync
+    the device itself, e.g. by returning floats)."""
+    for _ in range(warmup):
+        fn()
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        fn()
+        n += 1
+    return n / elapsed

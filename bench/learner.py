@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from harness import calls_per_s  # noqa: E402
 
 from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch  # noqa: E402
 from hilrl.policies.sac import SACAgent, resolve_device  # noqa: E402
@@ -88,17 +88,6 @@ def filled_buffer(n: int, seed: int) -> ReplayBuffer:
     return buffer
 
 
-def measure(update, seconds: float, warmup: int) -> float:
-    """Calls of `update` per second (each returns float metrics, so the device is synced)."""
-    for _ in range(warmup):
-        update()
-    n, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        update()
-        n += 1
-    return n / elapsed
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -132,7 +121,7 @@ def measure_all(args: argparse.Namespace, compiled: bool) -> dict:
             agent.update([pool[(i[0] + j) % len(pool)] for j in range(k)])
             i[0] += k
 
-        result[f"updates_per_s_{name}{suffix}"] = round(measure(update, args.seconds, args.warmup), 1)
+        result[f"updates_per_s_{name}{suffix}"] = round(calls_per_s(update, args.seconds, args.warmup), 1)
 
     peer_pool = [random_batch(gen, device, 19, 7) for _ in range(16)]
     for name, config in (
@@ -147,7 +136,7 @@ def measure_all(args: argparse.Namespace, compiled: bool) -> dict:
             agent.update([peer_pool[i[0] % len(peer_pool)]])
             i[0] += 1
 
-        result[f"updates_per_s_{name}{suffix}"] = round(measure(peer_update, args.seconds, args.warmup), 1)
+        result[f"updates_per_s_{name}{suffix}"] = round(calls_per_s(peer_update, args.seconds, args.warmup), 1)
 
     online, intervention = filled_buffer(100_000, 1), filled_buffer(10_000, 2)
     sampler = MixedSampler(online, [intervention], online_fraction=0.5, batch_size=BATCH)
@@ -159,7 +148,7 @@ def measure_all(args: argparse.Namespace, compiled: bool) -> dict:
     def update_from_replay() -> None:
         agent.update([to_torch(sampler.sample(rng), device) for _ in range(config.critic_updates_per_actor_update)])
 
-    result[f"updates_per_s_ens2_with_replay{suffix}"] = round(measure(update_from_replay, args.seconds, args.warmup), 1)
+    result[f"updates_per_s_ens2_with_replay{suffix}"] = round(calls_per_s(update_from_replay, args.seconds, args.warmup), 1)
     result.update(
         critic_steps_per_update=config.critic_updates_per_actor_update,
         batch_size=BATCH,

@@ -30,13 +30,13 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 import torch  # noqa: E402
+from harness import calls_per_s  # noqa: E402
 from lerobot_support import _import_torchvision_without_its_ops  # noqa: E402
 
 _import_torchvision_without_its_ops()
@@ -105,16 +105,6 @@ def one_update(policy: SACPolicy, optimizers: dict, batches: list[dict]) -> None
     policy.update_target_networks()
 
 
-def measure(update, seconds: float, warmup: int) -> float:
-    for _ in range(warmup):
-        update()
-    n, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        update()
-        n += 1
-    return n / elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -142,7 +132,7 @@ def main() -> None:
                 i[0] += utd
 
             key = f"updates_per_s_{name}" + ("" if compiled else "_eager")
-            result[key] = round(measure(update, args.seconds, args.warmup), 1)
+            result[key] = round(calls_per_s(update, args.seconds, args.warmup), 1)
     result.update(lerobot_version=lerobot.__version__, torch_version=torch.__version__,
                   torch_threads=torch.get_num_threads(), cpu_count=os.cpu_count(),
                   python=platform.python_version(), batch_size=BATCH, seconds_each=args.seconds)

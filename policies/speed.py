@@ -23,9 +23,8 @@ import shutil
 import sys
 from collections.abc import Iterable
 
-from torch import nn
-
 import torch
+from torch import nn
 
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
