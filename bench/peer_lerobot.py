@@ -31,6 +31,7 @@ import os
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -103,6 +104,73 @@ def one_update(policy: SACPolicy, optimizers: dict, batches: list[dict]) -> None
     step(policy, optimizers, "actor", last, "loss_actor", policy.actor.parameters())
     step(policy, optimizers, "temperature", last, "loss_temperature", [policy.log_alpha])
     policy.update_target_networks()
+
+
+class LeRobotAgent:
+    """LeRobot's SAC behind the agent interface bench/inprocess.py's trainer drives (the one
+    SACAgent has), so it trains on the same data through the same RLPD loop as ours:
+    `act(obs, deterministic)`, `update(batches)` (our batch dicts; one critic step per batch,
+    then the actor and temperature steps, as one_update), `set_obs_normalization(centre, scale)`.
+
+    Inputs are normalised as LeRobot's processors do for STATE (MIN_MAX: onto [-1, 1]; the
+    trainer fits it with learner.sac.normalization=min_max) before they reach the policy, which
+    takes normalised tensors. Its own defaults stand except what the harness's recipe sets:
+    discount, initial temperature, learning rates and the number of critics (learner.sac).
+    Deterministic actions are tanh of the actor's mean (LeRobot's select_action samples).
+    Continuous actions only: no discrete (gripper) critic.
+    """
+
+    def __init__(self, sac: Any, state_dim: int, action_dim: int, seed: int, compile_critics: bool = False):
+        torch.manual_seed(seed)  # LeRobot's sampling uses torch's global generator
+        self.action_dim = action_dim
+        self.config = sac
+        config = SACConfig(
+            input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))},
+            output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(action_dim,))},
+            num_critics=sac.ensemble_size, num_subsample_critics=sac.ensemble_subsample,
+            discount=sac.discount, temperature_init=sac.init_temperature, actor_lr=sac.actor_lr,
+            critic_lr=sac.critic_lr, temperature_lr=sac.temperature_lr, use_torch_compile=compile_critics,
+            device="cpu",
+        )
+        self.policy = SACPolicy(config)
+        params = self.policy.get_optim_params()
+        self.optimizers = {
+            "actor": torch.optim.Adam(params["actor"], lr=config.actor_lr),
+            "critic": torch.optim.Adam(params["critic"], lr=config.critic_lr),
+            "temperature": torch.optim.Adam([params["temperature"]], lr=config.temperature_lr),
+        }
+        self.centre = torch.zeros(state_dim)
+        self.scale = torch.ones(state_dim)
+
+    def set_obs_normalization(self, centre: Any, scale: Any, min_scale: float = 1e-2) -> None:
+        self.centre = torch.as_tensor(centre, dtype=torch.float32)
+        self.scale = torch.as_tensor(scale, dtype=torch.float32).clamp_min(min_scale)
+
+    def _state(self, state: torch.Tensor) -> dict:
+        return {"observation.state": (state - self.centre) / self.scale}
+
+    @torch.no_grad()
+    def act(self, obs: Any, deterministic: bool) -> Any:
+        state = obs["state"] if isinstance(obs, dict) else obs
+        state = torch.as_tensor(state, dtype=torch.float32)
+        single = state.ndim == 1
+        actions, _, means = self.policy.actor(self._state(state.reshape(-1, state.shape[-1])), None)
+        out = (torch.tanh(means) if deterministic else actions).numpy().astype("float32")
+        return out[0] if single else out
+
+    def update(self, batches: Any) -> dict[str, float]:
+        batches = batches if isinstance(batches, list | tuple) else [batches]
+        one_update(self.policy, self.optimizers, [{
+            "action": b["action"], "reward": b["reward"], "done": b["terminated"].float(),
+            "state": self._state(b["obs"]), "next_state": self._state(b["next_obs"]),
+            "observation_feature": None, "next_observation_feature": None, "complementary_info": {},
+        } for b in batches])
+        return {}
+
+
+def make_agent(learner: Any, state_dim: int, action_dim: int) -> LeRobotAgent:
+    """bench/inprocess.py's agent factory."""
+    return LeRobotAgent(learner.sac, state_dim, action_dim, learner.seed)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ inside the actor, `env.kind: gymnasium`) from 20 demonstrations of a scripted po
 
 One run is one (task, variant, seed); its result is kept as
 bench/results/sample_efficiency/<task>__<variant>__seed<k>.json, so the suite can be run a piece at
-a time and merged:
+a time and merged (extra overrides, `--set ... --label L`, are kept as variant "<variant>+L"):
 
     python bench/sample_efficiency.py run --task fetch_push --seeds 0 1 2 [--variant default] [--budget 30000]
     python bench/sample_efficiency.py report            # ONE JSON object over every kept result
@@ -55,6 +55,13 @@ class Task:
     overrides: tuple[str, ...] = field(default_factory=tuple)
 
 
+# The external tasks train with the update ratio of the issue that asked for them (and of our own
+# sim_pick_cube): 2 updates per env step, each of 2 critic steps. gym_reacher's shipped learner
+# section, which they start from, does 1 (variant "+utd1" in the kept results: at 10k env steps
+# it learned no task better, and Meta-World reach later).
+EXTERNAL_RECIPE = ("learner.updates_per_env_step=2",)
+
+
 def _metaworld(name: str, policy: str, steps: int = 200) -> Task:
     # Meta-World's shaped reward is positive (0..10 per step): ending the episode at success would
     # forfeit it, teaching the agent to avoid success. So its own time limit ends episodes, and an
@@ -62,7 +69,7 @@ def _metaworld(name: str, policy: str, steps: int = 200) -> Task:
     return Task(env={"kind": "gymnasium", "max_episode_steps": steps, "gymnasium": {
         "id": "Meta-World/MT1", "kwargs": {"env_name": name}, "import_modules": ["metaworld"],
         "success_info_key": "success", "success_ends_episode": False,
-        "expert": f"metaworld.policies:{policy}"}}, package="metaworld")
+        "expert": f"metaworld.policies:{policy}"}}, package="metaworld", overrides=EXTERNAL_RECIPE)
 
 
 def _fetch(name: str, expert: str) -> Task:
@@ -71,7 +78,8 @@ def _fetch(name: str, expert: str) -> Task:
         "id": f"{name}-v4", "import_modules": ["gymnasium_robotics"],
         "state_parts": ["desired_goal", "observation"],  # achieved_goal repeats the object position
         "success_info_key": "is_success", "success_ends_episode": True,
-        "expert": f"hilrl.actor.foreign_experts:{expert}"}}, package="gymnasium_robotics")
+        "expert": f"hilrl.actor.foreign_experts:{expert}"}}, package="gymnasium_robotics",
+        overrides=EXTERNAL_RECIPE)
 
 
 TASKS: dict[str, Task] = {
@@ -113,8 +121,20 @@ def _config_file(task: Task, where: Path) -> Path:
     return out
 
 
-def run_once(name: str, variant: str, seed: int, budget: int, eval_every: int, extra: list[str]) -> dict[str, Any]:
-    """Train one (task, variant, seed) through `hilrl run`; returns (and keeps) its result."""
+AGENTS = ("ours", "ours_inprocess", "lerobot")
+
+
+def run_once(name: str, variant: str, seed: int, budget: int, eval_every: int, extra: list[str],
+             label: str = "", agent: str = "ours") -> dict[str, Any]:
+    """Train one (task, variant, seed); returns (and keeps) its result.
+
+    extra: dotted overrides on top of the variant's; label: what they are called in the result's
+    variant name ("<variant>+<label>"), so that a run with extra overrides never replaces, nor is
+    merged with, the plain variant's.
+    agent: "ours" trains through `hilrl run` (learner and actor processes); "ours_inprocess"
+    (kept as "<variant>+inprocess") and "lerobot" (LeRobot's SAC, kept as variant "lerobot_sac";
+    run it with the LeRobot virtualenv's python, see peer_lerobot.py) train in one process through
+    the same RLPD trainer, demos and evaluation (bench/inprocess.py)."""
     task = TASKS[name]
     if task.package:
         try:
@@ -122,20 +142,33 @@ def run_once(name: str, variant: str, seed: int, budget: int, eval_every: int, e
         except ImportError:
             raise SystemExit(f"task {name} needs the package {task.package!r}: pip install "
                              f"{'metaworld' if task.package == 'metaworld' else 'gymnasium-robotics'} (bench only)") from None
-    overrides = [*task.overrides, *VARIANTS[variant], *extra, f"actor.seed={seed}", f"learner.seed={seed}"]
+    if agent == "lerobot" and variant != "default":
+        raise SystemExit("--agent lerobot runs LeRobot's own SAC: the ablation variants are switches of ours")
+    peer = ("learner.sac.normalization=min_max",) if agent == "lerobot" else ()  # LeRobot's STATE normalisation
+    overrides = [*task.overrides, *VARIANTS[variant], *peer, *extra, f"actor.seed={seed}", f"learner.seed={seed}"]
     with tempfile.TemporaryDirectory(prefix="hilrl-se-") as tmp:
         where = Path(tmp)
-        curve, summary, wall = train(_config_file(task, where), where / "run", budget, eval_every, overrides)
+        if agent == "ours":
+            curve, summary, wall = train(_config_file(task, where), where / "run", budget, eval_every, overrides)
+        else:
+            from inprocess import train_in_process
+
+            make_agent = None
+            if agent == "lerobot":
+                from peer_lerobot import make_agent
+            curve, summary, wall = train_in_process(_config_file(task, where), overrides, budget, eval_every, make_agent)
+    kept_as = {"ours": variant, "ours_inprocess": f"{variant}+inprocess", "lerobot": "lerobot_sac"}[agent]
+    kept_as = f"{kept_as}+{label}" if label else kept_as
     result = {
-        "task": name, "variant": variant, "seed": seed, "budget": budget, "eval_every": eval_every,
+        "task": name, "variant": kept_as, "seed": seed, "budget": budget, "eval_every": eval_every,
         "overrides": overrides, "curve": curve, "steps_to_90": steps_to(curve, 0.9),
         "success_at": success_at(curve, budget), "auc": auc(curve, budget), "wall_time_s": round(wall, 1),
         "updates": summary["updates"], "updates_per_env_step_held": summary.get("updates_per_env_step_held"),
         "demo_transitions": summary["demo_transitions"], "python": sys.version.split()[0],
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "agent": agent, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}__{variant}__seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / f"{name}__{kept_as}__seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
@@ -180,6 +213,9 @@ def main() -> None:
     run.add_argument("--budget", type=int, default=30_000, help="env steps per run (at most 30000)")
     run.add_argument("--eval-every", type=int, default=1_000)
     run.add_argument("--set", nargs="*", default=[], help="extra dotted overrides, e.g. learner.updates_per_env_step=2")
+    run.add_argument("--agent", choices=AGENTS, default="ours",
+                     help="ours: through hilrl run; ours_inprocess / lerobot: one process, the same trainer (inprocess.py)")
+    run.add_argument("--label", default="", help="with --set: the name its results are kept under (<variant>+<label>)")
     sub.add_parser("report", help="print one JSON object over every kept result")
     sub.add_parser("list", help="tasks and variants")
     args = parser.parse_args()
@@ -189,10 +225,14 @@ def main() -> None:
     if args.command == "report":
         print(json.dumps(report()))
         return
+    if args.set and not args.label:
+        raise SystemExit("--set needs --label NAME: results with extra overrides are kept apart from the plain variant's")
+    if args.label and not args.label.replace("_", "").isalnum():
+        raise SystemExit(f"--label must be letters, digits and _ (it is part of a file name), got {args.label!r}")
     if not 1 <= args.budget <= 30_000:
         raise SystemExit("--budget must be in 1..30000 env steps")
     for seed in args.seeds:
-        result = run_once(args.task, args.variant, seed, args.budget, args.eval_every, args.set)
+        result = run_once(args.task, args.variant, seed, args.budget, args.eval_every, args.set, args.label, args.agent)
         print(json.dumps({k: result[k] for k in ("task", "variant", "seed", "steps_to_90", "auc", "wall_time_s")}),
               flush=True)
 

@@ -271,6 +271,7 @@ def train_on_env(
     random_steps: int = 0,
     seed: int = 0,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train `trainer` on a gymnasium env in this process, the learner's loop without a link.
 
@@ -282,6 +283,8 @@ def train_on_env(
         seed: seeds the env's resets and the random actions.
         on_episode: called after each episode with {"episode", "return", "length", "success",
             "env_steps", "updates"} (success: info["succeeded"] or info["is_success"]).
+        on_step: called after each env step and the updates it allowed, with the env steps so far
+            (a periodic evaluation, on an env of its own, hooks in here).
     Returns {"env_steps", "updates", "episodes", "updates_per_env_step_held"}.
     """
     rng = np.random.default_rng(seed)
@@ -307,6 +310,8 @@ def train_on_env(
                             "env_steps": step + 1, "updates": trainer.updates})
             episode, ret, length = episode + 1, 0.0, 0
             obs, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
+        if on_step is not None:
+            on_step(step + 1)
     trainer.online.flush()
     return {"env_steps": max_env_steps, "updates": trainer.updates, "episodes": episode,
             "updates_per_env_step_held": trainer.held_ratio()}

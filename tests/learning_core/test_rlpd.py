@@ -105,8 +105,13 @@ def test_the_budget_holds_the_ratio_and_the_learner_process_uses_this_trainer(tm
 def test_trains_in_one_process_on_a_gymnasium_env_we_did_not_write():
     env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)  # our actions are in [-1, 1]
     trainer = RLPDTrainer(_config(training_starts=100, updates_per_env_step=1.0), 3, 1, has_gripper=False, device="cpu")
-    episodes = []
-    result = train_on_env(env, trainer, 300, random_steps=100, on_episode=episodes.append)
+    episodes, seen = [], []  # seen: (env steps, updates) after each step, as an evaluation hook sees them
+    result = train_on_env(env, trainer, 300, random_steps=100, on_episode=episodes.append,
+                          on_step=lambda steps: seen.append((steps, trainer.updates)))
+    assert [steps for steps, _ in seen] == list(range(1, 301))
+    first_update_at = next(steps for steps, updates in seen if updates > 0)
+    assert 100 < first_update_at <= 102  # warm at 100 sampleable transitions: the newest waits on its successor
+    assert seen[-1][1] == result["updates"]  # the hook runs after the step's updates
     assert result["env_steps"] == 300 and result["episodes"] == 1  # Pendulum truncates at 200 steps
     assert episodes[0]["length"] == 200
     assert 195 <= result["updates"] <= 200 and result["updates_per_env_step_held"] == 1.0
