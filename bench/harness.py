@@ -26,6 +26,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGET_POINTS = (2_000, 4_000, 6_000, 10_000, 20_000, 30_000)
+EVAL_EPISODES, FINAL_EVAL_EPISODES = 10, 20  # each periodic evaluation, and the final one
 
 
 def train(config: Path, run_dir: Path, budget: int, eval_every: int, overrides: list[str]
@@ -33,8 +34,8 @@ def train(config: Path, run_dir: Path, budget: int, eval_every: int, overrides: 
     """Run `hilrl run` once; returns (curve, summary.json, wall time s). Raises RuntimeError
     with the end of its stderr when it fails."""
     args = [sys.executable, "-m", "hilrl.tools.cli", "run", "--config", str(config), "--run-dir", str(run_dir),
-            "--max-env-steps", str(budget), "--eval-episodes", "20", *overrides,
-            f"actor.eval_every_steps={eval_every}", "actor.eval_episodes=10", "dashboard.enabled=false"]
+            "--max-env-steps", str(budget), "--eval-episodes", str(FINAL_EVAL_EPISODES), *overrides,
+            f"actor.eval_every_steps={eval_every}", f"actor.eval_episodes={EVAL_EPISODES}", "dashboard.enabled=false"]
     started = time.monotonic()
     done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     wall = time.monotonic() - started

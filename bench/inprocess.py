@@ -28,19 +28,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import EVAL_EPISODES, FINAL_EVAL_EPISODES
+
 from hilrl.actor.config import ActorConfig
 from hilrl.actor.evaluation import DEFAULT_SEED, run_episodes, summarize
 from hilrl.actor.gym_env import GymnasiumEnv
 from hilrl.actor.make import make_env
 from hilrl.learner.rlpd import RLPDTrainer, train_on_env
 from hilrl.tools.demos import record_demos
+from hilrl.tools.run import DEFAULT_DEMOS
 from hilrl.transport.chunkfile import ChunkDirectory
 from hilrl.transport.config import load_document, parse_document, section
 from hilrl.transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
 from hilrl.transport.sections.learner import LearnerConfig
-
-DEMOS = 20  # as `hilrl run` records (hilrl.tools.run.DEFAULT_DEMOS)
-EVAL_EPISODES, FINAL_EVAL_EPISODES = 10, 20  # as bench/harness.train asks of the actor
 
 AgentFactory = Callable[[LearnerConfig, int, int], Any]
 
@@ -63,7 +63,7 @@ def train_in_process(config: Path, overrides: list[str], budget: int, eval_every
     if make_agent is not None:
         trainer.agent = make_agent(learner, state_dim, action_dim)
     with tempfile.TemporaryDirectory(prefix="hilrl-inprocess-demos-") as tmp:
-        record_demos(parse_document(doc, ["env.connection=inprocess"]), DEMOS, Path(tmp))
+        record_demos(parse_document(doc, ["env.connection=inprocess"]), DEFAULT_DEMOS, Path(tmp))
         for _, message in ChunkDirectory(Path(tmp)).iter_messages(LEARNER_MESSAGES):
             if isinstance(message, TransitionChunk):
                 trainer.add_demo_chunk(message)

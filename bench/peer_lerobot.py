@@ -120,16 +120,15 @@ class LeRobotAgent:
     Continuous actions only: no discrete (gripper) critic.
     """
 
-    def __init__(self, sac: Any, state_dim: int, action_dim: int, seed: int, compile_critics: bool = False):
+    def __init__(self, sac: Any, state_dim: int, action_dim: int, seed: int):
         torch.manual_seed(seed)  # LeRobot's sampling uses torch's global generator
         self.action_dim = action_dim
-        self.config = sac
         config = SACConfig(
             input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))},
             output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(action_dim,))},
             num_critics=sac.ensemble_size, num_subsample_critics=sac.ensemble_subsample,
             discount=sac.discount, temperature_init=sac.init_temperature, actor_lr=sac.actor_lr,
-            critic_lr=sac.critic_lr, temperature_lr=sac.temperature_lr, use_torch_compile=compile_critics,
+            critic_lr=sac.critic_lr, temperature_lr=sac.temperature_lr, use_torch_compile=False,  # eager: faster here
             device="cpu",
         )
         self.policy = SACPolicy(config)
@@ -158,8 +157,7 @@ class LeRobotAgent:
         out = (torch.tanh(means) if deterministic else actions).numpy().astype("float32")
         return out[0] if single else out
 
-    def update(self, batches: Any) -> dict[str, float]:
-        batches = batches if isinstance(batches, list | tuple) else [batches]
+    def update(self, batches: list[dict]) -> dict[str, float]:
         one_update(self.policy, self.optimizers, [{
             "action": b["action"], "reward": b["reward"], "done": b["terminated"].float(),
             "state": self._state(b["obs"]), "next_state": self._state(b["next_obs"]),
