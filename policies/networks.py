@@ -8,6 +8,7 @@ number of ensemble members. Everything is float32 and device-agnostic.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,11 @@ from torch import nn
 # log-prob finite, exp(2) ~ 7.4 is already uniform after tanh.
 LOG_STD_MIN = -5.0
 LOG_STD_MAX = 2.0
+# `actor_std: clamped` (LeRobot's): std = clamp(exp(head), 1e-5, 10), with the mean and std heads
+# initialised uniform in +-0.05, so that every action dimension starts at std ~ 1.
+CLAMPED_LOG_STD_MIN = math.log(1e-5)
+CLAMPED_LOG_STD_MAX = math.log(10.0)
+CLAMPED_HEAD_INIT = 0.05
 
 # Grasp critic output order (discrete gripper actions).
 GRASP_OPEN, GRASP_STAY, GRASP_CLOSE = 0, 1, 2
@@ -147,21 +153,42 @@ class EnsembleCritic(nn.Module):
 class TanhGaussianActor(nn.Module):
     """pi(a|s) = tanh(N(mean(s), std(s))), actions in (-1, 1)^A.
 
-    The log-std head is squashed with tanh into [LOG_STD_MIN, LOG_STD_MAX] (smooth, no dead
-    gradient at a clamp).
+    `std` ("squashed" | "clamped", `learner.sac.actor_std`) sets how the log-std head becomes a
+    log standard deviation:
+        squashed  tanh into [LOG_STD_MIN, LOG_STD_MAX] (smooth, no dead gradient at a clamp); a
+                  head output near 0 gives log_std = -1.5, so the initial std is about 0.22.
+        clamped   clamped into [log 1e-5, log 10] (LeRobot's clamp(exp(head), 1e-5, 10)), with both
+                  heads initialised uniform in +-CLAMPED_HEAD_INIT: the initial std is about 1.
     forward: obs (B, S) -> mean (B, A), log_std (B, A) (pre-tanh Gaussian).
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: list[int]):
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: list[int],
+                 std: Literal["squashed", "clamped"] = "squashed"):
         super().__init__()
+        if std not in ("squashed", "clamped"):
+            raise ValueError(f"std must be 'squashed' or 'clamped', got {std!r}")
+        self.std_mode = std
         self.trunk = MLP(obs_dim, hidden_dims)
         self.mean = nn.Linear(self.trunk.out_dim, action_dim)
         self.log_std = nn.Linear(self.trunk.out_dim, action_dim)
+        self.init_heads()
+
+    def init_heads(self) -> None:
+        """Re-initialise the mean and log-std heads as `std` asks (a no-op for "squashed"); called
+        again after a whole-network initialisation such as orthogonal_init."""
+        if self.std_mode == "clamped":
+            with torch.no_grad():
+                for head in (self.mean, self.log_std):
+                    head.weight.uniform_(-CLAMPED_HEAD_INIT, CLAMPED_HEAD_INIT)
+                    head.bias.uniform_(-CLAMPED_HEAD_INIT, CLAMPED_HEAD_INIT)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(obs)
-        log_std = torch.tanh(self.log_std(h))
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1.0)
+        raw = self.log_std(h)
+        if self.std_mode == "clamped":
+            log_std = raw.clamp(CLAMPED_LOG_STD_MIN, CLAMPED_LOG_STD_MAX)
+        else:
+            log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(raw) + 1.0)
         return self.mean(h), log_std
 
     def sample(

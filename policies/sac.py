@@ -212,20 +212,22 @@ def build_networks(state_dim: int, continuous_dim: int, has_gripper: bool, confi
     """The networks of an agent, on the CPU under a private seed, always in this order: the same
     seed gives the same weights on every device and to every agent that builds them (a BC agent
     drops the critic, and its acting networks start as SAC's), and the global torch RNG is left
-    alone. `config.init == "orthogonal"` re-initialises actor, critic and grasp critic."""
+    alone. `config.init == "orthogonal"` re-initialises actor, critic and grasp critic (then the actor's
+    heads as `config.actor_std` asks)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         hidden = list(config.hidden_dims)
         obs_norm = ObsNormalizer(state_dim)
         encoder = MultiCameraEncoder(cameras, config.encoder) if cameras else None
         feature_dim = state_dim + (encoder.out_dim if encoder is not None else 0)
-        actor = TanhGaussianActor(feature_dim, continuous_dim, hidden)
+        actor = TanhGaussianActor(feature_dim, continuous_dim, hidden, config.actor_std)
         critic = EnsembleCritic(feature_dim, continuous_dim, hidden, config.ensemble_size)
         grasp_critic = GraspCritic(feature_dim, hidden) if has_gripper else None
         if config.init == "orthogonal":
             for net in (actor, critic, grasp_critic):
                 if net is not None:
                     orthogonal_init(net)
+            actor.init_heads()
     return Networks(obs_norm, encoder, actor, critic, grasp_critic)
 
 
@@ -650,7 +652,7 @@ class Policy:
                 if self.cameras else None
             )
             feature_dim = state_dim + (self.encoder.out_dim if self.encoder is not None else 0)
-            self.actor = TanhGaussianActor(feature_dim, continuous_dim, hidden).to(self.device).eval()
+            self.actor = TanhGaussianActor(feature_dim, continuous_dim, hidden, config.actor_std).to(self.device).eval()
             self.grasp_critic = (
                 GraspCritic(feature_dim, hidden).to(self.device).eval() if has_gripper else None
             )

@@ -412,3 +412,44 @@ def test_orthogonal_init_gives_orthogonal_weights_and_zero_biases():
     assert not torch.all(default.bias == 0)
     # The target critic starts as a copy of the (orthogonal) critic.
     torch.testing.assert_close(agent.critic_target.linears[0].weight, agent.critic.linears[0].weight)
+
+
+@pytest.mark.parametrize("init", ["default", "orthogonal"])
+def test_actor_std_switch_sets_the_initial_spread_and_its_bounds(init):
+    obs = torch.randn(256, S, generator=torch.Generator().manual_seed(3))
+    squashed = SACAgent(S, A, True, small_config(init=init), seed=0).actor
+    clamped = SACAgent(S, A, True, small_config(init=init, actor_std="clamped"), seed=0).actor
+    with torch.no_grad():
+        std_squashed = squashed(obs)[1].exp()
+        std_clamped = clamped(obs)[1].exp()
+    # ours starts near exp(-1.5) ~ 0.22; LeRobot's near 1 (heads in +-0.05 even after orthogonal init)
+    assert 0.1 < float(std_squashed.median()) < 0.4
+    assert 0.7 < float(std_clamped.median()) < 1.4
+    assert float(clamped.log_std.weight.abs().max()) <= 0.05
+    # Far outside the head's usual range, each stays inside its own bounds.
+    with torch.no_grad():
+        for actor in (squashed, clamped):
+            actor.log_std.bias.fill_(100.0)
+        assert torch.allclose(squashed(obs)[1], torch.tensor(2.0))
+        assert torch.allclose(clamped(obs)[1], torch.tensor(math.log(10.0)))
+        for actor in (squashed, clamped):
+            actor.log_std.bias.fill_(-100.0)
+        assert torch.allclose(squashed(obs)[1], torch.tensor(-5.0))
+        assert torch.allclose(clamped(obs)[1], torch.tensor(math.log(1e-5)))
+
+
+def test_a_clamped_std_agent_trains_and_its_policy_acts_alike():
+    config = small_config(actor_std="clamped")
+    agent = SACAgent(S, A, True, config, seed=1)
+    for i in range(3):
+        info = agent.update(make_batch(seed=i))
+    assert all(math.isfinite(v) for v in info.values())
+    policy = Policy(S, A, True, config)
+    policy.load_tensors(agent.actor_tensors())
+    obs = np.random.default_rng(2).normal(size=(16, S)).astype(np.float32)
+    np.testing.assert_array_equal(policy.act(obs, True), agent.act(obs, True))
+    # The parameterisation is part of the policy: a squashed-std Policy reads the same tensors as
+    # a different exploration distribution.
+    assert policy.actor.std_mode == "clamped"
+    with pytest.raises(ValueError, match="std must be"):
+        TanhGaussianActor(S, 3, [8], std="exp")

@@ -137,6 +137,9 @@ class SACConfig:
             null: no clipping.
         init: "default" (PyTorch's uniform fan-in init) or "orthogonal" (orthogonal weights,
             zero biases, as LeRobot).
+        actor_std: how the actor's log-std head gives its std: "squashed" (tanh into
+            [-5, 2]; initial std about 0.22, ours) or "clamped" (clamp(exp(head), 1e-5, 10) with
+            the mean and std heads initialised in +-0.05: initial std about 1, LeRobot's).
 
     Speed (changes no loss):
         compile_critics: run the critic ensemble's forward (online and target) through
@@ -169,6 +172,7 @@ class SACConfig:
     normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
     max_grad_norm: float | None = None
     init: Literal["default", "orthogonal"] = "default"
+    actor_std: Literal["squashed", "clamped"] = "squashed"
     compile_critics: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
