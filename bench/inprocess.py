@@ -22,6 +22,7 @@ first weights arrive, which is then).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -78,6 +79,8 @@ def train_in_process(config: Path, overrides: list[str], budget: int, eval_every
     def evaluate_now(steps: int) -> None:
         if eval_every and steps % eval_every == 0 and steps < budget and trainer.updates > 0:
             curve.append((steps, success_rate(EVAL_EPISODES)))
+            print(f"env step {steps}/{budget}: success {curve[-1][1]:.2f} ({trainer.updates} updates, "
+                  f"{time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
 
     try:
         result = train_on_env(env, trainer, budget, random_steps=max(actor.random_steps, learner.training_starts),

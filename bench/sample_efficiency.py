@@ -95,7 +95,7 @@ TASKS: dict[str, Task] = {
 
 LEROBOT_CHOICES = ("learner.sac.actor_q=min", "learner.sac.backup_entropy=true", "learner.sac.target_entropy_dims=all",
                    "learner.sac.normalization=min_max", "learner.sac.max_grad_norm=40", "learner.sac.init=orthogonal",
-                   "learner.sac.actor_std=clamped")
+                   "learner.sac.actor_std=clamped", "learner.sac.state_encoder_dim=256")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
     "actor_min": ("learner.sac.actor_q=min",),
@@ -106,9 +106,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no_grasp_exploration": ("learner.sac.grasp_exploration=0",),
     "orthogonal_init": ("learner.sac.init=orthogonal",),
     "clamped_std": ("learner.sac.actor_std=clamped",),
+    "state_encoder": ("learner.sac.state_encoder_dim=256",),
     "lerobot_like": LEROBOT_CHOICES,
-    # The results kept before `actor_std` existed: every LeRobot choice but its std parameterisation.
-    "lerobot_like_squashed_std": tuple(c for c in LEROBOT_CHOICES if not c.startswith("learner.sac.actor_std=")),
+    # The results kept before `actor_std` and `state_encoder_dim` existed: the other LeRobot choices.
+    "lerobot_like_squashed_std": LEROBOT_CHOICES[:6],
 }
 
 

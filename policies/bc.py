@@ -111,10 +111,12 @@ class BCAgent:
 
     def _parameters(self) -> list[tuple[str, nn.Parameter]]:
         """The optimiser's parameters with names, in its order: "actor.<n>", "grasp_critic.<n>",
-        then the encoder's trainable ones as "encoder.<n>"."""
+        the state encoder's as "obs_norm.<n>" (with `state_encoder_dim`), then the image encoder's
+        trainable ones as "encoder.<n>"."""
         params = [(f"actor.{n}", p) for n, p in self.actor.named_parameters()]
         if self.grasp_critic is not None:
             params += [(f"grasp_critic.{n}", p) for n, p in self.grasp_critic.named_parameters()]
+        params += [(f"obs_norm.{n}", p) for n, p in self.obs_norm.named_parameters()]
         if self.encoder is not None:
             params += [(f"encoder.{n}", p) for n, p in self.encoder.named_parameters() if p.requires_grad]
         return params

@@ -30,23 +30,36 @@ GRASP_ACTIONS = 3
 
 
 class ObsNormalizer(nn.Module):
-    """Fixed affine input normalisation: (obs - mean) / std, per state dimension.
+    """What the networks read of the state: the fixed affine input normalisation
+    (obs - mean) / std per state dimension, then (with `encoder_dim`) a learned state encoder.
 
     Robot states mix units and scales (metres of a few centimetres, velocities, newtons); after
     the first layer's LayerNorm, features that are tiny next to the action inputs barely reach the
     critic. The statistics are set once (from demonstrations and early data) and then frozen, so
     the networks never chase a moving input scale. They are buffers: they travel with the weights
     and the checkpoint. Identity until set.
-    forward: obs (..., S) -> (..., S).
+
+    encoder_dim (`learner.sac.state_encoder_dim`; None: no encoder): Linear(S, D) -> LayerNorm ->
+    tanh on the normalised state (LeRobot's state encoder), one shared by every network. Its
+    parameters are trained by the critic loss alone (the critic optimiser owns them; the actor and
+    grasp critic read its output with the gradient stopped, the critic target reads it without
+    gradient: there is no target copy), as the image encoder is.
+    forward: obs (..., S) -> (..., S), or (..., D) with an encoder (`out_dim`).
     """
 
-    def __init__(self, state_dim: int):
+    def __init__(self, state_dim: int, encoder_dim: int | None = None):
         super().__init__()
         self.register_buffer("mean", torch.zeros(state_dim))
         self.register_buffer("std", torch.ones(state_dim))
+        self.encoder = (
+            nn.Sequential(nn.Linear(state_dim, encoder_dim), nn.LayerNorm(encoder_dim), nn.Tanh())
+            if encoder_dim is not None else None
+        )
+        self.out_dim = state_dim if encoder_dim is None else encoder_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.mean) / self.std
+        normalized = (obs - self.mean) / self.std
+        return normalized if self.encoder is None else self.encoder(normalized)
 
     def is_identity(self) -> bool:
         """Whether the statistics were never set (mean 0, std 1 everywhere)."""

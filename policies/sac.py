@@ -217,9 +217,9 @@ def build_networks(state_dim: int, continuous_dim: int, has_gripper: bool, confi
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         hidden = list(config.hidden_dims)
-        obs_norm = ObsNormalizer(state_dim)
+        obs_norm = ObsNormalizer(state_dim, config.state_encoder_dim)
         encoder = MultiCameraEncoder(cameras, config.encoder) if cameras else None
-        feature_dim = state_dim + (encoder.out_dim if encoder is not None else 0)
+        feature_dim = obs_norm.out_dim + (encoder.out_dim if encoder is not None else 0)
         actor = TanhGaussianActor(feature_dim, continuous_dim, hidden, config.actor_std)
         critic = EnsembleCritic(feature_dim, continuous_dim, hidden, config.ensemble_size)
         grasp_critic = GraspCritic(feature_dim, hidden) if has_gripper else None
@@ -305,8 +305,10 @@ class SACAgent:
 
     def _critic_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """The critic optimiser's parameters with names, in its order: the critic's, then the
-        encoder's trainable ones as "encoder.<name>"."""
+        state encoder's as "obs_norm.<name>" (with `state_encoder_dim`) and the image encoder's
+        trainable ones as "encoder.<name>"."""
         params = list(self.critic.named_parameters())
+        params += [(f"obs_norm.{n}", p) for n, p in self.obs_norm.named_parameters()]
         if self.encoder is not None:
             params += [(f"encoder.{n}", p) for n, p in self.encoder.named_parameters() if p.requires_grad]
         return params
@@ -403,13 +405,16 @@ class SACAgent:
     def batch_features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """What the MLPs read for obs and next_obs: (B, S [+ n_cams * feature_dim]) each.
 
-        State-only: the normalised states. With cameras: normalised state, then the encoder's
+        State-only: the normalised (with `state_encoder_dim`, encoded) states. With cameras: that,
+        then the encoder's
         features of independently augmented images. `features` carries the graph into the
-        encoder's trainable part (the critic loss trains it); `next_features` has no graph (they
+        encoders' trainable parts (the critic loss trains them); `next_features` has no graph (they
         feed targets only). A frozen backbone runs once per batch for obs and once for next_obs;
         its feature maps are shared by every network through the trainable heads.
         """
-        state, next_state = self.obs_norm(batch["obs"]), self.obs_norm(batch["next_obs"])
+        state = self.obs_norm(batch["obs"])
+        with torch.no_grad():
+            next_state = self.obs_norm(batch["next_obs"])
         if self.encoder is None:
             return state, next_state
         images, next_images = self.augment(batch["obs_images"]), self.augment(batch["next_obs_images"])
@@ -646,12 +651,12 @@ class Policy:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             hidden = list(config.hidden_dims)
-            self.obs_norm = ObsNormalizer(state_dim).to(self.device)
+            self.obs_norm = ObsNormalizer(state_dim, config.state_encoder_dim).to(self.device)
             self.encoder = (
                 MultiCameraEncoder(self.cameras, config.encoder, read_weights=False).to(self.device).eval()
                 if self.cameras else None
             )
-            feature_dim = state_dim + (self.encoder.out_dim if self.encoder is not None else 0)
+            feature_dim = self.obs_norm.out_dim + (self.encoder.out_dim if self.encoder is not None else 0)
             self.actor = TanhGaussianActor(feature_dim, continuous_dim, hidden, config.actor_std).to(self.device).eval()
             self.grasp_critic = (
                 GraspCritic(feature_dim, hidden).to(self.device).eval() if has_gripper else None

@@ -269,3 +269,15 @@ def test_agent_on_cuda_updates_resumes_and_feeds_a_cpu_policy():
     policy.load_tensors(a.actor_tensors())
     obs = np.random.default_rng(0).normal(size=(8, S)).astype(np.float32)
     np.testing.assert_allclose(policy.act(obs, True), a.act(obs), atol=1e-5)
+
+
+def test_bc_trains_a_configured_state_encoder_with_the_actor():
+    agent = fitted(BCAgent(S, A, True, small_config(state_encoder_dim=16), BCConfig(lr=1e-3), seed=0))
+    before = {n: p.detach().clone() for n, p in agent.obs_norm.named_parameters()}
+    assert before  # Linear and LayerNorm parameters
+    agent.update(make_batch(seed=0))
+    assert all(not torch.equal(before[n], p) for n, p in agent.obs_norm.named_parameters())
+    policy = Policy(S, A, True, small_config(state_encoder_dim=16))
+    policy.load_tensors(agent.actor_tensors())
+    obs = np.random.default_rng(3).normal(size=(5, S)).astype(np.float32)
+    np.testing.assert_array_equal(policy.act(obs, True), agent.act(obs, True))

@@ -453,3 +453,34 @@ def test_a_clamped_std_agent_trains_and_its_policy_acts_alike():
     assert policy.actor.std_mode == "clamped"
     with pytest.raises(ValueError, match="std must be"):
         TanhGaussianActor(S, 3, [8], std="exp")
+
+
+def test_a_state_encoder_is_shared_trained_by_the_critic_only_and_travels_with_the_actor():
+    config = small_config(state_encoder_dim=16)
+    agent = SACAgent(S, A, True, config, seed=0)
+    agent.set_obs_normalization(np.zeros(S), np.ones(S) * 2)
+    assert agent.actor.trunk.net[0].in_features == 16 and agent.critic.linears[0].weight.shape[1] == 16 + A - 1
+    obs = torch.randn(8, S)
+    with torch.no_grad():
+        features = agent.obs_norm(obs)
+    assert features.shape == (8, 16) and float(features.abs().max()) < 1  # tanh-bounded
+    before = {n: p.detach().clone() for n, p in agent.obs_norm.named_parameters()}
+    agent.update(make_batch(seed=0))
+    assert all(not torch.equal(before[n], p) for n, p in agent.obs_norm.named_parameters())
+    # With the critic frozen (lr 0), actor and grasp steps leave the state encoder alone.
+    frozen_critic = SACAgent(S, A, True, small_config(state_encoder_dim=16, critic_lr=0.0), seed=0)
+    actor_before = frozen_critic.actor.mean.weight.detach().clone()
+    encoder_before = {n: p.detach().clone() for n, p in frozen_critic.obs_norm.named_parameters()}
+    frozen_critic.update(make_batch(seed=0))
+    assert not torch.equal(actor_before, frozen_critic.actor.mean.weight)
+    assert all(torch.equal(encoder_before[n], p) for n, p in frozen_critic.obs_norm.named_parameters())
+    # The actor process's Policy builds and loads it; a resumed agent continues bit-identically.
+    policy = Policy(S, A, True, config)
+    policy.load_tensors(agent.actor_tensors())
+    o = np.random.default_rng(0).normal(size=(4, S)).astype(np.float32)
+    np.testing.assert_array_equal(policy.act(o, True), agent.act(o, True))
+    resumed = SACAgent(S, A, True, config, seed=5)
+    resumed.load_state_arrays(agent.state_arrays())
+    assert agent.update(make_batch(seed=1)) == resumed.update(make_batch(seed=1))
+    with pytest.raises(ValueError, match="state_encoder_dim"):
+        SACConfig(state_encoder_dim=0)

@@ -137,6 +137,9 @@ class SACConfig:
             null: no clipping.
         init: "default" (PyTorch's uniform fan-in init) or "orthogonal" (orthogonal weights,
             zero biases, as LeRobot).
+        state_encoder_dim: null: the networks read the normalised state itself (ours); D: they
+            read Linear(S, D) -> LayerNorm -> tanh of it, one state encoder shared by every
+            network and trained by the critic loss only (LeRobot's, D = 256).
         actor_std: how the actor's log-std head gives its std: "squashed" (tanh into
             [-5, 2]; initial std about 0.22, ours) or "clamped" (clamp(exp(head), 1e-5, 10) with
             the mean and std heads initialised in +-0.05: initial std about 1, LeRobot's).
@@ -173,6 +176,7 @@ class SACConfig:
     max_grad_norm: float | None = None
     init: Literal["default", "orthogonal"] = "default"
     actor_std: Literal["squashed", "clamped"] = "squashed"
+    state_encoder_dim: int | None = None
     compile_critics: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
@@ -193,5 +197,7 @@ class SACConfig:
             raise ValueError(f"grasp_exploration must be a probability in [0, 1], got {self.grasp_exploration}")
         if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
             raise ValueError(f"max_grad_norm must be a positive number (null: no clipping), got {self.max_grad_norm}")
+        if self.state_encoder_dim is not None and not 1 <= self.state_encoder_dim <= 4096:
+            raise ValueError(f"state_encoder_dim must be in [1, 4096] (null: no state encoder), got {self.state_encoder_dim}")
         if self.critic_updates_per_actor_update < 1:
             raise ValueError("critic_updates_per_actor_update must be >= 1")
