@@ -95,7 +95,8 @@ TASKS: dict[str, Task] = {
 
 LEROBOT_CHOICES = ("learner.sac.actor_q=min", "learner.sac.backup_entropy=true", "learner.sac.target_entropy_dims=all",
                    "learner.sac.normalization=min_max", "learner.sac.max_grad_norm=40", "learner.sac.init=orthogonal",
-                   "learner.sac.actor_std=clamped", "learner.sac.state_encoder_dim=256")
+                   "learner.sac.actor_std=clamped", "learner.sac.state_encoder_dim=256",
+                   "learner.sac.activation=silu")
 VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
     "actor_min": ("learner.sac.actor_q=min",),
@@ -107,8 +108,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "orthogonal_init": ("learner.sac.init=orthogonal",),
     "clamped_std": ("learner.sac.actor_std=clamped",),
     "state_encoder": ("learner.sac.state_encoder_dim=256",),
+    "silu": ("learner.sac.activation=silu",),
     "lerobot_like": LEROBOT_CHOICES,
-    # The results kept before `actor_std` and `state_encoder_dim` existed: the other LeRobot choices.
+    # The results kept before `actor_std`, `state_encoder_dim` and `activation` existed: the first six.
     "lerobot_like_squashed_std": LEROBOT_CHOICES[:6],
 }
 

@@ -24,6 +24,10 @@ CLAMPED_LOG_STD_MIN = math.log(1e-5)
 CLAMPED_LOG_STD_MAX = math.log(10.0)
 CLAMPED_HEAD_INIT = 0.05
 
+# `learner.sac.activation`: the hidden layers' nonlinearity (ours ReLU, LeRobot's SiLU).
+ACTIVATIONS = {"relu": F.relu, "silu": F.silu}
+Activation = Literal["relu", "silu"]
+
 # Grasp critic output order (discrete gripper actions).
 GRASP_OPEN, GRASP_STAY, GRASP_CLOSE = 0, 1, 2
 GRASP_ACTIONS = 3
@@ -66,18 +70,26 @@ class ObsNormalizer(nn.Module):
         return bool(torch.all(self.mean == 0) and torch.all(self.std == 1))
 
 
+def _activation_module(activation: Activation) -> nn.Module:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
+    return nn.ReLU() if activation == "relu" else nn.SiLU()
+
+
 class MLP(nn.Module):
-    """Linear -> LayerNorm -> ReLU for each hidden layer, then an optional linear output layer.
+    """Linear -> LayerNorm -> activation (ReLU or SiLU) for each hidden layer, then an optional
+    linear output layer.
 
     forward: x (..., in_dim) -> (..., out_dim), or (..., hidden_dims[-1]) when out_dim is None.
     """
 
-    def __init__(self, in_dim: int, hidden_dims: list[int], out_dim: int | None = None):
+    def __init__(self, in_dim: int, hidden_dims: list[int], out_dim: int | None = None,
+                 activation: Activation = "relu"):
         super().__init__()
         layers: list[nn.Module] = []
         width = in_dim
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), nn.ReLU()]
+            layers += [nn.Linear(width, hidden), nn.LayerNorm(hidden), _activation_module(activation)]
             width = hidden
         if out_dim is not None:
             layers.append(nn.Linear(width, out_dim))
@@ -137,13 +149,16 @@ class EnsembleLayerNorm(nn.Module):
 class EnsembleCritic(nn.Module):
     """E Q-networks Q_e(s, a) as ONE batched network (all parameters have a leading E dim).
 
-    Each member is Linear -> LayerNorm -> ReLU per hidden layer, then Linear -> 1, on the input
-    concat(obs, action).
+    Each member is Linear -> LayerNorm -> activation (ReLU or SiLU) per hidden layer, then
+    Linear -> 1, on the input concat(obs, action).
     forward: obs (B, S), action (B, A), members (k,) long or None -> Q (E, B) or (k, B).
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: list[int], ensemble_size: int):
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: list[int], ensemble_size: int,
+                 activation: Activation = "relu"):
         super().__init__()
+        _activation_module(activation)  # validates the name
+        self.activation = ACTIVATIONS[activation]
         self.ensemble_size = ensemble_size
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -159,7 +174,7 @@ class EnsembleCritic(nn.Module):
     ) -> torch.Tensor:
         x = torch.cat([obs, action], dim=-1)
         for linear, norm in zip(self.linears, self.norms, strict=True):
-            x = F.relu(norm(linear(x, members), members))
+            x = self.activation(norm(linear(x, members), members))
         return self.head(x, members).squeeze(-1)
 
 
@@ -176,12 +191,12 @@ class TanhGaussianActor(nn.Module):
     """
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: list[int],
-                 std: Literal["squashed", "clamped"] = "squashed"):
+                 std: Literal["squashed", "clamped"] = "squashed", activation: Activation = "relu"):
         super().__init__()
         if std not in ("squashed", "clamped"):
             raise ValueError(f"std must be 'squashed' or 'clamped', got {std!r}")
         self.std_mode = std
-        self.trunk = MLP(obs_dim, hidden_dims)
+        self.trunk = MLP(obs_dim, hidden_dims, activation=activation)
         self.mean = nn.Linear(self.trunk.out_dim, action_dim)
         self.log_std = nn.Linear(self.trunk.out_dim, action_dim)
         self.init_heads()
@@ -247,9 +262,9 @@ class GraspCritic(nn.Module):
     forward: obs (B, S) -> Q (B, 3).
     """
 
-    def __init__(self, obs_dim: int, hidden_dims: list[int]):
+    def __init__(self, obs_dim: int, hidden_dims: list[int], activation: Activation = "relu"):
         super().__init__()
-        self.net = MLP(obs_dim, hidden_dims, GRASP_ACTIONS)
+        self.net = MLP(obs_dim, hidden_dims, GRASP_ACTIONS, activation)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)

@@ -220,9 +220,9 @@ def build_networks(state_dim: int, continuous_dim: int, has_gripper: bool, confi
         obs_norm = ObsNormalizer(state_dim, config.state_encoder_dim)
         encoder = MultiCameraEncoder(cameras, config.encoder) if cameras else None
         feature_dim = obs_norm.out_dim + (encoder.out_dim if encoder is not None else 0)
-        actor = TanhGaussianActor(feature_dim, continuous_dim, hidden, config.actor_std)
-        critic = EnsembleCritic(feature_dim, continuous_dim, hidden, config.ensemble_size)
-        grasp_critic = GraspCritic(feature_dim, hidden) if has_gripper else None
+        actor = TanhGaussianActor(feature_dim, continuous_dim, hidden, config.actor_std, config.activation)
+        critic = EnsembleCritic(feature_dim, continuous_dim, hidden, config.ensemble_size, config.activation)
+        grasp_critic = GraspCritic(feature_dim, hidden, config.activation) if has_gripper else None
         if config.init == "orthogonal":
             for net in (actor, critic, grasp_critic):
                 if net is not None:
@@ -657,9 +657,10 @@ class Policy:
                 if self.cameras else None
             )
             feature_dim = self.obs_norm.out_dim + (self.encoder.out_dim if self.encoder is not None else 0)
-            self.actor = TanhGaussianActor(feature_dim, continuous_dim, hidden, config.actor_std).to(self.device).eval()
+            self.actor = TanhGaussianActor(feature_dim, continuous_dim, hidden, config.actor_std,
+                                           config.activation).to(self.device).eval()
             self.grasp_critic = (
-                GraspCritic(feature_dim, hidden).to(self.device).eval() if has_gripper else None
+                GraspCritic(feature_dim, hidden, config.activation).to(self.device).eval() if has_gripper else None
             )
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self._nets = _acting_networks(self.obs_norm, self.encoder, self.actor, self.grasp_critic)

@@ -484,3 +484,30 @@ def test_a_state_encoder_is_shared_trained_by_the_critic_only_and_travels_with_t
     assert agent.update(make_batch(seed=1)) == resumed.update(make_batch(seed=1))
     with pytest.raises(ValueError, match="state_encoder_dim"):
         SACConfig(state_encoder_dim=0)
+
+
+def test_the_activation_switch_reaches_actor_critics_grasp_critic_and_the_policy():
+    relu = SACAgent(S, A, True, small_config(), seed=0)
+    silu = SACAgent(S, A, True, small_config(activation="silu"), seed=0)
+    batch = make_batch(seed=0)
+    obs, action = batch["obs"], batch["action"][:, :-1]
+    with torch.no_grad():
+        # Same weights (same seed), different nonlinearity: every network's output moves ...
+        torch.testing.assert_close(relu.critic.linears[0].weight, silu.critic.linears[0].weight)
+        assert not torch.allclose(relu.critic(obs, action), silu.critic(obs, action))
+        assert not torch.allclose(relu.actor(obs)[0], silu.actor(obs)[0])
+        assert not torch.allclose(relu.grasp_critic(obs), silu.grasp_critic(obs))
+        # ... and a hand-written SiLU critic member gives the ensemble's numbers.
+        x = torch.cat([obs, action], -1)
+        for linear, norm in zip(silu.critic.linears, silu.critic.norms, strict=True):
+            w, b = linear.weight[0], linear.bias[0]
+            x = F.silu(F.layer_norm(x @ w + b, (w.shape[1],)) * norm.weight[0] + norm.bias[0])
+        q0 = (x @ silu.critic.head.weight[0] + silu.critic.head.bias[0]).squeeze(-1)
+        torch.testing.assert_close(q0, silu.critic(obs, action)[0], rtol=1e-5, atol=1e-5)
+    silu.update(batch)
+    policy = Policy(S, A, True, small_config(activation="silu"))
+    policy.load_tensors(silu.actor_tensors())
+    o = obs.numpy()[:5]
+    np.testing.assert_array_equal(policy.act(o, True), silu.act(o, True))
+    with pytest.raises(ValueError, match="activation must be"):
+        EnsembleCritic(S, 3, [8], 2, activation="tanh")

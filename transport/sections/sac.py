@@ -140,6 +140,8 @@ class SACConfig:
         state_encoder_dim: null: the networks read the normalised state itself (ours); D: they
             read Linear(S, D) -> LayerNorm -> tanh of it, one state encoder shared by every
             network and trained by the critic loss only (LeRobot's, D = 256).
+        activation: the hidden layers' nonlinearity in actor, critics and grasp critic, after
+            each LayerNorm: "relu" (ours) or "silu" (LeRobot's).
         actor_std: how the actor's log-std head gives its std: "squashed" (tanh into
             [-5, 2]; initial std about 0.22, ours) or "clamped" (clamp(exp(head), 1e-5, 10) with
             the mean and std heads initialised in +-0.05: initial std about 1, LeRobot's).
@@ -177,6 +179,7 @@ class SACConfig:
     init: Literal["default", "orthogonal"] = "default"
     actor_std: Literal["squashed", "clamped"] = "squashed"
     state_encoder_dim: int | None = None
+    activation: Literal["relu", "silu"] = "relu"
     compile_critics: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
