@@ -110,6 +110,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "state_encoder": ("learner.sac.state_encoder_dim=256",),
     "silu": ("learner.sac.activation=silu",),
     "lerobot_like": LEROBOT_CHOICES,
+    # LeRobot's networks (std parameterisation, state encoder, SiLU) with our losses and inputs.
+    "lerobot_networks": LEROBOT_CHOICES[6:],
     # The results kept before `actor_std`, `state_encoder_dim` and `activation` existed: the first six.
     "lerobot_like_squashed_std": LEROBOT_CHOICES[:6],
 }
