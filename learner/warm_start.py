@@ -9,6 +9,9 @@ What is loaded, network by network (a network loads whole or not at all):
     critic_target, grasp_critic_target               from the source's, else a copy of the network
                                                      just loaded (a target equals its online
                                                      network at the start, as in a fresh agent)
+With a state encoder (`learner.sac.state_encoder_dim`, learned tensors "obs_norm.encoder.*"), every
+network that reads the state's features (actor, critics, grasp critic and their targets) loads only
+when obs_norm did: their input widths could match while the features they were trained on do not.
 Never loaded: optimiser state, temperature, random streams and counters (the run starts at update
 0 with its own seed). What was skipped is named with the reason; a source where nothing fits is
 an error naming `learner.init_from`.
@@ -31,6 +34,8 @@ from hilrl.transport.schema import SchemaError
 log = logging.getLogger(__name__)
 
 KEY = "learner.init_from"
+# The image encoder reads images, not obs_norm's output; every other network reads both.
+READS_IMAGES_ONLY = ("encoder",)
 NETWORKS = ("obs_norm", "encoder", "actor", "critic", "critic_target", "grasp_critic", "grasp_critic_target")
 TARGETS = {"critic_target": "critic", "grasp_critic_target": "grasp_critic"}
 
@@ -69,10 +74,14 @@ def warm_start(agent: Any, run_dir: str | Path) -> WarmStart:
         raise SchemaError(KEY, f"{path} is not a usable checkpoint: {exc}") from None
     arrays = dict(agent.state_arrays())
     report = WarmStart(path)
+    state_encoder = any(n.startswith("obs_norm.encoder.") for n in arrays)
     for net in NETWORKS:
         mine = _tensors_of(list(arrays), net)
         if not mine:
             continue  # this agent has no such network
+        if state_encoder and net != "obs_norm" and net not in READS_IMAGES_ONLY and "obs_norm" not in report.loaded:
+            report.skipped[net] = "it reads the state encoder (obs_norm.encoder), which did not load"
+            continue
         theirs = _tensors_of(list(source), net)
         if not theirs and net in TARGETS and TARGETS[net] in report.loaded:
             online = TARGETS[net]

@@ -41,9 +41,9 @@ def _pick_cube_doc(*overrides: str) -> dict:
     return load_document(config_path("sim_pick_cube"), ["learner.sac.hidden_dims=[32, 32]", *overrides])
 
 
-def _bc_run(tmp_path: Path, state_dim: int = S) -> tuple[Path, BCTrainer]:
+def _bc_run(tmp_path: Path, state_dim: int = S, sac: SACConfig = SAC) -> tuple[Path, BCTrainer]:
     """A finished `bc` run on disk: its saved config and a checkpoint of a trained BC agent."""
-    trainer = BCTrainer(LearnerConfig(algorithm="bc", batch_size=16, sac=SAC, bc=BCConfig(updates=20)),
+    trainer = BCTrainer(LearnerConfig(algorithm="bc", batch_size=16, sac=sac, bc=BCConfig(updates=20)),
                         state_dim, A, has_gripper=True, device="cpu")
     rec = records([Episode(e, 8, "terminated") for e in range(6)])
     rec["obs_state"] = np.random.default_rng(0).standard_normal((len(rec["obs_state"]), state_dim)).astype(np.float32)
@@ -149,6 +149,21 @@ def test_warm_start_from_a_run_where_nothing_fits_or_without_a_checkpoint_is_an_
         warm_start(agent, run)
     with pytest.raises(SchemaError, match="learner.init_from.*no checkpoint"):
         warm_start(agent, tmp_path / "empty")
+
+
+def test_with_a_state_encoder_nothing_that_reads_it_loads_unless_the_encoder_did(tmp_path):
+    encoded = SACConfig(hidden_dims=[32, 32], state_encoder_dim=24)
+    # Different state widths: the encoder misfits; the actor's input width (24) would fit but its
+    # features would not mean the same, so it stays as initialised.
+    wider, _ = _bc_run(tmp_path / "wider", state_dim=S + 2, sac=encoded)
+    with pytest.raises(SchemaError, match="nothing in .* fits.*actor: it reads the state encoder"):
+        warm_start(SACAgent(S, A, True, encoded), wider)
+    same, bc = _bc_run(tmp_path / "same", sac=encoded)
+    agent = SACAgent(S, A, True, encoded, seed=3)
+    report = warm_start(agent, same)
+    assert {"obs_norm", "actor", "grasp_critic"} <= set(report.loaded)
+    obs = _observations(8)
+    np.testing.assert_array_equal(agent.act(obs, True), bc.agent.act(obs, True))
 
 
 def test_base_policy_actions_match_the_acting_networks_it_was_built_from(tmp_path):
