@@ -127,7 +127,7 @@ def test_the_normalisation_scheme_is_fitted_as_configured():
 
     fitted = {}
     for scheme in ("mean_std", "min_max", "none"):
-        trainer = RLPDTrainer(_config(sac=SACConfig(hidden_dims=[16, 16], normalization=scheme)), S, A,
+        trainer = RLPDTrainer(_config(sac=SACConfig(hidden_dims=[16, 16], normalization=scheme, state_encoder_dim=None)), S, A,
                               has_gripper=False, device="cpu")
         for steps in _episodes(12):
             for obs, action, reward, nxt, term, trunc, _ in steps:

@@ -31,13 +31,18 @@ def make_batch(b: int = 64, seed: int = 0, state_dim: int = S, action_dim: int =
     }
 
 
+# The networks read the normalised state itself unless a test asks for a state encoder: these
+# tests feed states straight into the actor and critics.
+RAW_STATE = {"state_encoder_dim": None}
+
+
 def small_config(**kwargs) -> SACConfig:
-    return SACConfig(hidden_dims=[64, 64], **kwargs)
+    return SACConfig(**{"hidden_dims": [64, 64], **RAW_STATE, **kwargs})
 
 
 def mean_td(agent: SACAgent, batch: dict) -> float:
     with torch.no_grad():
-        q = agent.critic(batch["obs"], batch["action"][:, :-1])
+        q = agent.critic(agent.batch_features(batch)[0], batch["action"][:, :-1])
         return float((q - agent.compute_critic_target(batch)).abs().mean())
 
 
@@ -55,7 +60,7 @@ def test_updates_on_a_fixed_batch_reduce_td_error():
 
 
 def test_critic_ensemble_is_one_batched_network_and_matches_per_member_mlps():
-    config = SACConfig(ensemble_size=10, ensemble_subsample=2)
+    config = SACConfig(ensemble_size=10, ensemble_subsample=2, activation="relu", **RAW_STATE)
     agent = SACAgent(S, A, True, config)
     assert isinstance(agent.critic, EnsembleCritic)
     params = list(agent.critic.parameters())
@@ -90,10 +95,11 @@ def test_subsampling_draws_the_configured_number_of_distinct_critics():
     assert SACAgent(S, A, True, SACConfig(ensemble_size=2)).sample_members() is None
 
 
-def test_target_entropy_defaults_to_minus_half_the_continuous_dims():
-    assert SACAgent(S, 4, True, small_config()).target_entropy == -1.5  # xyz; gripper excluded
-    assert SACAgent(S, 7, True, small_config()).target_entropy == -3.0  # xyz + rotation
-    assert SACAgent(S, 3, False, small_config()).target_entropy == -1.5
+def test_target_entropy_is_minus_half_the_continuous_dims():
+    continuous = small_config(target_entropy_dims="continuous")
+    assert SACAgent(S, 4, True, continuous).target_entropy == -1.5  # xyz; gripper excluded
+    assert SACAgent(S, 7, True, continuous).target_entropy == -3.0  # xyz + rotation
+    assert SACAgent(S, 3, False, continuous).target_entropy == -1.5
     assert SACAgent(S, 4, True, small_config(target_entropy=-5.0)).target_entropy == -5.0
 
 
@@ -408,7 +414,7 @@ def test_orthogonal_init_gives_orthogonal_weights_and_zero_biases():
     for member in agent.critic.linears[1].weight.detach():  # (64, 64) per member
         np.testing.assert_allclose((member.T @ member).numpy(), np.eye(64), atol=1e-4)
     assert torch.all(agent.critic.head.bias == 0)
-    default = SACAgent(S, A, True, small_config(), seed=0).actor.trunk.net[0]
+    default = SACAgent(S, A, True, small_config(init="default"), seed=0).actor.trunk.net[0]
     assert not torch.all(default.bias == 0)
     # The target critic starts as a copy of the (orthogonal) critic.
     torch.testing.assert_close(agent.critic_target.linears[0].weight, agent.critic.linears[0].weight)
@@ -417,7 +423,7 @@ def test_orthogonal_init_gives_orthogonal_weights_and_zero_biases():
 @pytest.mark.parametrize("init", ["default", "orthogonal"])
 def test_actor_std_switch_sets_the_initial_spread_and_its_bounds(init):
     obs = torch.randn(256, S, generator=torch.Generator().manual_seed(3))
-    squashed = SACAgent(S, A, True, small_config(init=init), seed=0).actor
+    squashed = SACAgent(S, A, True, small_config(init=init, actor_std="squashed"), seed=0).actor
     clamped = SACAgent(S, A, True, small_config(init=init, actor_std="clamped"), seed=0).actor
     with torch.no_grad():
         std_squashed = squashed(obs)[1].exp()
@@ -487,7 +493,7 @@ def test_a_state_encoder_is_shared_trained_by_the_critic_only_and_travels_with_t
 
 
 def test_the_activation_switch_reaches_actor_critics_grasp_critic_and_the_policy():
-    relu = SACAgent(S, A, True, small_config(), seed=0)
+    relu = SACAgent(S, A, True, small_config(activation="relu"), seed=0)
     silu = SACAgent(S, A, True, small_config(activation="silu"), seed=0)
     batch = make_batch(seed=0)
     obs, action = batch["obs"], batch["action"][:, :-1]
