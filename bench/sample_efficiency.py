@@ -22,8 +22,9 @@ gets there counts as "not reached" and makes the median null when it is half or 
 fixed budgets (the last evaluation at or before each), and the area under the success curve
 (trapezoid over [0, budget], normalised to [0, 1]; success 0 at step 0).
 
-Variants are the `learner.sac` ablation switches (hilrl.transport.sections.sac) one at a time, and
-all of them together ("lerobot_like": LeRobot's SAC choices).
+Variants are the `learner.sac` ablation switches (hilrl.transport.sections.sac) one at a time on
+top of the previous recipe ("rlpd_v1"), and all of them together ("lerobot_like": LeRobot's SAC
+choices). "default" runs whatever the shipped config and learner.sac's defaults say.
 """
 
 from __future__ import annotations
@@ -93,27 +94,40 @@ TASKS: dict[str, Task] = {
     "gym_reacher": Task(config="gym_reacher"),
 }
 
+# LeRobot's SAC choices, one per learner.sac switch.
 LEROBOT_CHOICES = ("learner.sac.actor_q=min", "learner.sac.backup_entropy=true", "learner.sac.target_entropy_dims=all",
                    "learner.sac.normalization=min_max", "learner.sac.max_grad_norm=40", "learner.sac.init=orthogonal",
                    "learner.sac.actor_std=clamped", "learner.sac.state_encoder_dim=256",
                    "learner.sac.activation=silu")
+# Our recipe, learner.sac's defaults pinned (kept results "rlpd_v1..."), so that each single-switch
+# variant below stays one LeRobot choice on top of it whatever the defaults become.
+RLPD_V1 = ("learner.sac.actor_q=mean", "learner.sac.backup_entropy=false", "learner.sac.target_entropy_dims=continuous",
+           "learner.sac.normalization=mean_std", "learner.sac.max_grad_norm=null", "learner.sac.init=default",
+           "learner.sac.actor_std=squashed", "learner.sac.state_encoder_dim=null", "learner.sac.activation=relu")
+
+
+def _on_rlpd_v1(*switches: str) -> tuple[str, ...]:
+    return (*RLPD_V1, *switches)
+
+
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "default": (),
-    "actor_min": ("learner.sac.actor_q=min",),
-    "backup_entropy": ("learner.sac.backup_entropy=true",),
-    "entropy_all_dims": ("learner.sac.target_entropy_dims=all",),
-    "min_max_norm": ("learner.sac.normalization=min_max",),
-    "grad_clip_40": ("learner.sac.max_grad_norm=40",),
-    "no_grasp_exploration": ("learner.sac.grasp_exploration=0",),
-    "orthogonal_init": ("learner.sac.init=orthogonal",),
-    "clamped_std": ("learner.sac.actor_std=clamped",),
-    "state_encoder": ("learner.sac.state_encoder_dim=256",),
-    "silu": ("learner.sac.activation=silu",),
+    "default": (),  # the shipped config and learner.sac's defaults (today: rlpd_v1)
+    "rlpd_v1": RLPD_V1,
+    "actor_min": _on_rlpd_v1("learner.sac.actor_q=min"),
+    "backup_entropy": _on_rlpd_v1("learner.sac.backup_entropy=true"),
+    "entropy_all_dims": _on_rlpd_v1("learner.sac.target_entropy_dims=all"),
+    "min_max_norm": _on_rlpd_v1("learner.sac.normalization=min_max"),
+    "grad_clip_40": _on_rlpd_v1("learner.sac.max_grad_norm=40"),
+    "no_grasp_exploration": _on_rlpd_v1("learner.sac.grasp_exploration=0"),
+    "orthogonal_init": _on_rlpd_v1("learner.sac.init=orthogonal"),
+    "clamped_std": _on_rlpd_v1("learner.sac.actor_std=clamped"),
+    "state_encoder": _on_rlpd_v1("learner.sac.state_encoder_dim=256"),
+    "silu": _on_rlpd_v1("learner.sac.activation=silu"),
     "lerobot_like": LEROBOT_CHOICES,
-    # LeRobot's networks (std parameterisation, state encoder, SiLU) with our losses and inputs.
-    "lerobot_networks": LEROBOT_CHOICES[6:],
-    # The results kept before `actor_std`, `state_encoder_dim` and `activation` existed: the first six.
-    "lerobot_like_squashed_std": LEROBOT_CHOICES[:6],
+    # LeRobot's networks (std parameterisation, state encoder, SiLU) with the v1 losses and inputs.
+    "lerobot_networks": _on_rlpd_v1(*LEROBOT_CHOICES[6:]),
+    # Its losses and inputs (the first six switches) with the v1 networks.
+    "lerobot_like_squashed_std": _on_rlpd_v1(*LEROBOT_CHOICES[:6]),
 }
 
 

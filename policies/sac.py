@@ -25,7 +25,12 @@ clipped to that global L2 norm before its step.
 Target networks (critic ensemble and grasp critic) follow by Polyak averaging with rate tau after
 every critic step.
 
-Images (an agent built with cameras). Every network reads s = [normalised state, encoder(images)],
+State features. Every network reads obs_norm(state): the normalised state, then (with
+`state_encoder_dim`) ONE shared Linear -> LayerNorm -> tanh state encoder, trained by
+the critic loss only, read by the other networks with the gradient stopped and by the critic
+target without gradient (LeRobot's layout, the same as the image encoder's below).
+
+Images (an agent built with cameras). Every network reads s = [obs_norm(state), encoder(images)],
 with ONE MultiCameraEncoder shared by actor, critics and grasp critic (DrQ-v2's layout):
     - the critic loss trains the encoder's trainable part (the critic optimiser owns it); the
       actor and the grasp critic read its features with the gradient stopped;
@@ -544,7 +549,7 @@ class SACAgent:
         """Clip the gradient of `optimizer`'s parameters to `max_grad_norm` (no-op when null)."""
         if self.config.max_grad_norm is not None:
             params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm, foreach=True)
 
     @torch.no_grad()
     def _update_targets(self) -> None:
