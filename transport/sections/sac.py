@@ -131,7 +131,7 @@ class SACConfig:
     critic steps): on Meta-World reach it reached 90 % deterministic success at 4,000 / 9,000 /
     never (seeds 0-2; area under the success curve 0.71 / 0.44 / 0.44), rlpd_v1 never (0.28 /
     0.22 / 0.23), LeRobot's own SAC in the same harness never (0.52, seed 0); on our pick-cube
-    (seed 0) 90 % at 4,134 steps (area 0.66) against 7,278 (0.48). No switch moved reach alone
+    90 % at 4,134 / 5,274 steps (seeds 0-1; area 0.66 / 0.71) against 7,278 (seed 0; 0.48). No switch moved reach alone
     (seed 0: 0.16-0.22 against 0.28); LeRobot's three network choices together gave 0.52, its
     six loss and input choices 0.39: the gain needs both. What holds the defaults back: with all
     nine, the sim_reach run of tests/test_run.py (5,000 env steps, 90 % asked) ended below 90 %
