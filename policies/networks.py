@@ -25,7 +25,7 @@ CLAMPED_LOG_STD_MAX = math.log(10.0)
 CLAMPED_HEAD_INIT = 0.05
 
 # `learner.sac.activation`: the hidden layers' nonlinearity (ours ReLU, LeRobot's SiLU).
-ACTIVATIONS = {"relu": F.relu, "silu": F.silu}
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "silu": nn.SiLU}
 Activation = Literal["relu", "silu"]
 
 # Grasp critic output order (discrete gripper actions).
@@ -71,9 +71,10 @@ class ObsNormalizer(nn.Module):
 
 
 def _activation_module(activation: Activation) -> nn.Module:
+    """A new module for the nonlinearity named `activation` (ValueError naming the choices)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activation!r}")
-    return nn.ReLU() if activation == "relu" else nn.SiLU()
+    return ACTIVATIONS[activation]()
 
 
 class MLP(nn.Module):
@@ -157,8 +158,7 @@ class EnsembleCritic(nn.Module):
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: list[int], ensemble_size: int,
                  activation: Activation = "relu"):
         super().__init__()
-        _activation_module(activation)  # validates the name
-        self.activation = ACTIVATIONS[activation]
+        self.activation = _activation_module(activation)
         self.ensemble_size = ensemble_size
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()

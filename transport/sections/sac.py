@@ -131,9 +131,9 @@ class SACConfig:
     critic steps): on Meta-World reach it reached 90 % deterministic success at 4,000 / 9,000 /
     never (seeds 0-2; area under the success curve 0.71 / 0.44 / 0.44), rlpd_v1 never (0.28 /
     0.22 / 0.23), LeRobot's own SAC in the same harness never (0.52, seed 0); on our pick-cube
-    90 % at 4,134 / 5,274 steps (seeds 0-1; area 0.66 / 0.71) against 7,278 (seed 0; 0.48). No switch moved reach alone
-    (seed 0: 0.16-0.22 against 0.28); LeRobot's three network choices together gave 0.52, its
-    six loss and input choices 0.39: the gain needs both. What holds the defaults back: with all
+    90 % at 4,134 / 5,274 steps (seeds 0-1; area 0.66 / 0.71) against 7,278 (seed 0; 0.48). No
+    switch moved reach alone (seed 0: 0.16-0.22 against 0.28); LeRobot's three network choices
+    together gave 0.52, its six loss and input choices 0.39: the gain needs both. What holds the defaults back: with all
     nine, the sim_reach run of tests/test_run.py (5,000 env steps, 90 % asked) ended below 90 %
     in 2 of 3 runs (0.85 in one), and the learner is slower (bench/learner.py, HIL-SERL's recipe
     on the 2-core CPU: about 44 updates/s against 70, most of it the state encoder, whose 256
