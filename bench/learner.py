@@ -17,11 +17,12 @@ Prints one JSON object:
     plus device, torch version, torch threads (torch's default, not changed), CPU count.
     With --compile, every figure again as `..._compiled`: `learner.sac.compile_critics: true`
     (its compile happens in the untimed warm-up).
-Each figure is measured for --seconds after --warmup untimed updates. The agent's own speed
+Each figure is measured for --seconds after --warmup untimed updates. --recipe rlpd_v1 measures
+learner.sac's previous defaults (hilrl.transport.sections.sac.RLPD_V1) instead of today's. The agent's own speed
 settings (hilrl.policies.speed: fused Adam, freed memory kept for reuse) are always on.
 On the same machine, bench/peer_lerobot.py measures LeRobot's SAC on the same workloads.
 
-Usage: python bench/learner.py [--seconds 3] [--warmup 20] [--device auto] [--compile]
+Usage: python bench/learner.py [--seconds 3] [--warmup 20] [--device auto] [--compile] [--recipe default|rlpd_v1]
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from harness import calls_per_s  # noqa: E402
 from hilrl.learner.replay import MixedSampler, ReplayBuffer, to_torch  # noqa: E402
 from hilrl.policies.sac import SACAgent, resolve_device  # noqa: E402
 from hilrl.transport.learner_messages import TransitionChunk  # noqa: E402
-from hilrl.transport.sections.sac import SACConfig  # noqa: E402
+from hilrl.transport.sections.sac import RLPD_V1, SACConfig  # noqa: E402
 
 STATE_DIM, ACTION_DIM, BATCH = 16, 4, 256
 
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="also measure learner.sac.compile_critics: true")
+    parser.add_argument("--recipe", choices=("default", "rlpd_v1"), default="default",
+                        help="learner.sac's defaults, or its previous ones (RLPD_V1)")
     args = parser.parse_args(argv)
     result: dict = {}
     for compiled in (False, True) if args.compile else (False,):
@@ -104,14 +107,20 @@ def main(argv: list[str] | None = None) -> None:
 def measure_all(args: argparse.Namespace, compiled: bool) -> dict:
     """Every workload's updates/s, with the critics compiled or not."""
     device = resolve_device(args.device)
+    recipe = dict(RLPD_V1) if args.recipe == "rlpd_v1" else {}
+
+    def sac_config(**settings) -> SACConfig:
+        """The measured recipe's SACConfig with `settings` on top."""
+        return SACConfig(**{**recipe, **settings})
+
     gen = torch.Generator().manual_seed(0)
     pool = [random_batch(gen, device) for _ in range(16)]
     result: dict = {}
     suffix = "_compiled" if compiled else ""
 
     for name, config in (
-        ("ens2", SACConfig(compile_critics=compiled)),
-        ("ens10", SACConfig(ensemble_size=10, ensemble_subsample=2, compile_critics=compiled)),
+        ("ens2", sac_config(compile_critics=compiled)),
+        ("ens10", sac_config(ensemble_size=10, ensemble_subsample=2, compile_critics=compiled)),
     ):
         torch._dynamo.reset()  # each agent compiles afresh (dynamo's recompile limit is per function)
         agent = SACAgent(STATE_DIM, ACTION_DIM, True, config, device=device, seed=0)
@@ -125,8 +134,8 @@ def measure_all(args: argparse.Namespace, compiled: bool) -> dict:
 
     peer_pool = [random_batch(gen, device, 19, 7) for _ in range(16)]
     for name, config in (
-        ("peer_ens2", SACConfig(critic_updates_per_actor_update=1, compile_critics=compiled)),
-        ("peer_ens10", SACConfig(critic_updates_per_actor_update=1, ensemble_size=10, ensemble_subsample=2,
+        ("peer_ens2", sac_config(critic_updates_per_actor_update=1, compile_critics=compiled)),
+        ("peer_ens10", sac_config(critic_updates_per_actor_update=1, ensemble_size=10, ensemble_subsample=2,
                                  compile_critics=compiled)),
     ):
         torch._dynamo.reset()
@@ -141,7 +150,7 @@ def measure_all(args: argparse.Namespace, compiled: bool) -> dict:
     online, intervention = filled_buffer(100_000, 1), filled_buffer(10_000, 2)
     sampler = MixedSampler(online, [intervention], online_fraction=0.5, batch_size=BATCH)
     rng = np.random.default_rng(0)
-    config = SACConfig(compile_critics=compiled)
+    config = sac_config(compile_critics=compiled)
     torch._dynamo.reset()
     agent = SACAgent(STATE_DIM, ACTION_DIM, True, config, device=device, seed=0)
 
@@ -161,6 +170,7 @@ def measure_all(args: argparse.Namespace, compiled: bool) -> dict:
         cpu_count=os.cpu_count(),
         python=platform.python_version(),
         seconds_each=args.seconds,
+        recipe=args.recipe,
     )
     return result
 

@@ -85,6 +85,7 @@ from hilrl.transport.schema import SchemaError
 from hilrl.transport.sections.algorithm import IMITATION
 from hilrl.transport.sections.env import EnvConfig
 from hilrl.transport.sections.learner import LearnerConfig
+from hilrl.transport.sections.sac import previous_defaults_hint
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,11 @@ class Learner:
             ckpt = read_checkpoint(path)
             if ckpt.config_hash != self.config_hash:
                 log.warning("resuming with a different config (hash %s, run started with %s)", self.config_hash, ckpt.config_hash)
-            self.trainer.load_state(ckpt.tensors, ckpt.updates, ckpt.sampler_rng)
+            try:
+                self.trainer.load_state(ckpt.tensors, ckpt.updates, ckpt.sampler_rng)
+            except ValueError as exc:
+                raise ValueError(f"{path} does not fit the networks this config builds ({exc}). "
+                                 f"{previous_defaults_hint()}") from None
             self._last_good_checkpoint = ckpt.updates
             self.weights_version = ckpt.weights_version
         else:

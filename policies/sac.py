@@ -10,23 +10,25 @@ Action layout (env format, Box(-1, 1)): xyz (+3 rotation) (+1 gripper, last).
                      same thresholds and an index maps back to -1.0 / 0.0 / +1.0.
 
 Losses (per critic step; `critic_updates_per_actor_update` critic steps, then one actor step):
-    critic   y = r + discount * (1 - terminated) * min_{e in subset} Q'_e(s', a'),  a' ~ pi(s')
-             [- alpha * log pi(a'|s') when backup_entropy];  L = mean_e,b (Q_e(s, a) - y)^2.
+    critic   y = r + discount * (1 - terminated) * (min_{e in subset} Q'_e(s', a') - alpha * log pi(a'|s')),
+             a' ~ pi(s'), the entropy term only with `backup_entropy` (the default; RLPD leaves it
+             out);  L = mean_e,b (Q_e(s, a) - y)^2.
              Only `terminated` masks the bootstrap: a time limit (truncation) still bootstraps from
              the stored final observation.
     grasp    double DQN: y = r - penalty * switched + discount * (1 - terminated) *
              Q'_g(s', argmax_k Q_g(s', k));  L = mean_b (Q_g(s, k_taken) - y)^2.
-    actor    L = mean_b (alpha * log pi(a|s) - mean_e Q_e(s, a)),  a ~ pi(s) (reparameterised);
-             min_e instead of mean_e with `actor_q: min`.
+    actor    L = mean_b (alpha * log pi(a|s) - min_e Q_e(s, a)),  a ~ pi(s) (reparameterised);
+             mean_e instead of min_e with `actor_q: mean` (RLPD's).
     alpha    L = mean_b (-alpha * (log pi(a|s) + target_entropy)),  learned as log_alpha;
-             target_entropy = -n/2, n the continuous dims (or all dims, `target_entropy_dims`).
-With `max_grad_norm` each network's gradient (critics with the encoder, grasp critic, actor) is
-clipped to that global L2 norm before its step.
+             target_entropy = -n/2, n every action dim, the gripper's included (or the continuous
+             ones only, `target_entropy_dims: continuous`).
+With `max_grad_norm` (40 by default) each network's gradient (critics with the encoders, grasp
+critic, actor) is clipped to that global L2 norm before its step.
 Target networks (critic ensemble and grasp critic) follow by Polyak averaging with rate tau after
 every critic step.
 
 State features. Every network reads obs_norm(state): the normalised state, then (with
-`state_encoder_dim`) ONE shared Linear -> LayerNorm -> tanh state encoder, trained by
+`state_encoder_dim`, 256 by default) ONE shared Linear -> LayerNorm -> tanh state encoder, trained by
 the critic loss only, read by the other networks with the gradient stopped and by the critic
 target without gradient (LeRobot's layout, the same as the image encoder's below).
 
@@ -525,7 +527,7 @@ class SACAgent:
         # anyway, but skipping them saves the work).
         self.critic.requires_grad_(False)
         qs = self.critic(features, action)  # (E, B)
-        # RLPD: the mean over the whole ensemble; `actor_q: min` as in SAC.
+        # SAC (and LeRobot): the min over the ensemble; `actor_q: mean` as in RLPD.
         q = qs.mean(dim=0) if self.config.actor_q == "mean" else qs.min(dim=0).values
         self.critic.requires_grad_(True)
         alpha = self.alpha.detach()
@@ -553,13 +555,14 @@ class SACAgent:
 
     @torch.no_grad()
     def _update_targets(self) -> None:
-        """Polyak: target <- target + tau * (online - target)."""
+        """Polyak: target <- target + tau * (online - target), every pair in one foreach call
+        (the same arithmetic as one lerp_ per tensor, without a dispatch per tensor)."""
         pairs = [(self.critic, self.critic_target)]
         if self.has_gripper:
             pairs.append((self.grasp_critic, self.grasp_critic_target))
-        for online, target in pairs:
-            for p, tp in zip(online.parameters(), target.parameters(), strict=True):
-                tp.lerp_(p, self.config.tau)
+        online = [p for net, _ in pairs for p in net.parameters()]
+        target = [p for _, net in pairs for p in net.parameters()]
+        torch._foreach_lerp_(target, online, self.config.tau)
 
     # ---------------------------------------------------------------- serialisation
 

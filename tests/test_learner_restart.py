@@ -168,3 +168,38 @@ def test_actor_sigkill_while_the_learner_is_down_loses_no_finished_chunk(tmp_pat
     assert seqs == list(range(1, max(seqs) + 1)), sorted(set(range(1, max(seqs) + 1)) - set(seqs))
     assert max(seqs) >= max(seq for _, seq in at_kill)
 
+
+
+@pytest.mark.timeout(120)
+def test_a_checkpoint_of_the_previous_defaults_is_refused_with_the_overrides_that_resume_it(tmp_path):
+    """A run started before learner.sac's defaults changed (its config leaves the nine switches
+    out, its checkpoint holds the previous recipe's networks): `--resume` names the misfit and the
+    overrides that rebuild those networks; with them it resumes."""
+    from hilrl.learner.main import Learner
+    from hilrl.transport.sections.sac import RLPD_V1, yaml_value
+
+    previous = [f"learner.sac.{key}={yaml_value(value)}" for key, value in RLPD_V1.items()]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    doc = load_document(config_path("sim_reach"), ["learner.demos=[]", f"link.address=tcp://127.0.0.1:{free_port()}",
+                                                   *previous])
+    learner = Learner(doc, run_dir, resume=False)
+    assert learner.checkpoint()
+    learner.link.close()
+    for key in RLPD_V1:  # as an old run's saved config: the switches were not written
+        doc["learner"]["sac"].pop(key, None)
+    (run_dir / "config.json").write_text(json.dumps(doc))
+
+    log = tmp_path / "refused.log"
+    refused = spawn(["learner", "--resume", str(run_dir)], log)
+    assert refused.wait(60) == 2
+    text = log.read_text()
+    assert "does not fit the networks this config builds" in text and "Traceback" not in text
+    assert " ".join(previous) in text
+
+    log = tmp_path / "resumed.log"
+    resumed = spawn(["learner", "--resume", str(run_dir), *previous], log)
+    try:
+        wait_for(lambda: "resumed at 0 updates" in log.read_text(), 60, "the resume with the previous defaults")
+    finally:
+        stop(resumed)

@@ -61,7 +61,9 @@ def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str
 def test_networks_read_state_and_image_features_from_one_shared_encoder():
     agent = make_agent()
     assert agent.encoder is not None and agent.encoder.cameras == CAMERAS
-    width = S + 2 * 16
+    # The state part is what ObsNormalizer gives: the state itself, or its state encoder's features.
+    assert agent.obs_norm.out_dim == (agent.config.state_encoder_dim or S)
+    width = agent.obs_norm.out_dim + 2 * 16
     assert agent.actor.trunk.net[0].in_features == width
     assert agent.critic.linears[0].weight.shape[1] == width + A - 1
     assert agent.grasp_critic.net.net[0].in_features == width

@@ -101,6 +101,27 @@ class EncoderConfig:
         return self.frozen if self.frozen is not None else self.kind in PRETRAINED_ENCODER_KINDS
 
 
+# learner.sac's nine switches as they were before LeRobot's choices became the defaults (issue 13;
+# SACConfig's docstring has the measurements): a run started before then resumes with these in its
+# learner.sac section, and bench/sample_efficiency.py's variants build on them.
+RLPD_V1: dict[str, object] = {
+    "actor_q": "mean", "backup_entropy": False, "target_entropy_dims": "continuous", "normalization": "mean_std",
+    "max_grad_norm": None, "init": "default", "actor_std": "squashed", "state_encoder_dim": None, "activation": "relu",
+}
+
+
+def yaml_value(value: object) -> str:
+    """A switch value as written in a config or a dotted override (None -> null, False -> false)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def previous_defaults_hint() -> str:
+    """What to do with a checkpoint whose networks were built by the previous defaults."""
+    overrides = " ".join(f"learner.sac.{key}={yaml_value(value)}" for key, value in RLPD_V1.items())
+    return ("If the run was started before learner.sac's defaults became LeRobot's SAC choices and its config "
+            f"does not set them, resume it (and start its actors) with the previous ones as overrides: {overrides}")
+
+
 @dataclass
 class SACConfig:
     """Soft actor-critic in the RLPD style, with a DQN grasp critic for the gripper.
@@ -124,20 +145,23 @@ class SACConfig:
 
     Switches, each one difference from LeRobot's SAC in how the losses read or how the networks
     are built (bench/sample_efficiency.py's variants; results kept under
-    bench/results/sample_efficiency/). The defaults are still the previous recipe ("rlpd_v1":
-    mean, no backup entropy, continuous dims, mean_std, no clipping, default init, squashed std,
-    no state encoder, ReLU), though LeRobot's choice on all nine ("lerobot_like") learned faster
-    on both tasks measured (10k env steps from 20 scripted demos, 2 updates per env step of 2
-    critic steps): on Meta-World reach it reached 90 % deterministic success at 4,000 / 9,000 /
-    never (seeds 0-2; area under the success curve 0.71 / 0.44 / 0.44), rlpd_v1 never (0.28 /
-    0.22 / 0.23), LeRobot's own SAC in the same harness never (0.52, seed 0); on our pick-cube
-    90 % at 4,134 / 5,274 steps (seeds 0-1; area 0.66 / 0.71) against 7,278 (seed 0; 0.48). No
-    switch moved reach alone (seed 0: 0.16-0.22 against 0.28); LeRobot's three network choices
-    together gave 0.52, its six loss and input choices 0.39: the gain needs both. What holds the defaults back: with all
-    nine, the sim_reach run of tests/test_run.py (5,000 env steps, 90 % asked) ended below 90 %
-    in 2 of 3 runs (0.85 in one), and the learner is slower (bench/learner.py, HIL-SERL's recipe
-    on the 2-core CPU: about 44 updates/s against 70, most of it the state encoder, whose 256
-    features the critics' first layer reads instead of the state).
+    bench/results/sample_efficiency/). The defaults are LeRobot's choice on all nine
+    ("lerobot_like"); the previous recipe ("rlpd_v1": mean, no backup entropy, continuous dims,
+    mean_std, no clipping, default init, squashed std, no state encoder, ReLU) is nine overrides
+    away. Measured from 20 scripted demos at 2 updates per env step of 2 critic steps, as env
+    steps to 90 % deterministic success (area under the success curve in brackets):
+      - Meta-World reach (10k steps): 4,000 / 9,000 / never (0.71 / 0.44 / 0.44, seeds 0-2);
+        rlpd_v1 never (0.28 / 0.22 / 0.23); LeRobot's own SAC in the same harness never (0.52,
+        seed 0).
+      - our pick-cube (10k): 4,134 / 5,274 (0.66 / 0.71, seeds 0-1); rlpd_v1 7,278 (0.48, seed 0).
+      - our reach (5k, tests/test_run.py's settings): 2,012 / 2,016 / 2,001 (0.76 / 0.74 / 0.72,
+        seeds 0-2), 100 % at the end of each; rlpd_v1 3,026 / 2,014 / 2,024 (0.62 / 0.66 / 0.74),
+        100 % at the end of each.
+    No switch moved Meta-World reach alone (seed 0: 0.16-0.22 against 0.28); the three network
+    choices together gave 0.52, the six loss and input choices 0.39, all but the state encoder
+    0.21: the gain needs both groups and the state encoder. The cost is update speed: on the
+    2-core CPU the HIL-SERL recipe (bench/learner.py's workload) ran about 28 updates/s against
+    41 for rlpd_v1 and 35 without the state encoder (one 3 s run each, in the same minutes).
         actor_q: the actor maximises the "mean" (RLPD) or the "min" (SAC, LeRobot) of the
             critic ensemble's Q values.
         target_entropy_dims: with `target_entropy` null, it is -n/2 for n = the "continuous"
@@ -181,17 +205,17 @@ class SACConfig:
     target_entropy: float | None = None
     tau: float = 0.005
     critic_updates_per_actor_update: int = 2
-    backup_entropy: bool = False
+    backup_entropy: bool = True
     grasp_switch_penalty: float = 0.05
     grasp_exploration: float = 0.1
-    actor_q: Literal["mean", "min"] = "mean"
-    target_entropy_dims: Literal["continuous", "all"] = "continuous"
-    normalization: Literal["mean_std", "min_max", "none"] = "mean_std"
-    max_grad_norm: float | None = None
-    init: Literal["default", "orthogonal"] = "default"
-    actor_std: Literal["squashed", "clamped"] = "squashed"
-    state_encoder_dim: int | None = None
-    activation: Literal["relu", "silu"] = "relu"
+    actor_q: Literal["mean", "min"] = "min"
+    target_entropy_dims: Literal["continuous", "all"] = "all"
+    normalization: Literal["mean_std", "min_max", "none"] = "min_max"
+    max_grad_norm: float | None = 40.0
+    init: Literal["default", "orthogonal"] = "orthogonal"
+    actor_std: Literal["squashed", "clamped"] = "clamped"
+    state_encoder_dim: int | None = 256
+    activation: Literal["relu", "silu"] = "silu"
     compile_critics: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
