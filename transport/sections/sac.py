@@ -153,7 +153,8 @@ class SACConfig:
       - Meta-World reach (10k steps): 4,000 / 9,000 / never (0.71 / 0.44 / 0.44, seeds 0-2);
         rlpd_v1 never (0.28 / 0.22 / 0.23); LeRobot's own SAC in the same harness never (0.52,
         seed 0).
-      - our pick-cube (10k): 4,134 / 5,274 (0.66 / 0.71, seeds 0-1); rlpd_v1 7,278 (0.48, seed 0).
+      - our pick-cube (10k): 4,134 / 5,274 / 5,089 (0.66 / 0.71 / 0.63, seeds 0-2); rlpd_v1 7,278
+        (0.48, seed 0).
       - our reach (5k, tests/test_run.py's settings): 2,012 / 2,016 / 2,001 (0.76 / 0.74 / 0.72,
         seeds 0-2), 100 % at the end of each; rlpd_v1 3,026 / 2,014 / 2,024 (0.62 / 0.66 / 0.74),
         100 % at the end of each.
