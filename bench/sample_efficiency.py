@@ -43,8 +43,7 @@ from typing import Any
 import yaml
 from harness import REPO, auc, quartiles, steps_to, success_at, train
 
-from hilrl.transport.sections.sac import RLPD_V1 as RLPD_V1_SETTINGS
-from hilrl.transport.sections.sac import yaml_value
+from hilrl.transport.sections.sac import rlpd_v1_overrides
 
 RESULTS = REPO / "bench" / "results" / "sample_efficiency"
 
@@ -107,7 +106,7 @@ LEROBOT_CHOICES = ("learner.sac.actor_q=min", "learner.sac.backup_entropy=true",
                    "learner.sac.activation=silu")
 # The previous recipe, learner.sac's defaults until issue 13 (kept results "rlpd_v1..."), pinned, so
 # that each single-switch variant below stays one LeRobot choice on top of it.
-RLPD_V1 = tuple(f"learner.sac.{key}={yaml_value(value)}" for key, value in RLPD_V1_SETTINGS.items())
+RLPD_V1 = rlpd_v1_overrides()
 
 
 def _on_rlpd_v1(*switches: str) -> tuple[str, ...]:
@@ -133,7 +132,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # Its losses and inputs (the first six switches) with the v1 networks.
     "lerobot_like_squashed_std": _on_rlpd_v1(*LEROBOT_CHOICES[:6]),
     # All but the shared state encoder (the one choice that costs update speed).
-    "lerobot_like_no_encoder": (*LEROBOT_CHOICES[:7], "learner.sac.state_encoder_dim=null", LEROBOT_CHOICES[8]),
+    "lerobot_like_no_encoder": (*(c for c in LEROBOT_CHOICES if not c.startswith("learner.sac.state_encoder_dim=")),
+                                "learner.sac.state_encoder_dim=null"),
 }
 
 

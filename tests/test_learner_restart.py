@@ -169,16 +169,15 @@ def test_actor_sigkill_while_the_learner_is_down_loses_no_finished_chunk(tmp_pat
     assert max(seqs) >= max(seq for _, seq in at_kill)
 
 
-
 @pytest.mark.timeout(120)
 def test_a_checkpoint_of_the_previous_defaults_is_refused_with_the_overrides_that_resume_it(tmp_path):
     """A run started before learner.sac's defaults changed (its config leaves the nine switches
     out, its checkpoint holds the previous recipe's networks): `--resume` names the misfit and the
     overrides that rebuild those networks; with them it resumes."""
     from hilrl.learner.main import Learner
-    from hilrl.transport.sections.sac import RLPD_V1, yaml_value
+    from hilrl.transport.sections.sac import RLPD_V1, rlpd_v1_overrides
 
-    previous = [f"learner.sac.{key}={yaml_value(value)}" for key, value in RLPD_V1.items()]
+    previous = list(rlpd_v1_overrides())
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     doc = load_document(config_path("sim_reach"), ["learner.demos=[]", f"link.address=tcp://127.0.0.1:{free_port()}",

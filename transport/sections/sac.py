@@ -110,14 +110,18 @@ RLPD_V1: dict[str, object] = {
 }
 
 
-def yaml_value(value: object) -> str:
-    """A switch value as written in a config or a dotted override (None -> null, False -> false)."""
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+def rlpd_v1_overrides() -> tuple[str, ...]:
+    """RLPD_V1 as dotted overrides ("learner.sac.actor_q=mean", ..., None as null, False as false)."""
+
+    def written(value: object) -> str:
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    return tuple(f"learner.sac.{key}={written(value)}" for key, value in RLPD_V1.items())
 
 
 def previous_defaults_hint() -> str:
     """What to do with a checkpoint whose networks were built by the previous defaults."""
-    overrides = " ".join(f"learner.sac.{key}={yaml_value(value)}" for key, value in RLPD_V1.items())
+    overrides = " ".join(rlpd_v1_overrides())
     return ("If the run was started before learner.sac's defaults became LeRobot's SAC choices and its config "
             f"does not set them, resume it (and start its actors) with the previous ones as overrides: {overrides}")
 
