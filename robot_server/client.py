@@ -74,6 +74,10 @@ class RobotClient(RequestMethods):
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 50)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+        # A REQ socket with no usable connection (a CurveZMQ handshake the server refused, under
+        # load seen to tear the pipe down before the send) blocks in send forever without this:
+        # a send that cannot go out within one try's timeout is that try timing out.
+        socket.setsockopt(zmq.SNDTIMEO, max(1, int(self.timeout_s * 1000)))
         try:
             secure_connect(socket, self.address, self.curve, config_key="robot_server.curve")
         except BaseException:
@@ -95,8 +99,11 @@ class RobotClient(RequestMethods):
         frames = encode(msg, ROBOT_MESSAGES, sender=self.sender_id, seq=seq)
         kind = ROBOT_MESSAGES.kind_of(msg)
         for attempt in range(1, self.retries + 1):
-            self._socket.send_multipart(frames, copy=False)
             deadline = time.monotonic() + self.timeout_s
+            try:
+                self._socket.send_multipart(frames, copy=False)
+            except zmq.Again:
+                deadline = time.monotonic()  # not sent within timeout_s: this try is over
             while True:
                 remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
                 if not self._socket.poll(remaining_ms, zmq.POLLIN):

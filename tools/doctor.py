@@ -238,11 +238,17 @@ def check_learner(doc: dict[str, Any], timeout_s: float = 2.0) -> CheckResult:
     context = zmq.Context()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    # Without a usable connection (e.g. CurveZMQ keys the learner refused) a send would block
+    # forever; bounded, it ends as "no answer" below.
+    socket.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_s * 1000)))
     try:
         secure_connect(socket, link.address, link.curve)
         session = f"doctor-{uuid.uuid4().hex[:8]}"
-        socket.send_multipart(encode(Heartbeat(session=session), LEARNER_MESSAGES, sender=session))
         deadline = time.monotonic() + timeout_s
+        try:
+            socket.send_multipart(encode(Heartbeat(session=session), LEARNER_MESSAGES, sender=session))
+        except zmq.Again:
+            deadline = time.monotonic()
         while (left := deadline - time.monotonic()) > 0:
             if not socket.poll(int(left * 1000)):
                 break

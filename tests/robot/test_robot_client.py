@@ -33,6 +33,27 @@ def test_unreachable_server_fails_in_bounded_time_naming_the_address():
     assert "hilrl robot-server" in message
 
 
+@pytest.mark.timeout(20)
+def test_a_request_that_cannot_be_sent_fails_in_bounded_time(monkeypatch):
+    """A REQ socket with no usable connection blocks in send (seen with a CurveZMQ handshake the
+    server refused). ZMQ_IMMEDIATE makes that state certain here: nothing listens, so no pipe
+    exists to send on. Each try must end at its timeout, not hang."""
+    import zmq
+
+    from hilrl.robot_server import client as client_module
+
+    def connect_immediate(socket, address, curve, config_key):
+        socket.setsockopt(zmq.IMMEDIATE, 1)
+        socket.connect(address)
+
+    monkeypatch.setattr(client_module, "secure_connect", connect_immediate)
+    with RobotClient(f"tcp://127.0.0.1:{free_port()}", timeout_s=0.2, retries=2) as client:
+        started = time.monotonic()
+        with pytest.raises(RobotUnreachableError, match="2 tries"):
+            client.state()
+    assert time.monotonic() - started < 5.0
+
+
 def test_client_methods_round_trip_and_errors_raise(lockstep_server):
     with RobotClient(lockstep_server.endpoint, timeout_s=5.0) as client:
         info = client.info()
