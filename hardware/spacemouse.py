@@ -486,9 +486,9 @@ class SpaceMouseReader:
             return
         self._handle = handle
         self._last_report_s = now
+        log.info("SpaceMouse reconnected")  # before the flag: whoever sees it connected can see why
         with self._lock:
             self._connected = True
-        log.info("SpaceMouse reconnected")
 
     def _close_handle(self) -> None:
         handle, self._handle = self._handle, None
