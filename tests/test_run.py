@@ -16,25 +16,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(600)
 def test_run_learns_reach_to_90_percent(tmp_path, hilrl):
     run_dir = tmp_path / "run"
-    # 5000 env steps: at 4000 one run in four of this session ended at 75 % (runs across
-    # processes are not bit-reproducible; the arm's speed-capped reference brakes before the goal).
+    # 5,000 env steps, at sim_reach's own learner.sac recipe (RLPD_V1; its config says why): on
+    # three bench seeds at these settings, two were at 100 % from 3,000 on and the third at
+    # 90 / 80 / 90 / 100 % at 2k / 3k / 4k / 5k. Runs across processes are not bit-reproducible.
+    steps = 5000
     done = hilrl(
         "run", "--config", "configs/sim_reach.yaml", "--run-dir", str(run_dir),
-        "--max-env-steps", "5000", "--eval-episodes", "20",
-        "learner.updates_per_env_step=2", "learner.batch_size=128", timeout_s=420,
+        "--max-env-steps", str(steps), "--eval-episodes", "20",
+        "learner.updates_per_env_step=2", "learner.batch_size=128", timeout_s=540,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["env_steps"] == 5000
+    assert summary["env_steps"] == steps
     assert summary["eval_episodes"] == 20
     assert summary["eval_success_rate"] >= 0.9, summary
     # 2 updates per env step, held from the learner's start (training_starts in): it waits when
-    # ahead, and the lockstep actor waits when it is behind. (At the shipped 1 per step and batch
-    # 256, one clean run of two ended at 80 %; 2 per step at batch 128 reached 100 % in 208 s.)
-    assert 2 * (5000 - 800) <= summary["updates"] <= 2 * 5000, summary
+    # ahead, and the lockstep actor waits when it is behind. (At 1 per step and batch 128 a run
+    # ended at 25 % after 3,000 steps.)
+    assert 2 * (steps - 800) <= summary["updates"] <= 2 * steps, summary
     assert 1.9 <= summary["updates_per_env_step_held"] <= 2.0, summary
     assert summary["demo_transitions"] > 0 and summary["intervention_transitions"] > 0
     # what a user is promised: demos, logs, a checkpoint, the resolved config, progress lines
