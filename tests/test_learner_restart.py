@@ -26,7 +26,10 @@ from hilrl.transport.config import load_document
 from hilrl.transport.learner_messages import LEARNER_MESSAGES, EpisodeStats, TransitionChunk
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_STEPS = 120  # 12 s of control at 10 Hz
+# 20 s of control at 10 Hz: the resumed learner must be up before the actor ends its run (it then
+# waits at most 5 s for acks and spools the rest). At 12 s, with a second test process on the 2
+# cores, the resumed learner was once not up in time, and 80 steps were left in the spool.
+ENV_STEPS = 200
 
 
 def stored(run_dir: Path, kind: str) -> list:
@@ -80,7 +83,8 @@ def test_learner_sigkill_and_resume_loses_and_duplicates_nothing(tmp_path):
     seqs = sorted(seq for _, seq in keys)
     assert seqs == list(range(1, len(seqs) + 1)), f"missing sequence numbers: {sorted(set(range(1, max(seqs) + 1)) - set(seqs))}"
     # Every env step the actor took is stored exactly once.
-    assert sum(int(c.has_action.sum()) for c in chunks) == ENV_STEPS
+    assert sum(int(c.has_action.sum()) for c in chunks) == ENV_STEPS, \
+        f"{len(_spooled_keys(run_dir))} messages left in the actor's spool: the resumed learner was not up in time"
     steps = sorted((int(c.episode_id[i]), int(c.step_index[i])) for c in chunks for i in range(len(c)))
     assert len(steps) == len(set(steps))
     # The control loop kept its 10 Hz while the learner was dead: no period above two periods.

@@ -41,6 +41,7 @@ def _episodes(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "learner" / "episodes.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(600)
 def test_bc_then_a_residual_on_it_then_sac_warm_started_from_it(tmp_path, hilrl, demos):
     """bc from the demos alone reaches the scripted expert's success (the expert succeeded in all
@@ -72,6 +73,7 @@ def test_bc_then_a_residual_on_it_then_sac_warm_started_from_it(tmp_path, hilrl,
     _evaluates_the_same_twice(warm_dir)
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(300)
 def test_hg_dagger_takeovers_fall_as_the_policy_learns_from_them(tmp_path, hilrl, demos):
     """From an untrained policy (learner.bc.updates=0) the scripted operator takes over in most
@@ -87,6 +89,7 @@ def test_hg_dagger_takeovers_fall_as_the_policy_learns_from_them(tmp_path, hilrl
     _evaluates_the_same_twice(run_dir)
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(300)
 def test_rlif_trains_with_the_takeovers_as_its_only_reward(tmp_path, hilrl, demos):
     run_dir = tmp_path / "rlif"

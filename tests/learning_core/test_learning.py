@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from replay_support import chunks
@@ -78,7 +76,6 @@ def evaluate(agent: SACAgent, episodes: int = 30) -> float:
 
 def test_sac_learns_point_reaching_end_to_end_through_the_replay_buffer():
     """Actor -> TransitionChunks -> ReplayBuffer -> MixedSampler -> to_torch -> SACAgent."""
-    start = time.monotonic()
     env = PointReach(seed=0)
     config = SACConfig(hidden_dims=[64, 64], actor_lr=1e-3, critic_lr=1e-3, temperature_lr=1e-3)
     agent = SACAgent(2, 2, False, config, seed=0)
@@ -121,4 +118,3 @@ def test_sac_learns_point_reaching_end_to_end_through_the_replay_buffer():
     after = evaluate(agent)
     assert before > 0.3, before
     assert after < 0.12, (before, after)
-    assert time.monotonic() - start < 60

@@ -12,6 +12,7 @@ from hilrl.transport.chunkfile import ChunkDirectory
 from hilrl.transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
 
 
+@pytest.mark.serial
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("frozen", [False, True], ids=["trained_encoder", "frozen_backbone"])
 def test_short_image_run_trains_sends_weights_and_the_actor_acts_on_them(tmp_path, frozen, hilrl):
