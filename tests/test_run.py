@@ -35,8 +35,8 @@ def test_run_learns_reach_to_90_percent(tmp_path, hilrl):
     assert summary["eval_episodes"] == 20
     assert summary["eval_success_rate"] >= 0.9, summary
     # 2 updates per env step, held from the learner's start (training_starts in): it waits when
-    # ahead, and the lockstep actor waits when it is behind. (At 1 per step and batch 128 a run
-    # ended at 25 % after 3,000 steps.)
+    # ahead, and the lockstep actor waits when it is behind. (With LeRobot's choices, 1 per step
+    # at batch 128 ended a run at 25 % after 3,000 steps.)
     assert 2 * (steps - 800) <= summary["updates"] <= 2 * steps, summary
     assert 1.9 <= summary["updates_per_env_step_held"] <= 2.0, summary
     assert summary["demo_transitions"] > 0 and summary["intervention_transitions"] > 0

@@ -161,7 +161,8 @@ class SACConfig:
         (0.48, seed 0).
       - our reach (5k, tests/test_run.py's settings): 2,012 / 2,016 / 2,001 (0.76 / 0.74 / 0.72,
         seeds 0-2), 100 % at the end of each; rlpd_v1 3,026 / 2,014 / 2,024 (0.62 / 0.66 / 0.74),
-        100 % at the end of each.
+        100 % at the end of each. But tests/test_run.py itself, with all nine, ended at 0 % (3k)
+        and 5 % (5k) in two of three parallel suite runs, so configs/sim_reach.yaml pins rlpd_v1.
     No switch moved Meta-World reach alone (seed 0: 0.16-0.22 against 0.28); the three network
     choices together gave 0.52, the six loss and input choices 0.39, all but the state encoder
     0.21: the gain needs both groups and the state encoder. The cost is update speed: on the
