@@ -440,9 +440,15 @@ class MixedSampler:
         return [n_online, *(int(c) for c in rest)]
 
     def sample(self, rng: np.random.Generator) -> dict[str, Any]:
-        """One batch of batch_size transitions (the keys of ReplayBuffer.sample), online first."""
+        """One batch of batch_size transitions (the keys of ReplayBuffer.sample), online first,
+        plus expert (B,) bool: the rows whose action a demonstrator or an operator chose (drawn
+        from a demo or intervention buffer, or intervened)."""
         buffers = [self.online, *self.others]
-        return concat_batches([b.sample(n, rng) for b, n in zip(buffers, self.counts(rng), strict=True) if n > 0])
+        parts = [(b.sample(n, rng), i > 0) for i, (b, n) in enumerate(zip(buffers, self.counts(rng), strict=True)) if n > 0]
+        batch = concat_batches([part for part, _ in parts])
+        from_others = np.concatenate([np.full(len(part["reward"]), other) for part, other in parts])
+        batch["expert"] = from_others | batch["intervened"]
+        return batch
 
 
 def to_torch(batch: Mapping[str, Any], device: str | torch.device) -> dict[str, Any]:
@@ -450,8 +456,8 @@ def to_torch(batch: Mapping[str, Any], device: str | torch.device) -> dict[str, 
 
     obs, next_obs (B, S) float32 (from obs_state, next_obs_state); obs_images, next_obs_images
     {camera: (B, H, W, 3) uint8, unchanged}; action (B, A) float32; reward (B,) float32;
-    terminated (B,) float32 (multiplies the bootstrap); truncated, intervened, gripper_switched
-    (B,) bool.
+    terminated (B,) float32 (multiplies the bootstrap); truncated, intervened, gripper_switched,
+    expert (B,) bool (expert: as MixedSampler.sample marks it; a plain buffer's batch: intervened).
     """
     device = torch.device(device)
     non_blocking = device.type == "cuda"
@@ -468,6 +474,7 @@ def to_torch(batch: Mapping[str, Any], device: str | torch.device) -> dict[str, 
         "truncated": move(batch["truncated"], torch.bool),
         "intervened": move(batch["intervened"], torch.bool),
         "gripper_switched": move(batch["gripper_switched"], torch.bool),
+        "expert": move(batch.get("expert", batch["intervened"]), torch.bool),
     }
     for key in ("obs_images", "next_obs_images"):
         out[key] = {cam: move(images, torch.uint8) for cam, images in batch.get(key, {}).items()}

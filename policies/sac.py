@@ -19,6 +19,10 @@ Losses (per critic step; `critic_updates_per_actor_update` critic steps, then on
              Q'_g(s', argmax_k Q_g(s', k));  L = mean_b (Q_g(s, k_taken) - y)^2.
     actor    L = mean_b (alpha * log pi(a|s) - min_e Q_e(s, a)),  a ~ pi(s) (reparameterised);
              mean_e instead of min_e with `actor_q: mean` (RLPD's).
+             With `bc_weight` w > 0, plus w * mean_b |Q| * sum_{b expert, kept} |mu(s) - a_b|^2 / (A * n_expert):
+             a behaviour-cloning pull of the deterministic action mu(s) = tanh(mean) towards the
+             demonstrated or operator's action, on the expert rows the Q-filter keeps
+             (Q(s, a_b) >= Q(s, a), `bc_q_filter`).
     alpha    L = mean_b (-alpha * (log pi(a|s) + target_entropy)),  learned as log_alpha;
              target_entropy = -n/2, n every action dim, the gripper's included (or the continuous
              ones only, `target_entropy_dims: continuous`).
@@ -361,12 +365,14 @@ class SACAgent:
             obs (B, S) float32, action (B, action_dim) float32 (env format), reward (B,) float32,
             terminated (B,) float32 or bool, next_obs (B, S) float32, gripper_switched (B,) bool
             (only read when has_gripper); with cameras also obs_images, next_obs_images
-            {camera: (B, H, W, 3) uint8}; other keys are ignored (e.g. truncated).
+            {camera: (B, H, W, 3) uint8}; with `bc_weight` > 0 also expert (B,) bool; other keys
+            are ignored (e.g. truncated).
             Or a sequence of such dicts, one per critic step (fresh data per step as in HIL-SERL);
             the actor step uses the last. A single dict is reused for every critic step (with
             fresh augmentation each time).
         Returns metrics (floats): critic_loss, q_mean, td_error_abs, grasp_loss (averaged over the
-            critic steps), actor_loss, temperature, entropy.
+            critic steps), actor_loss, temperature, entropy; with `bc_weight` > 0 also bc_loss
+            and bc_rows (the share of the actor's batch the BC term counted).
         Warns (UnfittedNormalizationWarning, once) when the input normalisation was never set.
         """
         if self.updates == 0 and self.obs_norm.is_identity() and self.config.normalization != "none":
@@ -393,7 +399,7 @@ class SACAgent:
         metrics = {name: torch.stack([m[name] for m in critic_metrics]).mean() for name in critic_metrics[0]}
         # The last batch's features, from the encoder as it was before that critic step (as in
         # DrQ-v2): recomputing them would cost a second encoder pass for no measurable gain.
-        metrics.update(self._actor_temperature_step(features.detach(), batches[-1].get("base_action")))
+        metrics.update(self._actor_temperature_step(features.detach(), batches[-1]))
         self.updates += 1
         # One device sync for all metrics.
         names = list(metrics)
@@ -517,21 +523,30 @@ class SACAgent:
         self.grasp_optimizer.step()
         return loss.detach()
 
-    def _actor_temperature_step(self, features: torch.Tensor, base_action: torch.Tensor | None = None
-                                ) -> dict[str, torch.Tensor]:
+    def _actor_temperature_step(self, features: torch.Tensor, batch: Batch | None = None) -> dict[str, torch.Tensor]:
         """features: (B, feature_dim) without graph (the actor's gradient stops at the encoder);
-        base_action: a residual agent's base actions (B, A) for these observations."""
+        batch: the batch they came from (its base_action for a residual agent; its action and
+        expert rows for the behaviour-cloning term); None: neither."""
+        batch = batch if batch is not None else {}
         action, log_prob = self.actor.sample(features, self.update_generator)
-        action = self.executed(action, base_action)
+        action = self.executed(action, batch.get("base_action"))
         # The actor's loss must not leave gradients on the critic (its optimiser zeroes them
         # anyway, but skipping them saves the work).
         self.critic.requires_grad_(False)
         qs = self.critic(features, action)  # (E, B)
         # SAC (and LeRobot): the min over the ensemble; `actor_q: mean` as in RLPD.
-        q = qs.mean(dim=0) if self.config.actor_q == "mean" else qs.min(dim=0).values
-        self.critic.requires_grad_(True)
+        q = self._ensemble_value(qs)
         alpha = self.alpha.detach()
         actor_loss = (alpha * log_prob - q).mean()
+        metrics: dict[str, torch.Tensor] = {}
+        if self.config.bc_weight > 0:
+            if "expert" not in batch:
+                raise ValueError("learner.sac.bc_weight > 0 needs the batch's expert rows: an 'expert' (B,) bool "
+                                 "tensor (hilrl.learner.replay.MixedSampler.sample and to_torch give it)")
+            bc, metrics["bc_rows"] = self._bc_loss(features, batch, q.detach())
+            actor_loss = actor_loss + self.config.bc_weight * q.detach().abs().mean() * bc
+            metrics["bc_loss"] = bc.detach()
+        self.critic.requires_grad_(True)
         self.actor_optimizer.zero_grad(set_to_none=True)
         actor_loss.backward()
         self._clip(self.actor_optimizer)
@@ -545,7 +560,36 @@ class SACAgent:
             "actor_loss": actor_loss.detach(),
             "temperature": self.alpha.detach(),
             "entropy": -log_prob.detach().mean(),
+            **metrics,
         }
+
+    def _ensemble_value(self, qs: torch.Tensor) -> torch.Tensor:
+        """The actor's reading of the ensemble's Q values (E, B) -> (B,): mean or min (`actor_q`)."""
+        return qs.mean(dim=0) if self.config.actor_q == "mean" else qs.min(dim=0).values
+
+    def _bc_loss(self, features: torch.Tensor, batch: Batch, policy_q: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The behaviour-cloning term of the actor loss (`bc_weight`) and the share of the batch it
+        counted, both scalars.
+
+        BC = sum over counted rows of mean_i (a_det,i - a_expert,i)^2 / number of expert rows:
+        a_det the actor's deterministic (executed) action, a_expert the batch's continuous action;
+        counted rows are the expert ones, Q-filtered with `bc_q_filter` (the critics' value of
+        the expert's action >= policy_q, their value of the actor's sampled action). A batch
+        without expert rows gives 0.
+        """
+        expert = batch["expert"]
+        n_expert = expert.sum()
+        deterministic = self.executed(self.actor.deterministic(features), batch.get("base_action"))
+        expert_action = self._continuous(batch["action"])
+        error = (deterministic - expert_action).pow(2).mean(dim=-1)  # (B,)
+        counted = expert.float()
+        if self.config.bc_q_filter:
+            with torch.no_grad():
+                expert_q = self._ensemble_value(self.critic(features, expert_action))
+            counted = counted * (expert_q >= policy_q).float()
+        bc = (error * counted).sum() / n_expert.clamp(min=1)
+        return bc, counted.mean()
 
     def _clip(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip the gradient of `optimizer`'s parameters to `max_grad_norm` (no-op when null)."""

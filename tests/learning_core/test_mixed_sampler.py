@@ -57,3 +57,25 @@ def test_to_torch_keeps_images_uint8_and_uses_the_agent_names():
     for key in ("obs_images", "next_obs_images"):
         assert batch[key]["front"].dtype == torch.uint8 and batch[key]["front"].shape == (16, 4, 4, 3)
     torch.testing.assert_close(batch["next_obs"][:, 1], batch["obs"][:, 1] + 1)
+
+
+def test_expert_marks_the_demo_and_intervention_rows_and_the_intervened_online_ones():
+    """The BC term (learner.sac.bc_weight) reads `expert`: every row from a demo or intervention
+    buffer, and an online row only where the operator had taken over."""
+    online = ReplayBuffer(2000, STATE_DIM, ACTION_DIM, CAMERAS)
+    takeovers = np.arange(10) >= 7  # the last three steps of each online episode
+    for chunk in chunks(records([Episode(1000 + i, 10, intervened=takeovers) for i in range(20)], CAMERAS, tag=1), 10):
+        online.add_chunk(chunk)
+    sampler = MixedSampler(online, [buffer_with(2, 10), buffer_with(3, 5)], 0.5, 256)
+    batch = sampler.sample(np.random.default_rng(3))
+    tags = batch["obs_state"][:, 2]
+    from_online = tags == 1
+    np.testing.assert_array_equal(batch["expert"][~from_online], True)
+    np.testing.assert_array_equal(batch["expert"][from_online], batch["intervened"][from_online])
+    assert 0 < batch["intervened"][from_online].sum() < from_online.sum()  # both kinds of online row drawn
+    torch_batch = to_torch(batch, "cpu")
+    assert torch_batch["expert"].dtype == torch.bool
+    np.testing.assert_array_equal(torch_batch["expert"].numpy(), batch["expert"])
+    # A plain buffer's batch has no `expert`: to_torch reads the intervened flag instead.
+    plain = online.sample(64, np.random.default_rng(4))
+    np.testing.assert_array_equal(to_torch(plain, "cpu")["expert"].numpy(), plain["intervened"])

@@ -517,3 +517,67 @@ def test_the_activation_switch_reaches_actor_critics_grasp_critic_and_the_policy
     np.testing.assert_array_equal(policy.act(o, True), silu.act(o, True))
     with pytest.raises(ValueError, match="activation must be"):
         EnsembleCritic(S, 3, [8], 2, activation="tanh")
+
+
+class _PrefersAction(torch.nn.Module):
+    """A stand-in critic ensemble (E, B) whose every member values an action by its closeness to
+    `best`: Q(s, a) = -|a - best|^2, whatever the state."""
+
+    def __init__(self, best: torch.Tensor, ensemble_size: int = 2):
+        super().__init__()
+        self.best, self.ensemble_size = best, ensemble_size
+
+    def forward(self, features: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        return (-(action - self.best).pow(2).sum(-1)).expand(self.ensemble_size, -1)
+
+
+def test_bc_term_counts_only_the_expert_rows_the_q_filter_keeps():
+    """bc_rows is the share of the batch the BC term counted: every expert row without the filter;
+    with it only those whose action the critics value at least as much as the actor's own (here:
+    the expert rows at the critic's best action, not the ones at the worst corner)."""
+    best = torch.full((A - 1,), 0.9)
+    batch = make_batch(b=64)
+    rows = torch.arange(64)
+    batch["expert"] = rows < 32
+    batch["action"][:16, :-1] = best  # expert, valued highest
+    batch["action"][16:32, :-1] = -1.0  # expert, valued below anything the actor can sample
+    for q_filter, expected in ((True, 16 / 64), (False, 32 / 64)):
+        agent = SACAgent(S, A, True, small_config(bc_weight=1.0, bc_q_filter=q_filter), seed=0)
+        agent.critic = _PrefersAction(best)
+        metrics = agent._actor_temperature_step(agent.obs_norm(batch["obs"]).detach(), batch)
+        assert metrics["bc_rows"] == pytest.approx(expected)
+        assert float(metrics["bc_loss"]) > 0
+
+
+def test_bc_term_pulls_the_deterministic_action_towards_the_experts():
+    """Trained on the same batches, an agent with the BC term ends with its deterministic action
+    on the expert rows' states much nearer the experts' action than one without."""
+    target = torch.tensor([0.6, -0.4, 0.2])
+    batches = []
+    for seed in range(8):
+        batch = make_batch(b=64, seed=seed)
+        batch["expert"] = torch.arange(64) % 2 == 0
+        batch["action"][batch["expert"], :-1] = target
+        batches.append(batch)
+    errors = {}
+    for weight in (0.0, 5.0):
+        agent = SACAgent(S, A, True, small_config(bc_weight=weight, bc_q_filter=False), seed=0)
+        for i in range(150):
+            agent.update([batches[(2 * i + j) % 8] for j in range(2)])
+        states = torch.cat([b["obs"][b["expert"]] for b in batches])
+        with torch.no_grad():
+            action = agent.actor.deterministic(agent.obs_norm(states))
+        errors[weight] = float((action - target).pow(2).mean())
+    assert errors[5.0] < 0.02 and errors[5.0] < 0.2 * errors[0.0], errors
+
+
+def test_bc_weight_is_validated_and_needs_expert_rows():
+    for bad in (-0.1, float("nan"), 1e3):
+        with pytest.raises(ValueError, match="bc_weight"):
+            SACConfig(bc_weight=bad)
+    agent = SACAgent(S, A, True, small_config(bc_weight=0.4), seed=0)
+    agent.set_obs_normalization(np.zeros(S), np.ones(S))
+    with pytest.raises(ValueError, match="expert"):
+        agent.update(make_batch())
+    # Off (the default): no expert rows needed, no BC metrics.
+    assert "bc_loss" not in SACAgent(S, A, True, small_config(), seed=0).update(make_batch())

@@ -188,6 +188,18 @@ class SACConfig:
             [-5, 2]; initial std about 0.22, rlpd_v1) or "clamped" (clamp(exp(head), 1e-5, 10) with
             the mean and std heads initialised in +-0.05: initial std about 1, LeRobot's).
 
+    Expert actions in the actor loss (off by default):
+        bc_weight: w >= 0. The actor's loss gains w * mean|Q| * BC, BC the mean over the batch's
+            expert rows (demonstrations, interventions: MixedSampler's `expert`) of the squared
+            distance, averaged over the continuous dims, between the actor's deterministic action
+            and the expert's. Scaling by the batch's mean |Q| (detached) keeps the balance between
+            the two terms independent of the reward scale, as TD3+BC does (Fujimoto & Gu 2021;
+            its alpha = 2.5 is w = 0.4). 0: plain SAC.
+        bc_q_filter: count an expert row only where the critics value the expert's action at
+            least as highly as the actor's (the Q-filter of Nair et al. 2018), so that the term
+            fades where the policy has learned better than the demonstrator. Reads the same
+            mean or min over the ensemble as `actor_q`.
+
     Speed (changes no loss):
         compile_critics: run the critic ensemble's forward (online and target) through
             torch.compile, which fuses each layer's LayerNorm, per-member affine and activation (and
@@ -222,6 +234,8 @@ class SACConfig:
     actor_std: Literal["squashed", "clamped"] = "clamped"
     state_encoder_dim: int | None = 256
     activation: Literal["relu", "silu"] = "silu"
+    bc_weight: float = 0.0
+    bc_q_filter: bool = True
     compile_critics: bool = False
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
@@ -246,3 +260,5 @@ class SACConfig:
             raise ValueError(f"state_encoder_dim must be in [1, 4096] (null: no state encoder), got {self.state_encoder_dim}")
         if self.critic_updates_per_actor_update < 1:
             raise ValueError("critic_updates_per_actor_update must be >= 1")
+        if not (math.isfinite(self.bc_weight) and 0 <= self.bc_weight <= 100):
+            raise ValueError(f"bc_weight must be a number in [0, 100] (0: no behaviour-cloning term), got {self.bc_weight}")
