@@ -19,7 +19,8 @@ Losses (per critic step; `critic_updates_per_actor_update` critic steps, then on
              Q'_g(s', argmax_k Q_g(s', k));  L = mean_b (Q_g(s, k_taken) - y)^2.
     actor    L = mean_b (alpha * log pi(a|s) - min_e Q_e(s, a)),  a ~ pi(s) (reparameterised);
              mean_e instead of min_e with `actor_q: mean` (RLPD's).
-             With `bc_weight` w > 0, plus w * mean_b |Q| * sum_{b expert, kept} |mu(s) - a_b|^2 / (A * n_expert):
+             With `bc_weight` w > 0, plus
+                 w * mean_b |Q| * sum_{b expert, kept} |mu(s) - a_b|^2 / (A * n_expert),
              a behaviour-cloning pull of the deterministic action mu(s) = tanh(mean) towards the
              demonstrated or operator's action, on the expert rows the Q-filter keeps
              (Q(s, a_b) >= Q(s, a), `bc_q_filter`).
