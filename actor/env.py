@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -61,6 +62,26 @@ from hilrl.transport.spatial import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """One capture of every configured camera, cropped and resized, and what is read off it."""
+
+    policy: dict[str, np.ndarray]  # camera -> (H, W, 3) uint8: the observation's images
+    info: dict[str, Any]  # the info keys the frames give (image_capture_time_s, image_age_s, ...)
+    classifier_probability: float | None  # the reward classifier's, with env.reward_classifier
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """Everything one observation is made of: the robot state, the observation built from it and
+    the frames captured with it. Success and info are computed from a reading, never from what an
+    earlier call left on the env."""
+
+    state: RobotState
+    obs: dict[str, np.ndarray]
+    frames: _Frames | None  # None without cameras
 
 
 class RobotEnv(gym.Env):
@@ -114,10 +135,8 @@ class RobotEnv(gym.Env):
         self._gripper_cmd = 1.0
         self._steps = 0
         self._next_tick_s = 0.0
-        self._last_frames: dict[str, np.ndarray] = {}
-        self._image_info: dict[str, Any] = {}
+        self._last_reading: _Reading | None = None  # what render() shows
         self.reward_classifier = self._load_reward_classifier() if config.reward_classifier else None
-        self._classifier_probability = 0.0
 
     # ------------------------------------------------------------------ gymnasium API
 
@@ -144,8 +163,8 @@ class RobotEnv(gym.Env):
         self._steps = 0
         self._next_tick_s = time.monotonic() + self.control_period_s
         self.robot_state = state
-        obs = self._observe(state)
-        return obs, self._info(state)
+        reading = self._read(state)
+        return reading.obs, self._info(reading, self._succeeded(reading))
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         if self.robot_state is None:
@@ -175,24 +194,23 @@ class RobotEnv(gym.Env):
         self.robot_state = state
         self._steps += 1
 
-        # First: it reads the frames whose times `_info` reports, and that a reward classifier
-        # judges success on.
-        obs = self._observe(state)
-        succeeded = self._succeeded(state)
+        reading = self._read(state)
+        succeeded = self._succeeded(reading)
         terminated = succeeded
         truncated = not terminated and (self._steps >= self.config.max_episode_steps or bool(state.errors))
         if state.errors:
             log.warning("robot reported controller errors; ending the episode: %s", state.errors)
         reward = self.config.success_reward if succeeded else 0.0
-        info = self._info(state)
+        info = self._info(reading, succeeded)
         info["gripper_switched"] = gripper_switched
-        return obs, reward, terminated, truncated, info
+        return reading.obs, reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        if self._last_frames:
-            return next(iter(self._last_frames.values()))
+        frames = self._last_reading.frames if self._last_reading is not None else None
+        if frames is not None and frames.policy:
+            return next(iter(frames.policy.values()))
         return self.robot.render([self.server_info.cameras[0]]).pixels[0]
 
     @property
@@ -243,7 +261,18 @@ class RobotEnv(gym.Env):
         else:  # late: start a fresh schedule rather than bursting to catch up
             self._next_tick_s = now + self.control_period_s
 
-    def _observe(self, state: RobotState) -> dict[str, np.ndarray]:
+    def _read(self, state: RobotState) -> _Reading:
+        """The observation of `state`: its state vector, and with cameras the frames captured now
+        (just after the state was read). Kept as the reading render() shows."""
+        obs: dict[str, np.ndarray] = {"state": self._state_vector(state)}
+        frames = self._capture(state) if self._cameras else None
+        if frames is not None:
+            obs.update(frames.policy)
+        self._last_reading = _Reading(state, obs, frames)
+        return self._last_reading
+
+    def _state_vector(self, state: RobotState) -> np.ndarray:
+        """The `env.observation.state` blocks of `state`, in their configured order, (n,) float32."""
         blocks = []
         for key in self.config.observation.state:
             if key == "tcp_pose":
@@ -261,35 +290,34 @@ class RobotEnv(gym.Env):
                 # Relative to the current TCP: the feature a wrist camera would give, and the one a
                 # reaching or grasping policy needs directly.
                 blocks.append(np.asarray(state.object_state[:3]) - state.tcp_position_m)
-        obs: dict[str, np.ndarray] = {"state": np.concatenate(blocks).astype(np.float32)}
-        if self._cameras:
-            images = self.robot.render(list(self._cameras))
-            policy: dict[str, np.ndarray] = {}
-            classifier: dict[str, np.ndarray] = {}
-            for i, name in enumerate(images.cameras):
-                cam = self._cameras[name]
-                frame = crop_resize(images.pixels[i], cam.crop, cam.size)
-                (policy if cam.role == "policy" else classifier)[name] = frame
-            self._last_frames = policy
-            obs.update(policy)
-            # The sim renders every camera at one time; real cameras (one device each, see
-            # hardware/cameras.py) report a capture time per frame.
-            times = getattr(images, "capture_times_s", None) or [images.capture_time_s] * len(images.cameras)
-            capture = {name: float(t) for name, t in zip(images.cameras, times, strict=True)}
-            ages = [state.robot_time_s - t for t in capture.values()]
-            self._image_info = {
-                "image_capture_time_s": capture,
-                "image_age_s": {"newest": min(ages), "oldest": max(ages)},
-            }
-            if classifier:
-                self._image_info["classifier_images"] = classifier
-            if self.reward_classifier is not None:
-                # Classifier cameras first, else the policy camera of that name (a classifier
-                # trained on policy frames when no camera has role classifier).
-                frames = {name: classifier.get(name, policy.get(name)) for name in self.reward_classifier.cameras}
-                self._classifier_probability = self.reward_classifier.probability(frames)
-                self._image_info["classifier_probability"] = self._classifier_probability
-        return obs
+        return np.concatenate(blocks).astype(np.float32)
+
+    def _capture(self, state: RobotState) -> _Frames:
+        """One render of every configured camera (policy and classifier ones), cropped and resized;
+        their capture times and ages against `state`; the reward classifier's probability on them."""
+        images = self.robot.render(list(self._cameras))
+        policy: dict[str, np.ndarray] = {}
+        classifier: dict[str, np.ndarray] = {}
+        for i, name in enumerate(images.cameras):
+            cam = self._cameras[name]
+            frame = crop_resize(images.pixels[i], cam.crop, cam.size)
+            (policy if cam.role == "policy" else classifier)[name] = frame
+        # The sim renders every camera at one time; real cameras (one device each, see
+        # hardware/cameras.py) report a capture time per frame.
+        times = getattr(images, "capture_times_s", None) or [images.capture_time_s] * len(images.cameras)
+        capture = {name: float(t) for name, t in zip(images.cameras, times, strict=True)}
+        ages = [state.robot_time_s - t for t in capture.values()]
+        info: dict[str, Any] = {"image_capture_time_s": capture, "image_age_s": {"newest": min(ages), "oldest": max(ages)}}
+        if classifier:
+            info["classifier_images"] = classifier
+        probability = None
+        if self.reward_classifier is not None:
+            # Classifier cameras first, else the policy camera of that name (a classifier
+            # trained on policy frames when no camera has role classifier).
+            seen = {name: classifier.get(name, policy.get(name)) for name in self.reward_classifier.cameras}
+            probability = self.reward_classifier.probability(seen)
+            info["classifier_probability"] = probability
+        return _Frames(policy, info, probability)
 
     def task_succeeded(self, state: RobotState) -> bool:
         """The task's own success check: the robot says so (the sim's task check), or the TCP is
@@ -300,12 +328,13 @@ class RobotEnv(gym.Env):
             return True
         return bool(state.task_success)
 
-    def _succeeded(self, state: RobotState) -> bool:
-        """Success of the latest observation: the reward classifier's decision on its frames
-        when one is configured (call after `_observe`), else `task_succeeded`."""
+    def _succeeded(self, reading: _Reading) -> bool:
+        """Success of an observation: the reward classifier's decision on its frames when one is
+        configured, else `task_succeeded` of its state."""
         if self.reward_classifier is not None:
-            return self._classifier_probability >= self.reward_classifier.threshold
-        return self.task_succeeded(state)
+            assert reading.frames is not None and reading.frames.classifier_probability is not None
+            return reading.frames.classifier_probability >= self.reward_classifier.threshold
+        return self.task_succeeded(reading.state)
 
     def _load_reward_classifier(self) -> Any:
         """The classifier `env.reward_classifier` names, hash-checked, its cameras checked
@@ -338,14 +367,16 @@ class RobotEnv(gym.Env):
         log.info("reward classifier %s: cameras %s, threshold %.4f", ref.path, list(classifier.cameras), classifier.threshold)
         return classifier
 
-    def _info(self, state: RobotState) -> dict[str, Any]:
+    def _info(self, reading: _Reading, succeeded: bool) -> dict[str, Any]:
+        """The info dict of an observation (module docstring); `succeeded` is `_succeeded(reading)`."""
+        state = reading.state
         info = {
-            "succeeded": self._succeeded(state),
+            "succeeded": succeeded,
             "intervened": False,
             "robot_time_s": state.robot_time_s,
             "robot_errors": list(state.errors),
             "gripper_switched": False,
-            **self._image_info,
+            **(reading.frames.info if reading.frames is not None else {}),
         }
         if self.reward_classifier is not None:
             info["task_succeeded"] = self.task_succeeded(state)
