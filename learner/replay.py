@@ -54,9 +54,6 @@ class ChunkLike(Protocol):
 # Per-slot fields copied from the chunk's records (same names as there), besides obs and action.
 _SLOT_FIELDS = ("reward", "terminated", "truncated", "intervened", "gripper_switched", "episode_id", "step_index")
 
-# Transition fields a sample returns (besides observations).
-_SAMPLE_FIELDS = ("action", "reward", "terminated", "truncated", "intervened", "gripper_switched")
-
 
 @dataclass
 class _Pending:
@@ -133,6 +130,10 @@ class ReplayBuffer:
         self.step_index = np.zeros(n, np.int32)
         self.has_action = np.zeros(n, np.bool_)
         self.valid = np.zeros(n, np.bool_)
+        # restored_at[i]: where slot i's transition was stored again, next to its next observation,
+        # after another session wrote in between (-1: nowhere). The n-step walk (sample) goes on
+        # there. Always a later write than i, so it is overwritten only after i is, which clears it.
+        self.restored_at = np.full(n, -1, np.int32 if n < 2**31 else np.int64)
         self.write_index = 0  # next slot to write
         self.slots_written = 0  # writes so far (slots in use = min(slots_written, N))
         # Per actor session: its last record was a stored transition still waiting for its next
@@ -147,7 +148,7 @@ class ReplayBuffer:
     def _slot_arrays(self) -> list[np.ndarray]:
         """Every per-slot array (first axis N)."""
         return [
-            self.obs_state, *self.obs_images.values(), self.action, self.has_action, self.valid,
+            self.obs_state, *self.obs_images.values(), self.action, self.has_action, self.valid, self.restored_at,
             *(getattr(self, name) for name in _SLOT_FIELDS),
         ]
 
@@ -211,6 +212,7 @@ class ReplayBuffer:
             # Overwriting a slot destroys its old transition (its old next observation was the
             # following slot, about to be overwritten or already unrelated) ...
             self.valid[slots] = False
+            self.restored_at[slots] = -1
             self.obs_state[slots] = chunk.obs_state[r]
             for name, images in self.obs_images.items():
                 images[slots] = chunk.obs_images[name][r]
@@ -245,6 +247,7 @@ class ReplayBuffer:
         for array in self._slot_arrays():
             array[target] = array[source]
         self.valid[target] = False
+        self.restored_at[target], self.restored_at[source] = -1, target
         self.write_index = (target + 1) % self.capacity
         self.slots_written += 1
         self._valid_slots = None
@@ -374,28 +377,69 @@ class ReplayBuffer:
             valid = np.sort(rng.choice(valid, max_rows, replace=False))
         return self.obs_state[valid]
 
-    def sample(self, n: int, rng: np.random.Generator) -> dict[str, Any]:
+    def sample(self, n: int, rng: np.random.Generator, n_step: int = 1, discount: float = 1.0) -> dict[str, Any]:
         """n transitions uniformly (with replacement) over the valid slots.
 
         Returns: obs_state, next_obs_state (n, S) float32; obs_images, next_obs_images
         {camera: (n, H, W, 3) uint8}; action (n, A) float32; reward (n,) float32; terminated,
         truncated, intervened, gripper_switched (n,) bool.
+
+        n_step > 1: each transition runs on through the following stored transitions of its
+        episode, up to n_step in all (m, its `bootstrap_steps` (n,) int32, 1..n_step), stopping
+        after a terminated one and where the next slot holds no stored transition (an episode's
+        final observation, or where this buffer's selection of steps ends); reward is then
+        sum_{k<m} discount^k r_{t+k}, next_obs the observation after the m-th transition, and
+        terminated / truncated are the m-th's. action, intervened and gripper_switched stay the
+        first transition's. The walk follows `valid`, which only links a slot to the next write
+        of the same episode, and `restored_at` where an interleaving actor made this buffer store
+        the next transition again further on; so it never crosses into another episode, another
+        actor's records or slots overwritten since.
         """
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
         valid = self._valid()
         if len(valid) == 0:
             raise ValueError("cannot sample from a buffer without valid transitions")
         slots = valid[rng.integers(0, len(valid), n)]
-        next_slots = (slots + 1) % self.capacity
+        last, reward = slots, self.reward[slots]
+        if n_step > 1:
+            last, reward, steps = self._run_on(slots, n_step, discount)
+        next_slots = (last + 1) % self.capacity
         out: dict[str, Any] = {
             "obs_state": self.obs_state[slots],
             "next_obs_state": self.obs_state[next_slots],
             "obs_images": {name: images[slots] for name, images in self.obs_images.items()},
             "next_obs_images": {name: images[next_slots] for name, images in self.obs_images.items()},
             "action": self.action[slots],
+            "reward": reward,
+            "terminated": self.terminated[last],
+            "truncated": self.truncated[last],
+            "intervened": self.intervened[slots],
+            "gripper_switched": self.gripper_switched[slots],
         }
-        for name in _SAMPLE_FIELDS[1:]:
-            out[name] = getattr(self, name)[slots]
+        if n_step > 1:
+            out["bootstrap_steps"] = steps
         return out
+
+    def _run_on(self, slots: np.ndarray, n_step: int, discount: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """sample()'s n-step walk from valid `slots` (n,): (the last slot walked (n,), the
+        discounted reward sum (n,) float32, the transitions summed (n,) int32)."""
+        last = slots.copy()
+        reward = self.reward[slots].astype(np.float64)
+        steps = np.ones(len(slots), np.int32)
+        going = ~self.terminated[slots]
+        for k in range(1, n_step):
+            following = (last + 1) % self.capacity
+            elsewhere = self.restored_at[following]  # that transition was stored again further on
+            following = np.where(self.valid[following] | (elsewhere < 0), following, elsewhere)
+            going &= self.valid[following]  # the next observation starts a stored transition
+            if not going.any():
+                break
+            last = np.where(going, following, last)
+            reward += np.where(going, discount**k * self.reward[following], 0.0)
+            steps += going
+            going &= ~self.terminated[following]
+        return last, reward.astype(np.float32), steps
 
 
 def concat_batches(batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -419,16 +463,21 @@ class MixedSampler:
             proportion to their sizes (i.e. uniformly over their union).
         online_fraction: share of the batch from `online`, round(batch_size * online_fraction).
         batch_size: transitions per batch.
+        n_step, discount: every buffer's sample() walk (ReplayBuffer.sample; 1: one-step rows).
     When every other buffer is empty the whole batch comes from `online`.
     """
 
-    def __init__(self, online: ReplayBuffer, others: Sequence[ReplayBuffer], online_fraction: float, batch_size: int):
+    def __init__(self, online: ReplayBuffer, others: Sequence[ReplayBuffer], online_fraction: float, batch_size: int,
+                 n_step: int = 1, discount: float = 1.0):
         if not 0 < online_fraction <= 1:
             raise ValueError("online_fraction must be in (0, 1]")
+        if n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {n_step}")
         self.online = online
         self.others = list(others)
         self.online_fraction = online_fraction
         self.batch_size = batch_size
+        self.n_step, self.discount = n_step, discount
 
     def counts(self, rng: np.random.Generator) -> list[int]:
         """Transitions to draw from [online, *others] for one batch."""
@@ -444,7 +493,9 @@ class MixedSampler:
         plus expert (B,) bool: the rows whose action a demonstrator or an operator chose (drawn
         from a demo or intervention buffer, or intervened)."""
         buffers = [self.online, *self.others]
-        parts = [(b.sample(n, rng), i > 0) for i, (b, n) in enumerate(zip(buffers, self.counts(rng), strict=True)) if n > 0]
+        counts = self.counts(rng)
+        parts = [(b.sample(n, rng, self.n_step, self.discount), i > 0)
+                 for i, (b, n) in enumerate(zip(buffers, counts, strict=True)) if n > 0]
         batch = concat_batches([part for part, _ in parts])
         from_others = np.concatenate([np.full(len(part["reward"]), other) for part, other in parts])
         batch["expert"] = from_others | batch["intervened"]
@@ -457,7 +508,8 @@ def to_torch(batch: Mapping[str, Any], device: str | torch.device) -> dict[str, 
     obs, next_obs (B, S) float32 (from obs_state, next_obs_state); obs_images, next_obs_images
     {camera: (B, H, W, 3) uint8, unchanged}; action (B, A) float32; reward (B,) float32;
     terminated (B,) float32 (multiplies the bootstrap); truncated, intervened, gripper_switched,
-    expert (B,) bool (expert: as MixedSampler.sample marks it; a plain buffer's batch: intervened).
+    expert (B,) bool (expert: as MixedSampler.sample marks it; a plain buffer's batch: intervened);
+    bootstrap_steps (B,) float32 when the batch has it (n-step rows).
     """
     device = torch.device(device)
     non_blocking = device.type == "cuda"
@@ -476,6 +528,8 @@ def to_torch(batch: Mapping[str, Any], device: str | torch.device) -> dict[str, 
         "gripper_switched": move(batch["gripper_switched"], torch.bool),
         "expert": move(batch.get("expert", batch["intervened"]), torch.bool),
     }
+    if "bootstrap_steps" in batch:  # n-step rows: the agent bootstraps with discount ** steps
+        out["bootstrap_steps"] = move(batch["bootstrap_steps"], torch.float32)
     for key in ("obs_images", "next_obs_images"):
         out[key] = {cam: move(images, torch.uint8) for cam, images in batch.get(key, {}).items()}
     return out

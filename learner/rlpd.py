@@ -20,7 +20,7 @@ The rules, in order:
 - the input normalisation is fitted from the demo and online data just before the first update
   (never refitted; restored with the weights);
 - each update draws a fresh RLPD batch (online_fraction online, the rest demo + intervention) per
-  critic step, as HIL-SERL does;
+  critic step, as HIL-SERL does, of n-step rows with `learner.sac.n_step` > 1;
 - `learner.algorithm: rlif`: chunks' rewards are the intervention signal (hilrl.learner.rlif)
   before they are stored.
 """
@@ -110,7 +110,8 @@ class RLPDTrainer:
         self.online = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
         self.demo = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
         self.intervention = ReplayBuffer(c.replay_capacity, state_dim, action_dim, cameras)
-        self.sampler = MixedSampler(self.online, [self.demo, self.intervention], c.online_fraction, c.batch_size)
+        self.sampler = MixedSampler(self.online, [self.demo, self.intervention], c.online_fraction, c.batch_size,
+                                    n_step=c.sac.n_step, discount=c.sac.discount)
         self.rlif = InterventionReward(c.rlif) if c.algorithm == "rlif" else None
         self.rng = np.random.default_rng(c.seed)
         self.updates = 0

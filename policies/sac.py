@@ -14,9 +14,12 @@ Losses (per critic step; `critic_updates_per_actor_update` critic steps, then on
              a' ~ pi(s'), the entropy term only with `backup_entropy` (the default; RLPD leaves it
              out);  L = mean_e,b (Q_e(s, a) - y)^2.
              Only `terminated` masks the bootstrap: a time limit (truncation) still bootstraps from
-             the stored final observation.
+             the stored final observation. With `n_step` n > 1 a row is up to n steps of one
+             episode (m of them, `bootstrap_steps`): r is their discounted reward sum, s' the
+             observation after them, and discount becomes discount^m (ReplayBuffer.sample).
     grasp    double DQN: y = r - penalty * switched + discount * (1 - terminated) *
-             Q'_g(s', argmax_k Q_g(s', k));  L = mean_b (Q_g(s, k_taken) - y)^2.
+             Q'_g(s', argmax_k Q_g(s', k));  L = mean_b (Q_g(s, k_taken) - y)^2
+             (n-step rows as above; the penalty is the first step's).
     actor    L = mean_b (alpha * log pi(a|s) - min_e Q_e(s, a)),  a ~ pi(s) (reparameterised);
              mean_e instead of min_e with `actor_q: mean` (RLPD's).
              With `bc_weight` w > 0, plus
@@ -366,8 +369,9 @@ class SACAgent:
             obs (B, S) float32, action (B, action_dim) float32 (env format), reward (B,) float32,
             terminated (B,) float32 or bool, next_obs (B, S) float32, gripper_switched (B,) bool
             (only read when has_gripper); with cameras also obs_images, next_obs_images
-            {camera: (B, H, W, 3) uint8}; with `bc_weight` > 0 also expert (B,) bool; other keys
-            are ignored (e.g. truncated).
+            {camera: (B, H, W, 3) uint8}; with `bc_weight` > 0 also expert (B,) bool; n-step rows
+            also bootstrap_steps (B,) float32 (their steps m: the bootstrap is discounted by
+            discount ** m); other keys are ignored (e.g. truncated).
             Or a sequence of such dicts, one per critic step (fresh data per step as in HIL-SERL);
             the actor step uses the last. A single dict is reused for every critic step (with
             fresh augmentation each time).
@@ -488,7 +492,14 @@ class SACAgent:
         (None: the normalised next_obs of a state-only agent)."""
         not_done = 1.0 - batch["terminated"].float()
         next_v = self.next_value(self._next_features(batch, next_features), batch.get("next_base_action"))
-        return batch["reward"] + self.config.discount * not_done * next_v
+        return batch["reward"] + self._bootstrap_discount(batch) * not_done * next_v
+
+    def _bootstrap_discount(self, batch: Batch) -> float | torch.Tensor:
+        """The factor on the bootstrapped value: discount, or discount ** m (B,) for n-step rows
+        (their `bootstrap_steps` m, from ReplayBuffer.sample; their reward is already the
+        discounted sum of m rewards)."""
+        steps = batch.get("bootstrap_steps")
+        return self.config.discount if steps is None else self.config.discount ** steps
 
     def _critic_step(self, batch: Batch, features: torch.Tensor, next_features: torch.Tensor) -> dict[str, torch.Tensor]:
         target = self.compute_critic_target(batch, next_features)  # (B,)
@@ -511,7 +522,7 @@ class SACAgent:
         next_q = self.grasp_critic_target(next_features).gather(-1, best_next).squeeze(-1)
         reward = batch["reward"] - self.config.grasp_switch_penalty * batch["gripper_switched"].float()
         not_done = 1.0 - batch["terminated"].float()
-        return reward + self.config.discount * not_done * next_q
+        return reward + self._bootstrap_discount(batch) * not_done * next_q
 
     def _grasp_step(self, batch: Batch, features: torch.Tensor, next_features: torch.Tensor) -> torch.Tensor:
         target = self.compute_grasp_target(batch, next_features)

@@ -140,6 +140,13 @@ class SACConfig:
         target_entropy: null: -n/2, n as `target_entropy_dims` says.
         tau: target network Polyak rate.
         critic_updates_per_actor_update: critic steps per actor/temperature step.
+        n_step: the critic and grasp targets bootstrap after up to n stored steps of the same
+            episode: y = sum_{k<m} discount^k r_{t+k} + discount^m (1 - terminated_{t+m-1}) V(s_{t+m}),
+            m = n, or fewer where the episode ends (terminated, truncated) or the buffer's stored
+            steps stop first (the demo and intervention buffers end their runs where the expert
+            let go). The entropy bonus is only the bootstrap's, the switch penalty only the first
+            step's, and the n-step return is not corrected for the steps after the first being
+            another policy's (as Ape-X, R2D2 and DrQ-v2 leave it). 1: one-step SAC.
         backup_entropy: include the entropy bonus in the critic target (LeRobot; RLPD: off).
         grasp_switch_penalty: reward subtracted for each gripper switch (grasp critic only).
         grasp_exploration: while training (not in evaluation), the probability that the acting
@@ -235,6 +242,7 @@ class SACConfig:
     target_entropy: float | None = None
     tau: float = 0.005
     critic_updates_per_actor_update: int = 2
+    n_step: int = 1
     backup_entropy: bool = True
     grasp_switch_penalty: float = 0.05
     grasp_exploration: float = 0.1
@@ -272,5 +280,7 @@ class SACConfig:
             raise ValueError(f"state_encoder_dim must be in [1, 4096] (null: no state encoder), got {self.state_encoder_dim}")
         if self.critic_updates_per_actor_update < 1:
             raise ValueError("critic_updates_per_actor_update must be >= 1")
+        if not 1 <= self.n_step <= 50:
+            raise ValueError(f"n_step must be an integer in [1, 50] (1: one-step targets), got {self.n_step}")
         if not (math.isfinite(self.bc_weight) and 0 <= self.bc_weight <= 100):
             raise ValueError(f"bc_weight must be a number in [0, 100] (0: no behaviour-cloning term), got {self.bc_weight}")
