@@ -146,7 +146,11 @@ class SACConfig:
             steps stop first (the demo and intervention buffers end their runs where the expert
             let go). The entropy bonus is only the bootstrap's, the switch penalty only the first
             step's, and the n-step return is not corrected for the steps after the first being
-            another policy's (as Ape-X, R2D2 and DrQ-v2 leave it). 1: one-step SAC.
+            another policy's (as Ape-X, R2D2 and DrQ-v2 leave it). 1: one-step SAC, the default:
+            n = 3 under the other defaults (seed 0, 30k steps) reached 90 % on pick-cube at 5,252
+            (n = 1: 4,134 / 5,274 / 5,089 on seeds 0-2), and on Meta-World push its first 10k
+            steps had an area of 0.13 under the success curve (n = 1: 0.10 / 0.18 / 0.045), never
+            90 % in 30k (0.6 at the end): no gain to set it on.
         backup_entropy: include the entropy bonus in the critic target (LeRobot; RLPD: off).
         grasp_switch_penalty: reward subtracted for each gripper switch (grasp critic only).
         grasp_exploration: while training (not in evaluation), the probability that the acting
