@@ -8,7 +8,7 @@ bench/results/sample_efficiency/<task>__<variant>__seed<k>.json, so the suite ca
 a time and merged (extra overrides, `--set ... --label L`, are kept as variant "<variant>+L"):
 
     python bench/sample_efficiency.py run --task fetch_push --seeds 0 1 2 [--variant default] [--budget 30000]
-    python bench/sample_efficiency.py report            # ONE JSON object over every kept result
+    python bench/sample_efficiency.py report [--horizon 10000]  # ONE JSON object over every kept result
     python bench/sample_efficiency.py list              # tasks and variants
 
 The external tasks need their packages (bench-only, never CI): `pip install metaworld
@@ -20,7 +20,10 @@ Per run: the deterministic policy is evaluated every `--eval-every` env steps (1
 interquartile range over seeds of the env steps to the first evaluation >= 90 % (a seed that never
 gets there counts as "not reached" and makes the median null when it is half or more), success at
 fixed budgets (the last evaluation at or before each), and the area under the success curve
-(trapezoid over [0, budget], normalised to [0, 1]; success 0 at step 0).
+(trapezoid over [0, horizon], normalised to [0, 1]; success 0 at step 0). Every figure of a task
+and variant is over one horizon of env steps, recomputed from the kept curves: `--horizon`, or
+else the shortest budget among that variant's runs (so a 30k run is read over the first 10k of
+its curve beside 10k runs).
 
 Variants are the `learner.sac` ablation switches (hilrl.transport.sections.sac) one at a time on
 top of the previous recipe ("rlpd_v1"), and all of them together ("lerobot_like": LeRobot's SAC
@@ -205,16 +208,30 @@ def run_once(name: str, variant: str, seed: int, budget: int, eval_every: int, e
     return result
 
 
-def report() -> dict[str, Any]:
-    """Every kept result, grouped by task and variant."""
+def _over(run: dict[str, Any], horizon: int) -> dict[str, Any]:
+    """The run's figures over [0, horizon] env steps, recomputed from its curve (horizon <= its budget)."""
+    curve = [(steps, success) for steps, success in run["curve"] if steps <= horizon]
+    return {"seed": run["seed"], "steps_to_90": steps_to(curve, 0.9), "success_at": success_at(curve, horizon),
+            "auc": auc(curve, horizon), "wall_time_s": run["wall_time_s"] * horizon / run["budget"]}
+
+
+def report(horizon: int | None = None) -> dict[str, Any]:
+    """Every kept result, grouped by task and variant, each group over one horizon of env steps:
+    `horizon` if given (runs with a smaller budget are left out, and counted), else the smallest
+    budget among the group's runs. Runs kept with different budgets (a 30k run beside 10k ones)
+    are so compared over the same steps: an area under the curve over 30k is not one over 10k."""
     groups: dict[str, dict[str, list[dict]]] = {}
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         groups.setdefault(r["task"], {}).setdefault(r["variant"], []).append(r)
-    out: dict[str, Any] = {"results_dir": str(RESULTS.relative_to(REPO)), "tasks": {}}
+    out: dict[str, Any] = {"results_dir": str(RESULTS.relative_to(REPO)), "horizon": horizon, "tasks": {}}
     for task, variants in groups.items():
         out["tasks"][task] = {}
-        for variant, runs in variants.items():
+        for variant, kept in variants.items():
+            over = horizon if horizon is not None else min(r["budget"] for r in kept)
+            runs = [_over(r, over) for r in kept if r["budget"] >= over]
+            if not runs:
+                continue
             reached = [r["steps_to_90"] for r in runs if r["steps_to_90"] is not None]
             # A seed that never reached 90 % ranks above every seed that did: the median exists only
             # while fewer than half the seeds failed.
@@ -224,14 +241,16 @@ def report() -> dict[str, Any]:
             points = sorted({p for r in runs for p in r["success_at"]}, key=int)
             out["tasks"][task][variant] = {
                 "seeds": sorted(r["seed"] for r in runs),
-                "budget": max(r["budget"] for r in runs),
+                "horizon": over,
+                "left_out_shorter": len(kept) - len(runs),
                 "steps_to_90": {"median": None if median in (None, float("inf")) else median, "q1": q["q1"],
                                 "q3": q["q3"], "per_seed": {r["seed"]: r["steps_to_90"] for r in runs},
                                 "not_reached": len(runs) - len(reached)},
                 "success_at": {p: quartiles([r["success_at"][p] for r in runs if r["success_at"].get(p) is not None])["median"]
                                for p in points},
                 "auc": quartiles([r["auc"] for r in runs]),
-                "wall_time_s_median": statistics.median(r["wall_time_s"] for r in runs),
+                # Scaled to the horizon by the run's share of its budget (a rough figure for a longer run).
+                "wall_time_s_median": round(statistics.median(r["wall_time_s"] for r in runs), 1),
             }
     return out
 
@@ -249,14 +268,18 @@ def main() -> None:
     run.add_argument("--agent", choices=AGENTS, default="ours",
                      help="ours: through hilrl run; ours_inprocess / lerobot: one process, the same trainer (inprocess.py)")
     run.add_argument("--label", default="", help="with --set: the name its results are kept under (<variant>+<label>)")
-    sub.add_parser("report", help="print one JSON object over every kept result")
+    rep = sub.add_parser("report", help="print one JSON object over every kept result")
+    rep.add_argument("--horizon", type=int, default=None,
+                     help="env steps every figure is computed over (default: per task and variant, its shortest run's budget)")
     sub.add_parser("list", help="tasks and variants")
     args = parser.parse_args()
     if args.command == "list":
         print(json.dumps({"tasks": sorted(TASKS), "variants": {k: list(v) for k, v in VARIANTS.items()}}))
         return
     if args.command == "report":
-        print(json.dumps(report()))
+        if args.horizon is not None and args.horizon < 1:
+            raise SystemExit(f"--horizon must be a positive number of env steps, got {args.horizon}")
+        print(json.dumps(report(args.horizon)))
         return
     if args.set and not args.label:
         raise SystemExit("--set needs --label NAME: results with extra overrides are kept apart from the plain variant's")
