@@ -286,6 +286,8 @@ def train_on_env(
             "env_steps", "updates"} (success: info["succeeded"] or info["is_success"]).
         on_step: called after each env step and the updates it allowed, with the env steps so far
             (a periodic evaluation, on an env of its own, hooks in here).
+    Each step is stored with info["gripper_switched"] (False where the env does not say), as the
+    actor loop stores it, so a grasp critic's switch penalty applies here too.
     Returns {"env_steps", "updates", "episodes", "updates_per_env_step_held"}.
     """
     rng = np.random.default_rng(seed)
@@ -297,7 +299,10 @@ def train_on_env(
         else:
             action = trainer.agent.act(obs, deterministic=False)
         next_obs, reward, terminated, truncated, info = env.step(action)
-        trainer.add_step(obs, action, float(reward), next_obs, bool(terminated), bool(truncated))
+        # The grasp critic's switch penalty needs the env's word on whether the gripper command
+        # changed (RobotEnv and GymnasiumEnv say it in info, as the actor loop stores it).
+        trainer.add_step(obs, action, float(reward), next_obs, bool(terminated), bool(truncated),
+                         gripper_switched=bool(info.get("gripper_switched", False)))
         while trainer.may_update():
             trainer.update()
             if trainer.config.updates_per_env_step == 0:

@@ -143,3 +143,33 @@ def test_the_normalisation_scheme_is_fitted_as_configured():
     assert np.all(fitted["min_max"] >= -1 - 1e-5) and np.all(fitted["min_max"] <= 1 + 1e-5)
     assert np.allclose(fitted["min_max"].min(axis=0), -1, atol=1e-5) and np.allclose(fitted["min_max"].max(axis=0), 1, atol=1e-5)
     assert np.allclose(fitted["mean_std"].mean(axis=0), 0, atol=0.2) and np.allclose(fitted["mean_std"].std(axis=0), 1, atol=0.2)
+
+
+class _SwitchingEnv(gym.Env):
+    """A 2-dim state, a 2-dim action (the last the gripper), 10-step episodes; the gripper command
+    'changes' on steps 3 and 7 of each episode, as RobotEnv's info reports it."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.full(2, self.t / 10, np.float32)
+        return obs, 0.0, False, self.t == 10, {"gripper_switched": self.t in (3, 7)}
+
+
+def test_plain_env_steps_keep_the_envs_gripper_switches():
+    """train_on_env stores info['gripper_switched'] with each step (the grasp critic's switch
+    penalty reads it), not False for every step."""
+    trainer = RLPDTrainer(_config(training_starts=1000), 2, 2, has_gripper=True, device="cpu")
+    train_on_env(_SwitchingEnv(), trainer, 30, random_steps=30)
+    online = trainer.online
+    assert len(online) == 30
+    switched_steps = sorted(set(online.step_index[:30][online.gripper_switched[:30]].tolist()))
+    assert switched_steps == [2, 6]  # the 3rd and 7th steps of each of the 3 episodes
+    assert int(online.gripper_switched[:30].sum()) == 6
