@@ -8,11 +8,13 @@ the same data through the same loop as ours.
     curve, summary, wall_s = train_in_process(config_file, overrides, budget, eval_every,
                                               make_agent=None)   # None: our SACAgent
 
-`make_agent(learner_config, state_dim, action_dim)` returns an object with `action_dim`,
+`make_agent(learner_config, state_dim, action_dim, has_gripper)` returns an object with `action_dim`,
 `act(obs, deterministic)`, `update(batches)` (one RLPD batch per critic step, dicts of tensors as
 SACAgent.update takes) and `set_obs_normalization(centre, scale)`; it replaces the trainer's
-agent. Only gymnasium envs (`env.kind: gymnasium`) with state observations and no gripper
-dimension run here: the robot tasks need their robot server, which `hilrl run` starts.
+agent. Any env with state observations runs here, gripper dimension included (the agent then
+reads batches' gripper_switched): a gymnasium env, or a sim robot task on its in-process robot
+(`env.connection=inprocess`, as `hilrl record-demos` uses it: the same physics and safety
+clips as the robot server, without the socket).
 
 What differs from `hilrl run`, by construction: no link, so the actor acts on every update at once
 (the learner process publishes weights every `learner.weights_every_updates`), and until
@@ -33,7 +35,6 @@ from harness import EVAL_EPISODES, FINAL_EVAL_EPISODES
 
 from hilrl.actor.config import ActorConfig
 from hilrl.actor.evaluation import DEFAULT_SEED, run_episodes, summarize
-from hilrl.actor.gym_env import GymnasiumEnv
 from hilrl.actor.make import make_env
 from hilrl.learner.rlpd import RLPDTrainer, train_on_env
 from hilrl.tools.demos import record_demos
@@ -41,9 +42,10 @@ from hilrl.tools.run import DEFAULT_DEMOS
 from hilrl.transport.chunkfile import ChunkDirectory
 from hilrl.transport.config import load_document, parse_document, section
 from hilrl.transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
+from hilrl.transport.sections.env import EnvConfig
 from hilrl.transport.sections.learner import LearnerConfig
 
-AgentFactory = Callable[[LearnerConfig, int, int], Any]
+AgentFactory = Callable[[LearnerConfig, int, int, bool], Any]
 
 
 def train_in_process(config: Path, overrides: list[str], budget: int, eval_every: int,
@@ -53,16 +55,20 @@ def train_in_process(config: Path, overrides: list[str], budget: int, eval_every
     last, replacing a periodic one at the same step)."""
     started = time.monotonic()
     doc = load_document(config, overrides)
+    if section(doc, "env", EnvConfig).kind == "robot":
+        doc = parse_document(doc, ["env.connection=inprocess"])  # no robot server in this process
     env, eval_env = make_env(doc), make_env(doc)
-    if not isinstance(env, GymnasiumEnv) or env.has_gripper or set(env.observation_space.spaces) != {"state"}:
-        raise SystemExit(f"{config}: the in-process harness runs gymnasium envs with state observations and no "
-                         "gripper dimension (robot tasks train through hilrl run)")
+    if set(env.observation_space.spaces) != {"state"}:
+        env.close()
+        eval_env.close()
+        raise SystemExit(f"{config}: the in-process harness runs state observations only, not "
+                         f"{sorted(set(env.observation_space.spaces) - {'state'})} (image tasks train through hilrl run)")
     learner = section(doc, "learner", LearnerConfig)
     actor = section(doc, "actor", ActorConfig)
     state_dim, action_dim = env.observation_space["state"].shape[0], env.action_space.shape[0]
-    trainer = RLPDTrainer(learner, state_dim, action_dim, has_gripper=False, device=learner.device)
+    trainer = RLPDTrainer(learner, state_dim, action_dim, has_gripper=env.has_gripper, device=learner.device)
     if make_agent is not None:
-        trainer.agent = make_agent(learner, state_dim, action_dim)
+        trainer.agent = make_agent(learner, state_dim, action_dim, env.has_gripper)
     with tempfile.TemporaryDirectory(prefix="hilrl-inprocess-demos-") as tmp:
         record_demos(parse_document(doc, ["env.connection=inprocess"]), DEFAULT_DEMOS, Path(tmp))
         for _, message in ChunkDirectory(Path(tmp)).iter_messages(LEARNER_MESSAGES):

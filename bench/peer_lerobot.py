@@ -40,6 +40,8 @@ import torch  # noqa: E402
 from harness import calls_per_s  # noqa: E402
 from lerobot_support import _import_torchvision_without_its_ops  # noqa: E402
 
+from hilrl.policies.sac import gripper_to_index, index_to_gripper  # noqa: E402
+
 _import_torchvision_without_its_ops()
 
 import lerobot  # noqa: E402
@@ -117,16 +119,26 @@ class LeRobotAgent:
     takes normalised tensors. Its own defaults stand except what the harness's recipe sets:
     discount, initial temperature, learning rates and the number of critics (learner.sac).
     Deterministic actions are tanh of the actor's mean (LeRobot's select_action samples).
-    Continuous actions only: no discrete (gripper) critic.
+
+    With a gripper (the env's last action dim), LeRobot's discrete critic over 3 actions (its
+    num_discrete_actions: 3, as its HIL-SERL configs): stored gripper values become our class
+    indices (hilrl.policies.sac.gripper_to_index: open 0, stay 1, close 2) in the action's last
+    column, which its loss rounds to a class; each switch's penalty reaches it as
+    complementary_info["discrete_penalty"] = -learner.sac.grasp_switch_penalty, which it adds to
+    the reward; and the gripper action is the discrete critic's argmax, training or not (its
+    select_action: no gripper exploration), mapped back by index_to_gripper.
     """
 
-    def __init__(self, sac: Any, state_dim: int, action_dim: int, seed: int):
+    def __init__(self, sac: Any, state_dim: int, action_dim: int, seed: int, has_gripper: bool = False):
         torch.manual_seed(seed)  # LeRobot's sampling uses torch's global generator
         self.action_dim = action_dim
+        self.has_gripper = has_gripper
+        self.switch_penalty = float(sac.grasp_switch_penalty)
+        continuous_dim = action_dim - 1 if has_gripper else action_dim
         config = SACConfig(
             input_features={"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(state_dim,))},
-            output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(action_dim,))},
-            num_critics=sac.ensemble_size, num_subsample_critics=sac.ensemble_subsample,
+            output_features={"action": PolicyFeature(type=FeatureType.ACTION, shape=(continuous_dim,))},
+            num_discrete_actions=3 if has_gripper else None, num_critics=sac.ensemble_size, num_subsample_critics=sac.ensemble_subsample,
             discount=sac.discount, temperature_init=sac.init_temperature, actor_lr=sac.actor_lr,
             critic_lr=sac.critic_lr, temperature_lr=sac.temperature_lr, use_torch_compile=False,  # eager: faster here
             device="cpu",
@@ -138,6 +150,8 @@ class LeRobotAgent:
             "critic": torch.optim.Adam(params["critic"], lr=config.critic_lr),
             "temperature": torch.optim.Adam([params["temperature"]], lr=config.temperature_lr),
         }
+        if has_gripper:  # its learner's discrete critic optimiser, at the critic's learning rate
+            self.optimizers["discrete_critic"] = torch.optim.Adam(params["discrete_critic"], lr=config.critic_lr)
         self.centre = torch.zeros(state_dim)
         self.scale = torch.ones(state_dim)
 
@@ -153,22 +167,34 @@ class LeRobotAgent:
         state = obs["state"] if isinstance(obs, dict) else obs
         state = torch.as_tensor(state, dtype=torch.float32)
         single = state.ndim == 1
-        actions, _, means = self.policy.actor(self._state(state.reshape(-1, state.shape[-1])), None)
-        out = (torch.tanh(means) if deterministic else actions).numpy().astype("float32")
+        observations = self._state(state.reshape(-1, state.shape[-1]))
+        actions, _, means = self.policy.actor(observations, None)
+        out = torch.tanh(means) if deterministic else actions
+        if self.has_gripper:
+            index = self.policy.discrete_critic(observations, None).argmax(dim=-1)
+            out = torch.cat([out, index_to_gripper(index).unsqueeze(-1)], dim=-1)
+        out = out.numpy().astype("float32")
         return out[0] if single else out
 
+    def _batch(self, b: dict) -> dict:
+        """Our replay batch -> LeRobot's forward_batch (the gripper as a class index, its switch
+        penalty as discrete_penalty)."""
+        action, info = b["action"], {}
+        if self.has_gripper:
+            action = torch.cat([action[:, :-1], gripper_to_index(action[:, -1]).float().unsqueeze(-1)], dim=-1)
+            info["discrete_penalty"] = -self.switch_penalty * b["gripper_switched"].float()
+        return {"action": action, "reward": b["reward"], "done": b["terminated"].float(),
+                "state": self._state(b["obs"]), "next_state": self._state(b["next_obs"]),
+                "observation_feature": None, "next_observation_feature": None, "complementary_info": info}
+
     def update(self, batches: list[dict]) -> dict[str, float]:
-        one_update(self.policy, self.optimizers, [{
-            "action": b["action"], "reward": b["reward"], "done": b["terminated"].float(),
-            "state": self._state(b["obs"]), "next_state": self._state(b["next_obs"]),
-            "observation_feature": None, "next_observation_feature": None, "complementary_info": {},
-        } for b in batches])
+        one_update(self.policy, self.optimizers, [self._batch(b) for b in batches])
         return {}
 
 
-def make_agent(learner: Any, state_dim: int, action_dim: int) -> LeRobotAgent:
+def make_agent(learner: Any, state_dim: int, action_dim: int, has_gripper: bool = False) -> LeRobotAgent:
     """bench/inprocess.py's agent factory."""
-    return LeRobotAgent(learner.sac, state_dim, action_dim, learner.seed)
+    return LeRobotAgent(learner.sac, state_dim, action_dim, learner.seed, has_gripper)
 
 
 def main() -> None:
