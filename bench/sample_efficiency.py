@@ -138,6 +138,9 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "lerobot_networks": _on_rlpd_v1(*LEROBOT_CHOICES[6:]),
     # Its losses and inputs (the first six switches) with the v1 networks.
     "lerobot_like_squashed_std": _on_rlpd_v1(*LEROBOT_CHOICES[:6]),
+    # LeRobot's discrete critic also trains the shared state encoder; on the defaults (which have
+    # one: the rlpd_v1 pins have none to train).
+    "grasp_trains_encoder": ("learner.sac.grasp_trains_state_encoder=true",),
     # All but the shared state encoder (the one choice that costs update speed).
     "lerobot_like_no_encoder": (*(c for c in LEROBOT_CHOICES if not c.startswith("learner.sac.state_encoder_dim=")),
                                 "learner.sac.state_encoder_dim=null"),

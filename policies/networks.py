@@ -47,7 +47,8 @@ class ObsNormalizer(nn.Module):
     tanh on the normalised state (LeRobot's state encoder), one shared by every network. Its
     parameters are trained by the critic loss alone (the critic optimiser owns them; the actor and
     grasp critic read its output with the gradient stopped, the critic target reads it without
-    gradient: there is no target copy), as the image encoder is.
+    gradient: there is no target copy), as the image encoder is; `learner.sac.
+    grasp_trains_state_encoder` lets the grasp loss train it too.
     forward: obs (..., S) -> (..., S), or (..., D) with an encoder (`out_dim`).
     """
 

@@ -37,8 +37,9 @@ every critic step.
 
 State features. Every network reads obs_norm(state): the normalised state, then (with
 `state_encoder_dim`, 256 by default) ONE shared Linear -> LayerNorm -> tanh state encoder, trained by
-the critic loss only, read by the other networks with the gradient stopped and by the critic
-target without gradient (LeRobot's layout, the same as the image encoder's below).
+the critic loss only (and the grasp loss too with `grasp_trains_state_encoder`, LeRobot's), read by
+the other networks with the gradient stopped and by the critic target without gradient (LeRobot's
+layout, the same as the image encoder's below).
 
 Images (an agent built with cameras). Every network reads s = [obs_norm(state), encoder(images)],
 with ONE MultiCameraEncoder shared by actor, critics and grasp critic (DrQ-v2's layout):
@@ -310,7 +311,7 @@ class SACAgent:
         self.critic_optimizer = adam([p for _, p in self._critic_parameters()], config.critic_lr)
         self.temperature_optimizer = adam([self.log_alpha], config.temperature_lr)
         self.grasp_optimizer = (
-            adam(self.grasp_critic.parameters(), config.grasp_lr) if has_gripper else None
+            adam([p for _, p in self._grasp_parameters()], config.grasp_lr) if has_gripper else None
         )
 
         # Two random streams, so that acting (on the learner, e.g. for evaluation) never changes
@@ -326,6 +327,15 @@ class SACAgent:
         params += [(f"obs_norm.{n}", p) for n, p in self.obs_norm.named_parameters()]
         if self.encoder is not None:
             params += [(f"encoder.{n}", p) for n, p in self.encoder.named_parameters() if p.requires_grad]
+        return params
+
+    def _grasp_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """The grasp optimiser's parameters with names, in its order: the grasp critic's, then
+        (with `grasp_trains_state_encoder`) the state encoder's as "obs_norm.<name>", which the
+        critic optimiser also holds (each with its own Adam state, as LeRobot's optimisers)."""
+        params = list(self.grasp_critic.named_parameters())
+        if self.config.grasp_trains_state_encoder:
+            params += [(f"obs_norm.{n}", p) for n, p in self.obs_norm.named_parameters()]
         return params
 
     @property
@@ -397,8 +407,7 @@ class SACAgent:
             features, next_features = self.batch_features(b)
             step = self._critic_step(b, features, next_features)
             if self.has_gripper:
-                # Stop-gradient: only the critic loss shapes the encoder.
-                step["grasp_loss"] = self._grasp_step(b, features.detach(), next_features)
+                step["grasp_loss"] = self._grasp_step(b, self._grasp_features(b, features), next_features)
             self._update_targets()
             critic_metrics.append(step)
         metrics = {name: torch.stack([m[name] for m in critic_metrics]).mean() for name in critic_metrics[0]}
@@ -445,6 +454,17 @@ class SACAgent:
             with torch.no_grad():
                 next_encoded = self.encoder(next_images)
         return torch.cat([state, encoded], dim=-1), torch.cat([next_state, next_encoded], dim=-1)
+
+    def _grasp_features(self, batch: Batch, features: torch.Tensor) -> torch.Tensor:
+        """What the grasp critic's loss reads of obs: the critic step's features with the gradient
+        stopped (only the critic loss shapes the encoders), or with `grasp_trains_state_encoder`
+        the state part encoded again, with its graph, by the state encoder as the critic step
+        left it (LeRobot's discrete critic runs the shared encoder after the critic's step too);
+        image features stay detached."""
+        if not self.config.grasp_trains_state_encoder:
+            return features.detach()
+        state = self.obs_norm(batch["obs"])
+        return torch.cat([state, features[:, state.shape[-1]:].detach()], dim=-1)
 
     def _continuous(self, action: torch.Tensor) -> torch.Tensor:
         """Env actions (B, action_dim) -> the critic's continuous part (B, A)."""
@@ -639,7 +659,7 @@ class SACAgent:
             "temperature": (self.temperature_optimizer, [("log_alpha", self.log_alpha)]),
         }
         if self.has_gripper:
-            opts["grasp_critic"] = (self.grasp_optimizer, list(self.grasp_critic.named_parameters()))
+            opts["grasp_critic"] = (self.grasp_optimizer, self._grasp_parameters())
         return opts
 
     def actor_tensors(self) -> dict[str, np.ndarray]:

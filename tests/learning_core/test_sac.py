@@ -492,6 +492,32 @@ def test_a_state_encoder_is_shared_trained_by_the_critic_only_and_travels_with_t
         SACConfig(state_encoder_dim=0)
 
 
+def test_grasp_trains_state_encoder_lets_the_grasp_loss_shape_the_encoder_and_resumes():
+    # The critic frozen (lr 0): only the grasp step can move the encoder, and it does only with the switch.
+    def encoder_moved(**switch) -> bool:
+        agent = SACAgent(S, A, True, small_config(state_encoder_dim=16, critic_lr=0.0, **switch), seed=0)
+        agent.set_obs_normalization(np.zeros(S), np.ones(S))
+        before = {n: p.detach().clone() for n, p in agent.obs_norm.named_parameters()}
+        agent.update(make_batch(seed=0))
+        return any(not torch.equal(before[n], p) for n, p in agent.obs_norm.named_parameters())
+
+    assert encoder_moved(grasp_trains_state_encoder=True)
+    assert not encoder_moved(grasp_trains_state_encoder=False)
+    # The grasp optimiser's Adam state for the encoder is its own, and a resumed agent carries it on.
+    config = small_config(state_encoder_dim=16, grasp_trains_state_encoder=True)
+    agent = SACAgent(S, A, True, config, seed=0)
+    agent.set_obs_normalization(np.zeros(S), np.ones(S))
+    agent.update(make_batch(seed=0))
+    arrays = agent.state_arrays()
+    assert any(k.startswith("optim.grasp_critic.obs_norm.") for k in arrays)
+    resumed = SACAgent(S, A, True, config, seed=5)
+    resumed.load_state_arrays(arrays)
+    assert agent.update(make_batch(seed=1)) == resumed.update(make_batch(seed=1))
+    # Without a state encoder there is nothing to train: refused, naming the fix.
+    with pytest.raises(ValueError, match="grasp_trains_state_encoder needs a state encoder.*state_encoder_dim"):
+        SACConfig(state_encoder_dim=None, grasp_trains_state_encoder=True)
+
+
 def test_the_activation_switch_reaches_actor_critics_grasp_critic_and_the_policy():
     relu = SACAgent(S, A, True, small_config(activation="relu"), seed=0)
     silu = SACAgent(S, A, True, small_config(activation="silu"), seed=0)

@@ -156,6 +156,12 @@ class SACConfig:
         grasp_exploration: while training (not in evaluation), the probability that the acting
             gripper action is drawn uniformly from {open, stay, close} instead of the grasp
             critic's argmax (epsilon-greedy exploration of the gripper; 0 turns it off).
+        grasp_trains_state_encoder: the grasp critic's loss also trains the shared state encoder
+            (`state_encoder_dim`), with an Adam state of its own (the grasp optimiser holds the
+            encoder's parameters beside the critic optimiser), as LeRobot's discrete critic does:
+            its optimiser is built over the discrete critic's parameters, which include the
+            shared encoder's. false: the critic loss alone shapes the encoder. The image encoder
+            stays the critic loss's either way.
         encoder: image encoder, one per camera (used only when the observation has images).
 
     Switches, each one difference from LeRobot's SAC in how the losses read or how the networks
@@ -250,6 +256,7 @@ class SACConfig:
     backup_entropy: bool = True
     grasp_switch_penalty: float = 0.05
     grasp_exploration: float = 0.1
+    grasp_trains_state_encoder: bool = False
     actor_q: Literal["mean", "min"] = "min"
     target_entropy_dims: Literal["continuous", "all"] = "all"
     normalization: Literal["mean_std", "min_max", "none"] = "min_max"
@@ -282,6 +289,9 @@ class SACConfig:
             raise ValueError(f"max_grad_norm must be a positive number (null: no clipping), got {self.max_grad_norm}")
         if self.state_encoder_dim is not None and not 1 <= self.state_encoder_dim <= 4096:
             raise ValueError(f"state_encoder_dim must be in [1, 4096] (null: no state encoder), got {self.state_encoder_dim}")
+        if self.grasp_trains_state_encoder and self.state_encoder_dim is None:
+            raise ValueError("grasp_trains_state_encoder needs a state encoder to train: set state_encoder_dim "
+                             "(256 is LeRobot's) or grasp_trains_state_encoder: false")
         if self.critic_updates_per_actor_update < 1:
             raise ValueError("critic_updates_per_actor_update must be >= 1")
         if not 1 <= self.n_step <= 50:
