@@ -178,8 +178,8 @@ class SACConfig:
     away. Measured from 20 scripted demos at 2 updates per env step of 2 critic steps, as env
     steps to 90 % deterministic success (area under the success curve in brackets):
       - Meta-World reach (10k steps): 4,000 / 9,000 / never (0.71 / 0.44 / 0.44, seeds 0-2);
-        rlpd_v1 never (0.28 / 0.22 / 0.23); LeRobot's own SAC in the same harness never (0.52,
-        seed 0).
+        rlpd_v1 never (0.28 / 0.22 / 0.23); LeRobot's own SAC in the same harness never / never
+        / 6,000 (area median 0.46, seeds 0-2).
       - our pick-cube (10k): 4,134 / 5,274 / 5,089 (0.66 / 0.71 / 0.63, seeds 0-2); rlpd_v1 7,278
         (0.48, seed 0).
       - our reach (5k, tests/test_run.py's settings): 2,012 / 2,016 / 2,001 (0.76 / 0.74 / 0.72,
