@@ -354,3 +354,15 @@ def test_every_shipped_sim_config_keeps_home_inside_its_box():
         doc = load_document(path)
         server = section(doc, "robot_server", ServerConfig)
         assert home_violation(np.array(TASKS[doc["task"]].spec.home_position_m), server.safety) is None, path.name
+
+
+@pytest.mark.parametrize("path", SHIPPED_ALL, ids=lambda p: p.stem)
+def test_every_shipped_config_loads_with_the_previous_recipe_on_top(path):
+    """The rlpd_v1 overrides (what an old run resumes with, and the bench's ablation base) build a
+    valid learner section on every shipped config, including one that turns on a switch needing
+    the state encoder those overrides remove (sim_pick_cube's grasp_trains_state_encoder)."""
+    from hilrl.transport.sections.learner import LearnerConfig
+    from hilrl.transport.sections.sac import rlpd_v1_overrides
+
+    sac = section(load_document(path, list(rlpd_v1_overrides())), "learner", LearnerConfig).sac
+    assert sac.state_encoder_dim is None and sac.grasp_trains_state_encoder is False

@@ -103,10 +103,13 @@ class EncoderConfig:
 
 # learner.sac's nine switches as they were before LeRobot's choices became the defaults (issue 13;
 # SACConfig's docstring has the measurements): a run started before then resumes with these in its
-# learner.sac section, and bench/sample_efficiency.py's variants build on them.
+# learner.sac section, and bench/sample_efficiency.py's variants build on them. Without a state
+# encoder the grasp loss has none to train, so the recipe also pins grasp_trains_state_encoder off
+# (a config that turns it on, as sim_pick_cube's, still loads with these on top).
 RLPD_V1: dict[str, object] = {
     "actor_q": "mean", "backup_entropy": False, "target_entropy_dims": "continuous", "normalization": "mean_std",
     "max_grad_norm": None, "init": "default", "actor_std": "squashed", "state_encoder_dim": None, "activation": "relu",
+    "grasp_trains_state_encoder": False,
 }
 
 
