@@ -40,9 +40,8 @@ from hilrl.learner.rlpd import RLPDTrainer, train_on_env
 from hilrl.tools.demos import record_demos
 from hilrl.tools.run import DEFAULT_DEMOS
 from hilrl.transport.chunkfile import ChunkDirectory
-from hilrl.transport.config import load_document, parse_document, section
+from hilrl.transport.config import load_document, section
 from hilrl.transport.learner_messages import LEARNER_MESSAGES, TransitionChunk
-from hilrl.transport.sections.env import EnvConfig
 from hilrl.transport.sections.learner import LearnerConfig
 
 AgentFactory = Callable[[LearnerConfig, int, int, bool], Any]
@@ -54,9 +53,9 @@ def train_in_process(config: Path, overrides: list[str], budget: int, eval_every
     curve as bench/harness.train reads it from a `hilrl run` (the final 20-episode evaluation
     last, replacing a periodic one at the same step)."""
     started = time.monotonic()
-    doc = load_document(config, overrides)
-    if section(doc, "env", EnvConfig).kind == "robot":
-        doc = parse_document(doc, ["env.connection=inprocess"])  # no robot server in this process
+    # No robot server in this process: a robot task runs on its in-process robot (a gymnasium env
+    # ignores env.connection).
+    doc = load_document(config, [*overrides, "env.connection=inprocess"])
     env, eval_env = make_env(doc), make_env(doc)
     if set(env.observation_space.spaces) != {"state"}:
         env.close()
@@ -70,7 +69,7 @@ def train_in_process(config: Path, overrides: list[str], budget: int, eval_every
     if make_agent is not None:
         trainer.agent = make_agent(learner, state_dim, action_dim, env.has_gripper)
     with tempfile.TemporaryDirectory(prefix="hilrl-inprocess-demos-") as tmp:
-        record_demos(parse_document(doc, ["env.connection=inprocess"]), DEFAULT_DEMOS, Path(tmp))
+        record_demos(doc, DEFAULT_DEMOS, Path(tmp))
         for _, message in ChunkDirectory(Path(tmp)).iter_messages(LEARNER_MESSAGES):
             if isinstance(message, TransitionChunk):
                 trainer.add_demo_chunk(message)
